@@ -1,0 +1,5 @@
+"""GDA Studio engine: datasets, generative models, training, sampling, evaluation, augmentation."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,250 @@
+"""The one interface every generative family implements, and the model registry.
+
+A family is a ``GenerativeModel`` subclass with a frozen dataclass ``Config``. It is built from
+its config (``Model(Config(**json))``), knows how to train itself one step at a time
+(``configure_optimizers`` + ``train_step``; the trainer owns the loop), and samples
+class-conditional images in [0, 1] with ``sample``. Sampling is deterministic per image: image i
+depends only on ``seed + i`` whatever the batch size.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+# Sampling controls a family may honour. The app shows only those in ``controls``.
+CONTROL_HELP = {
+    "temperature": "scales the randomness of the starting noise / latent (1 = as trained)",
+    "guidance": "classifier-free guidance scale: higher follows the class more, with less variety",
+    "steps": "number of denoising steps: more is slower and usually cleaner",
+    "eta": "DDIM stochasticity: 0 = deterministic, 1 = DDPM-like",
+    "sampler": "the numerical sampler used to integrate the reverse process",
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Fields every family's config has; families subclass and add their own."""
+
+    image_size: int = 16
+    channels: int = 1
+    num_classes: int = 10
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+        try:
+            cfg = cls(**d)
+        except TypeError as exc:
+            raise ConfigError(f"{cls.__name__}: bad config ({exc})") from None
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            expected = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            if expected in ("int",) and (not isinstance(v, int) or isinstance(v, bool)):
+                raise ConfigError(f"config field '{f.name}' must be an integer, got {v!r}")
+            if expected in ("float",) and (not isinstance(v, (int, float)) or isinstance(v, bool)):
+                raise ConfigError(f"config field '{f.name}' must be a number, got {v!r}")
+        if not (8 <= self.image_size <= 256) or self.image_size % 4:
+            raise ConfigError(f"image_size must be a multiple of 4 in 8..256, got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
+        if not (1 <= self.num_classes <= 10000):
+            raise ConfigError(f"num_classes must be in 1..10000, got {self.num_classes}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by all families (family defaults fill the None fields)."""
+
+    batch_size: int = 64
+    lr: float | None = None
+    ema_decay: float = 0.999
+    grad_accum: int = 1
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+
+
+class GenerativeModel(nn.Module):
+    """Base class: subclasses set ``family``, ``Config``, ``controls`` and implement the hooks."""
+
+    family: ClassVar[str] = ""
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    controls: ClassVar[tuple[str, ...]] = ("temperature",)
+    default_lr: ClassVar[float] = 2e-4
+    description: ClassVar[str] = ""
+    how_it_works: ClassVar[str] = ""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if not isinstance(config, self.Config):
+            raise ConfigError(f"{self.family}: expected {self.Config.__name__}, got {type(config).__name__}")
+        config.validate()
+        self.config = config
+
+    # -- training ------------------------------------------------------------------------------
+    def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], *, step: int, amp_dtype: torch.dtype | None
+    ) -> dict[str, float]:
+        """One optimisation step on a batch x (B, C, H, W) in [0, 1], y (B,) long. Returns losses."""
+        raise NotImplementedError
+
+    def ema_modules(self) -> dict[str, tuple[nn.Module, nn.Module]]:
+        """Pairs (live, ema) updated by the trainer after each step. Default: none."""
+        return {}
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        for live, ema in self.ema_modules().values():
+            for p_ema, p in zip(ema.parameters(), live.parameters()):
+                p_ema.lerp_(p.detach(), 1.0 - decay)
+            for b_ema, b in zip(ema.buffers(), live.buffers()):
+                b_ema.copy_(b)
+
+    # -- sampling ------------------------------------------------------------------------------
+    def sample(
+        self,
+        n: int,
+        labels: torch.Tensor | list[int] | int | None = None,
+        *,
+        temperature: float = 1.0,
+        guidance: float | None = None,
+        steps: int | None = None,
+        seed: int = 0,
+        eta: float = 0.0,
+        sampler: str | None = None,
+        batch_size: int = 64,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """Generate ``n`` images (n, C, H, W) in [0, 1] on the model's device.
+
+        ``labels``: None (classes cycled 0, 1, 2, ...), an int (all that class), or n ints.
+        Image i uses seed ``seed + i`` only. Controls not in ``self.controls`` are ignored.
+        """
+        labels_t = self.resolve_labels(n, labels)
+        out = []
+        done = 0
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            seeds = list(range(seed + start, seed + stop))
+            with torch.inference_mode():
+                imgs = self._sample_batch(
+                    labels_t[start:stop], seeds, temperature=temperature, guidance=guidance, steps=steps, eta=eta, sampler=sampler
+                )
+            out.append(imgs.float().clamp(0, 1))
+            done = stop
+            if progress is not None:
+                progress(done, n)
+        if not out:
+            c = self.config
+            return torch.zeros(0, c.channels, c.image_size, c.image_size, device=self.device)
+        return torch.cat(out)
+
+    def _sample_batch(self, labels: torch.Tensor, seeds: list[int], **controls: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def resolve_labels(self, n: int, labels: torch.Tensor | list[int] | int | None) -> torch.Tensor:
+        k = self.config.num_classes
+        if n < 0:
+            raise ConfigError(f"number of images must be >= 0, got {n}")
+        if labels is None:
+            t = torch.arange(n) % k
+        elif isinstance(labels, int):
+            t = torch.full((n,), labels, dtype=torch.long)
+        else:
+            t = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+            if len(t) != n:
+                raise ConfigError(f"got {len(t)} labels for {n} images")
+        if len(t) and (int(t.min()) < 0 or int(t.max()) >= k):
+            raise ConfigError(f"class label must be in 0..{k - 1}, got {int(t.min())}..{int(t.max())}")
+        return t.to(self.device)
+
+    # -- optional latent interface ----------------------------------------------------------
+    has_latent: ClassVar[bool] = False
+
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one latent (without batch) that ``decode`` takes."""
+        raise NotImplementedError(f"{self.family} has no latent space")
+
+    def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
+        """The latents ``sample`` would start from for these seeds (for interpolation)."""
+        raise NotImplementedError(f"{self.family} has no latent space")
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
+        """Latents -> images in [0, 1] (deterministic)."""
+        raise NotImplementedError(f"{self.family} has no decoder")
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
+        """Images in [0, 1] -> latents that ``decode`` maps back (approximately)."""
+        raise NotImplementedError(f"{self.family} has no encoder")
+
+    # -- misc ------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def num_parameters(self) -> int:
+        """Parameters of the sampling network(s) only (EMA copies and critics excluded)."""
+        return sum(p.numel() for p in self.sampling_modules().parameters())
+
+    def sampling_modules(self) -> nn.Module:
+        return self
+
+    def nfe_per_image(self, steps: int | None = None, guidance: float | None = None) -> float:
+        """Network evaluations needed per image (for the speed report)."""
+        return 1.0
+
+    def clone(self) -> "GenerativeModel":
+        return copy.deepcopy(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry (torchvision-style): families register under a name; callers never hard-code a list.
+# ---------------------------------------------------------------------------------------------
+
+_MODELS: dict[str, type[GenerativeModel]] = {}
+
+
+def register_model(cls: type[GenerativeModel]) -> type[GenerativeModel]:
+    name = cls.family
+    if not name:
+        raise ValueError(f"{cls.__name__} has no family name")
+    if name in _MODELS:
+        raise ValueError(f"model family '{name}' is already registered")
+    _MODELS[name] = cls
+    return cls
+
+
+def list_models() -> list[str]:
+    return list(_MODELS)
+
+
+def get_model_class(name: str) -> type[GenerativeModel]:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model '{name}'; choose one of {', '.join(_MODELS)}") from None
+
+
+def build_model(name: str, **config: Any) -> GenerativeModel:
+    """Build a family from keyword config values (unspecified fields take the family defaults)."""
+    cls = get_model_class(name)
+    return cls(cls.Config.from_dict(config))

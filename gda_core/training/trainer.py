@@ -1,0 +1,258 @@
+"""The trainer: knows nothing about a family beyond ``configure_optimizers`` / ``train_step``.
+
+Progress goes through ``callback(event)`` so the same loop drives a tqdm bar, JSON lines and the
+app. A run is resumable: every ``checkpoint_every`` steps (and at the end) one atomic
+``train_state.pt`` snapshot is written, then the sampling weights and config. A run killed at any
+moment resumes from its last snapshot with the same data order (batches are a pure function of
+seed and step).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import checkpoints as ck
+from ..data import Dataset
+from ..errors import Cancelled, ConfigError, GDAError, TrainingError
+from ..models import GenerativeModel, TrainConfig, build_model, get_model_class
+from ..runtime import atomic_write_json, device_name, resolve_device, run_lock, set_global_seed
+from ..sampling import image_grid, save_png
+
+
+@dataclass
+class TrainEvent:
+    """What the trainer reports. kind: start | step | preview | checkpoint | done."""
+
+    kind: str
+    step: int
+    total_steps: int | None
+    elapsed_s: float
+    fraction: float
+    logs: dict[str, float] = field(default_factory=dict)
+    eta_s: float | None = None
+    preview: np.ndarray | None = None  # uint8 (H, W, C) grid
+    message: str = ""
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("preview")
+        return d
+
+
+def _batch_indices(step: int, n: int, batch: int, seed: int) -> torch.Tensor:
+    """Indices of the batch at ``step``: epochs of seeded permutations, a pure function of step."""
+    start = step * batch
+    out = []
+    while len(out) < batch:
+        epoch, offset = divmod(start, n)
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        take = perm[offset : offset + batch - len(out)]
+        out.extend(take.tolist())
+        start += len(take)
+    return torch.tensor(out, dtype=torch.long)
+
+
+def train(
+    family: str,
+    dataset: Dataset,
+    *,
+    out: str | os.PathLike,
+    steps: int | None = None,
+    minutes: float | None = None,
+    model_config: dict[str, Any] | None = None,
+    train_config: TrainConfig | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    resume: bool = False,
+    callback: Callable[[TrainEvent], None] | None = None,
+    cancel: threading.Event | None = None,
+    preview_every: int | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_seconds: float = 60.0,
+    log_every: int = 10,
+) -> Path:
+    """Train ``family`` on ``dataset`` into the run folder ``out``; return the folder.
+
+    Budget: ``steps`` (total optimisation steps) or ``minutes`` of wall-clock time (or both:
+    whichever ends first). ``resume=True`` continues from ``out/train_state.pt`` with the saved
+    config (the family and model config must match). Cancelling (``cancel.set()``) saves a
+    checkpoint and raises :class:`Cancelled`.
+    """
+    if steps is None and minutes is None:
+        raise ConfigError("give a training budget: steps or minutes")
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise ConfigError(f"steps must be a positive integer, got {steps}")
+    if minutes is not None and not (minutes > 0):
+        raise ConfigError(f"minutes must be positive, got {minutes}")
+    out = Path(out).expanduser()
+    train_config = train_config or TrainConfig()
+    if train_config.batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {train_config.batch_size}")
+    dev = resolve_device(device)
+    cls = get_model_class(family)
+    with run_lock(out):
+        state = None
+        if resume:
+            state = ck.load_train_state(out)
+            saved_cfg = ck.read_config(out)
+            if saved_cfg["family"] != family:
+                raise ConfigError(f"{out}: cannot resume a '{saved_cfg['family']}' run as '{family}'")
+            model_config = saved_cfg["model_config"]
+            seed = int(saved_cfg.get("seed", seed))
+            train_config = TrainConfig(**saved_cfg.get("train_config", asdict(train_config)))
+        elif (out / ck.STATE).exists() or (out / ck.WEIGHTS).exists():
+            raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        mc = {"image_size": dataset.image_size, "channels": dataset.channels, "num_classes": dataset.num_classes, **(model_config or {})}
+        for key, actual in (("image_size", dataset.image_size), ("channels", dataset.channels), ("num_classes", dataset.num_classes)):
+            if mc[key] != actual:
+                raise ConfigError(f"model {key}={mc[key]} does not match the dataset ({actual})")
+        set_global_seed(seed)
+        model = build_model(family, **mc).to(dev)
+        model.train()
+        optimizers = model.configure_optimizers(train_config)
+        history: list[dict] = []
+        step = 0
+        elapsed_before = 0.0
+        if state is not None:
+            try:
+                model.load_state_dict(state["model"])
+                for name, opt in optimizers.items():
+                    opt.load_state_dict(state["optimizers"][name])
+                torch.set_rng_state(state["rng_cpu"])
+                if dev.type == "cuda" and state.get("rng_cuda") is not None:
+                    torch.cuda.set_rng_state(state["rng_cuda"])
+            except (KeyError, RuntimeError, ValueError) as exc:
+                raise ck.CheckpointError(f"{out / ck.STATE}: does not match this model ({str(exc).splitlines()[0][:100]})") from None
+            step = int(state["step"])
+            history = list(state.get("history", []))
+            elapsed_before = float(state.get("elapsed_s", 0.0))
+        amp_dtype = torch.bfloat16 if (dev.type == "cuda" and train_config.amp and torch.cuda.is_bf16_supported()) else None
+        images, labels = dataset.tensors("train", device=dev)
+        n = len(labels)
+        batch = train_config.batch_size
+        preview_every = preview_every or max(50, (steps or 1000) // 10)
+        checkpoint_every = checkpoint_every or max(100, (steps or 1000) // 10)
+        run_config = ck.base_config(
+            model,
+            train_config=asdict(train_config),
+            data=dataset.spec.to_dict(),
+            dataset_name=dataset.name,
+            class_names=dataset.class_names,
+            seed=seed,
+            device=device_name(dev),
+            total_steps=steps,
+            minutes=minutes,
+            train_images=n,
+        )
+        t0 = time.perf_counter()
+        last_ckpt_time = t0
+        last_good_step = step if state is not None else None
+
+        def elapsed() -> float:
+            return elapsed_before + time.perf_counter() - t0
+
+        def fraction() -> float:
+            fs = step / steps if steps else 0.0
+            fm = elapsed() / (minutes * 60) if minutes else 0.0
+            return min(1.0, max(fs, fm))
+
+        def emit(kind: str, logs=None, **kw):
+            if callback is None:
+                return
+            f = fraction()
+            el = elapsed()
+            eta = (el / f - el) if f > 0 else None
+            callback(TrainEvent(kind=kind, step=step, total_steps=steps, elapsed_s=el, fraction=f, logs=logs or {}, eta_s=eta, **kw))
+
+        def preview() -> np.ndarray:
+            model.eval()
+            k = dataset.num_classes
+            per = max(1, min(8, 64 // k)) if k <= 64 else 1
+            labs = torch.arange(min(k, 64)).repeat_interleave(per)
+            imgs = model.sample(len(labs), labs, seed=12345, steps=20)
+            model.train()
+            return image_grid(imgs, nrow=per if k > 1 else 8, transpose=True)
+
+        def checkpoint(finished: bool = False) -> None:
+            nonlocal last_ckpt_time, last_good_step
+            snap = {
+                "model": model.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state() if dev.type == "cuda" else None,
+                "step": step,
+                "history": history,
+                "elapsed_s": elapsed(),
+            }
+            ck.save_train_state(out, snap)
+            ck.save_weights(out, model, {"step": str(step)})
+            ck.write_config(out, {**run_config, "step": step, "train_time_s": round(elapsed(), 2), "finished": finished})
+            atomic_write_json(out / ck.HISTORY, history)
+            last_ckpt_time = time.perf_counter()
+            last_good_step = step
+            emit("checkpoint", message=f"saved step {step}")
+
+        emit("start", message=f"training {family} on {dataset.name} ({n} images) on {device_name(dev)}")
+        if state is None:
+            checkpoint()  # step 0: the run folder is valid from the first second
+        window: dict[str, list[float]] = {}
+        try:
+            while True:
+                if steps is not None and step >= steps:
+                    break
+                if minutes is not None and elapsed() >= minutes * 60:
+                    break
+                if cancel is not None and cancel.is_set():
+                    checkpoint()
+                    raise Cancelled(f"training cancelled at step {step}; resume to continue from {out}")
+                idx = _batch_indices(step, n, batch, seed).to(dev)
+                logs = model.train_step(images[idx], labels[idx], optimizers, step=step, amp_dtype=amp_dtype)
+                bad = [k for k, v in logs.items() if not math.isfinite(v)]
+                if bad:
+                    where = f"the last good checkpoint (step {last_good_step}) is kept in {out}" if last_good_step is not None else "no checkpoint was written"
+                    raise TrainingError(f"training diverged: {bad[0]} became {logs[bad[0]]} at step {step + 1}; {where}; try a lower learning rate")
+                # EMA warm-up (decay grows with the step count) so short runs are not dominated by init.
+                decay = min(train_config.ema_decay, (1 + step) / (10 + step))
+                model.update_ema(decay)
+                step += 1
+                for k, v in logs.items():
+                    window.setdefault(k, []).append(v)
+                if step % log_every == 0 or (steps is not None and step == steps):
+                    rec = {"step": step, "time_s": round(elapsed(), 3), **{k: float(np.mean(v)) for k, v in window.items()}}
+                    history.append(rec)
+                    window = {}
+                    emit("step", logs=rec)
+                if step % preview_every == 0:
+                    grid = preview()
+                    save_png(out / ck.PREVIEW, grid)
+                    emit("preview", preview=grid)
+                if step % checkpoint_every == 0 or time.perf_counter() - last_ckpt_time > checkpoint_seconds:
+                    checkpoint()
+        except GDAError:
+            raise
+        except torch.cuda.OutOfMemoryError:
+            raise TrainingError(f"out of GPU memory at batch size {batch}; lower the batch size or use --device cpu") from None
+        except OSError as exc:
+            raise TrainingError(f"could not write to {out}: {exc.strerror or exc}") from None
+        if window:
+            history.append({"step": step, "time_s": round(elapsed(), 3), **{k: float(np.mean(v)) for k, v in window.items()}})
+        grid = preview()
+        save_png(out / ck.PREVIEW, grid)
+        emit("preview", preview=grid)
+        checkpoint(finished=True)
+        emit("done", message=f"finished {step} steps in {elapsed():.0f} s; run saved to {out}")
+    return out
+
+
+def default_model_config(family: str) -> dict:
+    return get_model_class(family).Config().to_dict()
