@@ -1,0 +1,87 @@
+"""Evaluation on the six axes of the extended generative trilemma (docs METRICS.md).
+
+Pure metric functions take features (N, D) or images (N, C, H, W) in [0, 1]; ``evaluate`` runs them
+all on a model and returns a ``Report`` whose ``scores`` are the six radar axes in [0, 1].
+"""
+
+from __future__ import annotations
+
+from .classifier import (
+    DEFAULT_BUDGET,
+    ClassifierBudget,
+    SmallCNN,
+    accuracy,
+    build_classifier,
+    features,
+    predict,
+    train_classifier,
+)
+from .evaluation import balanced_label_order, evaluate
+from .extractors import (
+    FeatureExtractor,
+    default_cache_dir,
+    get_extractor,
+    list_extractors,
+    register_extractor,
+)
+from .fid import fid, kid
+from .manifold import density_coverage, knn_radii, prdc, precision_recall
+from .privacy import nearest_ssim, ssim, ssim_matrix
+from .report import (
+    AXES,
+    AXIS_HELP,
+    RAW_META,
+    Report,
+    compare,
+    normalise_scores,
+    radar_figure,
+    radar_png,
+    reading,
+    write_comparison,
+)
+from .robustness import DeepFoolResult, deepfool, deepfool_rho
+from .speed import sampling_speed, speed_score
+from .utility import utility
+
+__all__ = [
+    "AXES",
+    "AXIS_HELP",
+    "DEFAULT_BUDGET",
+    "RAW_META",
+    "ClassifierBudget",
+    "DeepFoolResult",
+    "FeatureExtractor",
+    "Report",
+    "SmallCNN",
+    "accuracy",
+    "balanced_label_order",
+    "build_classifier",
+    "compare",
+    "deepfool",
+    "deepfool_rho",
+    "default_cache_dir",
+    "density_coverage",
+    "evaluate",
+    "features",
+    "fid",
+    "get_extractor",
+    "kid",
+    "knn_radii",
+    "list_extractors",
+    "nearest_ssim",
+    "normalise_scores",
+    "prdc",
+    "precision_recall",
+    "predict",
+    "radar_figure",
+    "radar_png",
+    "reading",
+    "register_extractor",
+    "sampling_speed",
+    "speed_score",
+    "ssim",
+    "ssim_matrix",
+    "train_classifier",
+    "utility",
+    "write_comparison",
+]
