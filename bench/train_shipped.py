@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 BUDGETS = {
     "vae": ["--steps", "2500"],
-    "gan": ["--steps", "3000"],
+    "gan": ["--steps", "2500"],
     "ddpm": ["--steps", "6000", "--minutes", "25"],
 }
 SHIP_FILES = ("model.safetensors", "config.json", "history.json", "preview.png")

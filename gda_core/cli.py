@@ -229,7 +229,8 @@ def cmd_sample(args) -> int:
     res = generate(run, args.n, label, temperature=args.temperature, guidance=args.guidance, steps=args.steps, seed=args.seed, eta=args.eta, sampler=args.sampler)
     for note in res.notes:
         print(f"note: {note}", file=sys.stderr)
-    res.save(out)
+    k = run.model.config.num_classes
+    res.save(out, nrow=k if (label is None and 2 <= k <= 16) else 8)
     print(f"wrote {len(res.images)} images to {out}")
     return 0
 

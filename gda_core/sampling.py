@@ -5,16 +5,16 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .errors import ConfigError
-from .runtime import atomic_path, atomic_write_bytes
+from .runtime import atomic_write_bytes
 
 
 def image_grid(images: torch.Tensor | np.ndarray, nrow: int = 8, *, pad: int = 1, transpose: bool = False) -> np.ndarray:
@@ -86,7 +86,7 @@ class SampleResult:
     def zip_bytes(self) -> bytes:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for i, (img, lab, s) in enumerate(zip(self.images, self.labels, self.seeds)):
+            for i, (img, lab, s) in enumerate(zip(self.images, self.labels, self.seeds, strict=True)):
                 name = _safe_name(self.class_names[int(lab)])
                 zf.writestr(f"{name}/{i:05d}_seed{int(s)}.png", png_bytes(img))
         return buf.getvalue()

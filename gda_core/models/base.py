@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -114,9 +115,9 @@ class GenerativeModel(nn.Module):
     @torch.no_grad()
     def update_ema(self, decay: float) -> None:
         for live, ema in self.ema_modules().values():
-            for p_ema, p in zip(ema.parameters(), live.parameters()):
+            for p_ema, p in zip(ema.parameters(), live.parameters(), strict=True):
                 p_ema.lerp_(p.detach(), 1.0 - decay)
-            for b_ema, b in zip(ema.buffers(), live.buffers()):
+            for b_ema, b in zip(ema.buffers(), live.buffers(), strict=True):
                 b_ema.copy_(b)
 
     # -- sampling ------------------------------------------------------------------------------

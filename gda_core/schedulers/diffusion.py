@@ -11,7 +11,7 @@ Both predict x_0 with clipping to [-1, 1] (images are scaled to [-1, 1]).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

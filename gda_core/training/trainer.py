@@ -13,9 +13,11 @@ import math
 import os
 import threading
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +25,7 @@ import torch
 from .. import checkpoints as ck
 from ..data import Dataset
 from ..errors import Cancelled, ConfigError, GDAError, TrainingError
-from ..models import GenerativeModel, TrainConfig, build_model, get_model_class
+from ..models import TrainConfig, build_model, get_model_class
 from ..runtime import atomic_write_json, device_name, resolve_device, run_lock, set_global_seed
 from ..sampling import image_grid, save_png
 
@@ -99,11 +101,16 @@ def train(
     if train_config.batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {train_config.batch_size}")
     dev = resolve_device(device)
-    cls = get_model_class(family)
+    get_model_class(family)  # fail fast on an unknown family, before touching the run folder
     with run_lock(out):
+        # Temp files of writes interrupted by a kill (we hold the lock: nobody else is writing here).
+        for stale in out.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         state = None
         if resume:
             state = ck.load_train_state(out)
+            if not isinstance(state, dict):
+                raise ck.CheckpointError(f"{out / ck.STATE}: not a training state; start a new run")
             saved_cfg = ck.read_config(out)
             if saved_cfg["family"] != family:
                 raise ConfigError(f"{out}: cannot resume a '{saved_cfg['family']}' run as '{family}'")
@@ -117,10 +124,19 @@ def train(
             if mc[key] != actual:
                 raise ConfigError(f"model {key}={mc[key]} does not match the dataset ({actual})")
         set_global_seed(seed)
-        model = build_model(family, **mc).to(dev)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's zero-element warning: refused just below
+                model = build_model(family, **mc).to(dev)
+        except (RuntimeError, ValueError, TypeError, OverflowError) as exc:  # e.g. a negative or absurd size
+            msg = str(exc).strip().splitlines()
+            raise ConfigError(f"{family} config {mc} cannot be built ({msg[0][:120] if msg else type(exc).__name__})") from None
+        if any(p.numel() == 0 for p in model.parameters()):
+            raise ConfigError(f"{family} config {mc} gives empty layers; use positive sizes")
         model.train()
         optimizers = model.configure_optimizers(train_config)
         history: list[dict] = []
+        window: dict[str, list[float]] = {}  # losses since the last logged step (part of the snapshot)
         step = 0
         elapsed_before = 0.0
         if state is not None:
@@ -131,11 +147,15 @@ def train(
                 torch.set_rng_state(state["rng_cpu"])
                 if dev.type == "cuda" and state.get("rng_cuda") is not None:
                     torch.cuda.set_rng_state(state["rng_cuda"])
-            except (KeyError, RuntimeError, ValueError) as exc:
-                raise ck.CheckpointError(f"{out / ck.STATE}: does not match this model ({str(exc).splitlines()[0][:100]})") from None
-            step = int(state["step"])
-            history = list(state.get("history", []))
-            elapsed_before = float(state.get("elapsed_s", 0.0))
+                step = int(state["step"])
+                history = list(state.get("history", []))
+                window = {str(k): [float(x) for x in v] for k, v in dict(state.get("window", {})).items()}
+                elapsed_before = float(state.get("elapsed_s", 0.0))
+                if step < 0:
+                    raise ValueError(f"negative step {step}")
+            except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+                msg = str(exc).strip().splitlines()
+                raise ck.CheckpointError(f"{out / ck.STATE}: does not match this model ({msg[0][:100] if msg else type(exc).__name__})") from None
         amp_dtype = torch.bfloat16 if (dev.type == "cuda" and train_config.amp and torch.cuda.is_bf16_supported()) else None
         images, labels = dataset.tensors("train", device=dev)
         n = len(labels)
@@ -192,6 +212,7 @@ def train(
                 "rng_cuda": torch.cuda.get_rng_state() if dev.type == "cuda" else None,
                 "step": step,
                 "history": history,
+                "window": window,
                 "elapsed_s": elapsed(),
             }
             ck.save_train_state(out, snap)
@@ -205,7 +226,6 @@ def train(
         emit("start", message=f"training {family} on {dataset.name} ({n} images) on {device_name(dev)}")
         if state is None:
             checkpoint()  # step 0: the run folder is valid from the first second
-        window: dict[str, list[float]] = {}
         try:
             while True:
                 if steps is not None and step >= steps:
