@@ -1,0 +1,272 @@
+"""Train: a generative model on the current dataset, in the background, with live curves."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import streamlit as st
+
+from gda_core.checkpoints import list_runs, read_config
+from gda_core.errors import ConfigError, GDAError
+from gda_core.jobs import start_training, unique_run_dir
+from gda_core.models import TrainConfig, get_model_class, list_models
+from gda_core.runtime import DEVICE_CHOICES
+from pages import common
+
+common.setup()
+st.title("Train")
+st.caption(
+    "Training runs in the background: you can switch pages and come back. Each start writes a new run folder "
+    f"under `{common.runs_dir()}`; finished runs appear in every model picker."
+)
+manager = common.job_manager()
+me = common.owner()
+ds = common.current_dataset()
+
+
+def _field_widget(name: str, default, key: str):
+    help_ = common.FIELD_HELP.get(name, f"model setting '{name}'")
+    if isinstance(default, bool):
+        return st.checkbox(name.replace("_", " "), value=default, key=key, help=help_)
+    if isinstance(default, int):
+        return int(st.number_input(name.replace("_", " "), value=default, step=1, key=key, help=help_))
+    if isinstance(default, float):
+        return float(st.number_input(name.replace("_", " "), value=default, format="%.4g", key=key, help=help_))
+    if isinstance(default, tuple):
+        txt = st.text_input(name.replace("_", " "), value=",".join(str(v) for v in default), key=key, help=help_)
+        try:
+            return tuple(int(v) for v in txt.replace(" ", "").split(",") if v)
+        except ValueError:
+            raise ConfigError(f"{name} must be comma-separated integers, got '{txt}'") from None
+    if name == "schedule":
+        return st.selectbox(name, ("cosine", "linear"), index=("cosine", "linear").index(default), key=key, help=help_)
+    return st.text_input(name.replace("_", " "), value=str(default), key=key, help=help_)
+
+
+tab_new, tab_resume = st.tabs(["New run", "Resume a run"])
+
+with tab_new:
+    families = list_models()
+    family = st.selectbox(
+        "Model family",
+        families,
+        index=families.index(common.remember("train_family", families[0])),
+        key="train_family",
+        on_change=common.keep,
+        args=("train_family",),
+        format_func=lambda f: f"{f.upper()}: {get_model_class(f).description}",
+        help="VAE: fastest, smooth latent space. GAN: sharp, fast sampling, can miss modes. DDPM: best fidelity, slowest.",
+    )
+    cls = get_model_class(family)
+    defaults = cls.Config().to_dict()
+    fields = [f.name for f in dataclasses.fields(cls.Config) if f.name not in common.FIXED_FIELDS]
+    main = [f for f in fields if f in common.MAIN_FIELDS]
+    advanced = [f for f in fields if f not in common.MAIN_FIELDS]
+    mc: dict = {}
+    bad: str | None = None
+    try:
+        c1, c2, c3 = st.columns(3)
+        with c1:
+            st.markdown("**Budget**")
+            budget_kind = st.radio(
+                "Budget in",
+                ("steps", "minutes"),
+                horizontal=True,
+                key="train_budget_kind",
+                help="Stop after a number of optimisation steps, or after a wall-clock time.",
+            )
+            if budget_kind == "steps":
+                steps = int(
+                    st.number_input(
+                        "Steps",
+                        1,
+                        1_000_000,
+                        500,
+                        step=50,
+                        key="train_steps",
+                        help="Optimisation steps (one batch each). 500 VAE steps on digits take about a minute on a laptop CPU.",
+                    )
+                )
+                minutes = None
+            else:
+                minutes = float(
+                    st.number_input(
+                        "Minutes",
+                        0.1,
+                        24 * 60.0,
+                        2.0,
+                        step=0.5,
+                        key="train_minutes",
+                        help="Wall-clock training time; a checkpoint is saved at the end.",
+                    )
+                )
+                steps = None
+            preview_every = int(
+                st.number_input(
+                    "Preview every (steps)",
+                    5,
+                    100_000,
+                    50,
+                    step=5,
+                    key="train_preview",
+                    help="How often a grid of samples is drawn while training (costs a little time).",
+                )
+            )
+        with c2:
+            st.markdown("**Model**")
+            for name in main:
+                mc[name] = _field_widget(name, defaults[name], f"train_{family}_{name}")
+            with st.expander("Advanced model settings"):
+                for name in advanced:
+                    mc[name] = _field_widget(name, defaults[name], f"train_{family}_{name}")
+        with c3:
+            st.markdown("**Optimisation**")
+            batch = int(
+                st.number_input("batch size", 1, 4096, TrainConfig().batch_size, key="train_batch", help=common.FIELD_HELP["batch_size"])
+            )
+            lr = float(
+                st.number_input(
+                    "learning rate", 1e-6, 1.0, float(cls.default_lr), format="%.2e", key=f"train_lr_{family}", help=common.FIELD_HELP["lr"]
+                )
+            )
+            seed = int(
+                st.number_input(
+                    "seed",
+                    0,
+                    2**31 - 1,
+                    0,
+                    key="train_seed",
+                    help="Seeds the weights' initialisation and the batch order: same seed, same run.",
+                )
+            )
+            device = st.selectbox(
+                "device", DEVICE_CHOICES, key="train_device", help=f"auto picks the GPU when there is one (here: {common.device_label()})."
+            )
+        if ds is not None:
+            cls.Config.from_dict({**mc, "image_size": ds.image_size, "channels": ds.channels, "num_classes": ds.num_classes})
+    except GDAError as exc:
+        bad = str(exc)
+        st.error(bad)
+
+    if ds is None:
+        st.warning("Pick a dataset on the Data page first.")
+    else:
+        st.caption(
+            f"Dataset: **{common.data_options().get('label')}**, {len(ds.train_labels):,} training images, {ds.num_classes} classes, {ds.image_size} px."
+        )
+    if st.button(
+        "Start training",
+        type="primary",
+        disabled=ds is None or bad is not None,
+        key="train_start",
+        help="Start a new run in the background.",
+    ):
+        out = unique_run_dir(common.runs_dir(), family, os.path.basename(str(ds.name)))
+        try:
+            start_training(
+                manager, owner=me, family=family, dataset=ds, out=out, steps=steps, minutes=minutes, model_config=mc,
+                train_config=TrainConfig(batch_size=batch, lr=lr), seed=seed, device=device, preview_every=preview_every,
+            )  # fmt: skip
+            st.toast(f"Started {out.name}")
+        except GDAError as exc:
+            common.show_error(exc)
+
+with tab_resume:
+    mine = [r for r in list_runs(common.runs_dir(), include_shipped=False)]
+    if not mine:
+        st.info(f"No runs in `{common.runs_dir()}` yet.")
+    else:
+        by_path = {str(r.path): r for r in mine}
+        choice = st.selectbox(
+            "Run",
+            list(by_path),
+            format_func=lambda p: by_path[p].label,
+            key="train_resume_run",
+            help="A run of yours; it continues from its last checkpoint with its own settings and dataset.",
+        )
+        info = by_path[choice]
+        extra = int(
+            st.number_input(
+                "More steps",
+                1,
+                1_000_000,
+                200,
+                step=50,
+                key="train_resume_steps",
+                help=f"Train this many steps past the last checkpoint (step {info.step}).",
+            )
+        )
+        if st.button("Resume", key="train_resume", help="Continue the run in the same folder."):
+            try:
+                cfg = read_config(info.path)
+                spec = dict(cfg.get("data") or {})
+                rds = common.load_dataset_cached(spec.get("source", ""), image_size=spec.get("image_size"), channels=spec.get("channels", "keep"),
+                                                 per_class=spec.get("per_class"), seed=spec.get("seed", 0), data_dir=spec.get("data_dir"))  # fmt: skip
+                start_training(
+                    manager,
+                    owner=me,
+                    family=info.family,
+                    dataset=rds,
+                    out=info.path,
+                    steps=int(cfg.get("step", info.step)) + extra,
+                    resume=True,
+                )
+                st.toast(f"Resuming {info.path.name}")
+            except GDAError as exc:
+                common.show_error(exc)
+
+st.divider()
+st.subheader("Your training jobs")
+running_now = any(not j.done for j in manager.list(owner=me, kind="train"))
+
+
+@st.fragment(run_every=1.0 if running_now else None)
+def jobs_panel() -> None:
+    jobs = manager.list(owner=me, kind="train")
+    if not jobs:
+        st.caption("None yet in this tab. Start one above.")
+        return
+    seen = st.session_state.setdefault("train_seen_done", set())
+    newly_done = [j.id for j in jobs if j.done and j.id not in seen]
+    for j in jobs:
+        with st.container(border=True):
+            head, btn = st.columns([5, 1])
+            status = {"running": "🟢 running", "queued": "⏳ queued", "done": "✅ done", "failed": "❌ failed", "cancelled": "⏹ cancelled"}[
+                j.status
+            ]
+            head.markdown(f"**{j.title}** · {status}")
+            if not j.done:
+                if btn.button("Cancel", key=f"cancel_{j.id}", help="Stop after the current step; a checkpoint is saved so you can resume."):
+                    j.cancel()
+                eta = f", about {common.fmt_seconds(j.eta_s)} left" if j.eta_s is not None else ""
+                st.progress(j.progress, text=f"{j.message} · {j.progress:.0%}{eta} · elapsed {common.fmt_seconds(j.elapsed_s)}")
+            elif j.status == "failed":
+                st.error(j.error)
+            elif j.status == "cancelled":
+                st.warning(f"{j.error} (use the Resume tab)")
+            else:
+                st.success(f"Finished in {common.fmt_seconds(j.elapsed_s)}: {j.message}")
+            if j is jobs[0] or not j.done:
+                logs = j.snapshot_logs()
+                cc, pc = st.columns([3, 2])
+                with cc:
+                    if logs:
+                        st.plotly_chart(
+                            common.curves_figure(logs, title="Losses (lower is usually better; GAN losses oscillate)"), key=f"curves_{j.id}"
+                        )
+                    else:
+                        st.caption("Loss curves appear after the first logged steps.")
+                with pc:
+                    if j.preview is not None:
+                        common.show_grid(
+                            j.preview, caption="Latest samples (one row per class)", scale=max(1, min(4, 360 // j.preview.shape[1]))
+                        )
+                    else:
+                        st.caption("A preview grid appears at the first preview step.")
+    if newly_done:
+        seen.update(newly_done)
+        st.rerun()
+
+
+jobs_panel()

@@ -1,0 +1,119 @@
+"""Sample: generate images from any checkpoint; the grid follows the sliders."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from gda_core.errors import GDAError
+from gda_core.models import CONTROL_HELP
+from gda_core.sampling import generate, png_bytes
+from gda_core.schedulers.diffusion import SAMPLERS
+from pages import common
+
+common.setup()
+st.title("Sample")
+st.caption("Pick a checkpoint and move the sliders: the grid updates by itself, and settings you already tried come back instantly.")
+
+
+@st.cache_data(show_spinner="Generating...", max_entries=64)
+def sample_cached(path: str, mtime: float, n: int, label, temperature: float, guidance, steps, seed: int, eta: float, sampler):
+    run = common.load_run_cached(path)
+    return generate(run, n, label, temperature=temperature, guidance=guidance, steps=steps, seed=seed, eta=eta, sampler=sampler)
+
+
+info = common.run_picker("Checkpoint", key="sample_run", help="Shipped checkpoints and the runs you trained (newest first).")
+if info is None:
+    st.stop()
+try:
+    run = common.load_run_cached(info.path)
+except GDAError as exc:
+    common.show_error(exc)
+    st.stop()
+model = run.model
+controls = set(model.controls)
+cfg = model.config
+names = run.class_names
+
+left, right = st.columns([1, 2], gap="large")
+with left:
+    st.caption(f"**{model.family.upper()}**: {type(model).description}")
+    label_opts = ["all classes"] + names
+    cls_choice = st.selectbox(
+        "Class", label_opts, key="sample_class", help="Generate one class, or cycle through all classes (one column per class)."
+    )
+    label = None if cls_choice == "all classes" else names.index(cls_choice)
+    default_n = min(64, 4 * cfg.num_classes) if model.family != "ddpm" else min(40, 2 * cfg.num_classes)
+    n = st.slider(
+        "Number of images",
+        1,
+        128,
+        max(1, default_n),
+        key=f"sample_n_{model.family}",
+        help="How many images to generate (image i uses seed + i).",
+    )
+    seed = int(st.number_input("Seed", 0, 2**31 - 1, 0, key="sample_seed", help="Same seed and settings give the same images."))
+    temperature = st.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="sample_temperature", help=CONTROL_HELP["temperature"])
+    guidance = steps = sampler = None
+    eta = 0.0
+    if "guidance" in controls:
+        guidance = st.slider(
+            "Guidance", 0.0, 8.0, float(getattr(cfg, "default_guidance", 2.0)), 0.25, key="sample_guidance", help=CONTROL_HELP["guidance"]
+        )
+    if "steps" in controls:
+        steps = st.slider("Steps", 2, 200, int(getattr(cfg, "default_steps", 25)), key="sample_steps", help=CONTROL_HELP["steps"])
+    if "sampler" in controls:
+        sampler = st.selectbox(
+            "Sampler",
+            SAMPLERS,
+            key="sample_sampler",
+            help=CONTROL_HELP["sampler"] + " (ddim: DDIM; dpmpp: DPM-Solver++(2M), good in 10-20 steps)",
+        )
+    if "eta" in controls:
+        eta = st.slider(
+            "Eta",
+            0.0,
+            1.0,
+            0.0,
+            0.05,
+            key="sample_eta",
+            help=CONTROL_HELP["eta"] + " (used by the ddim sampler)",
+            disabled=sampler == "dpmpp",
+        )
+    missing = [c for c in ("guidance", "steps", "sampler", "eta") if c not in controls]
+    if missing:
+        st.caption(
+            f"Not shown: {', '.join(missing)}, which do not apply to a {model.family.upper()} (it makes an image in one network pass)."
+        )
+
+with right:
+    try:
+        mtime = info.path.joinpath("model.safetensors").stat().st_mtime
+        res = sample_cached(str(info.path), mtime, int(n), label, float(temperature), guidance, steps, seed, float(eta), sampler)
+    except (GDAError, OSError) as exc:
+        common.show_error(exc)
+        st.stop()
+    nrow = cfg.num_classes if (label is None and cfg.num_classes <= 16) else 8
+    grid = res.grid(nrow=nrow)
+    scale = max(1, min(6, 640 // grid.shape[1]))
+    common.show_grid(grid, scale=scale)
+    if label is None and nrow == cfg.num_classes:
+        st.caption("Columns, left to right: " + ", ".join(names))
+    else:
+        st.caption(f"All images: class {names[label]}" if label is not None else "Classes cycle left to right.")
+    for note in res.notes:
+        st.caption(note)
+    d1, d2, d3 = st.columns(3)
+    base = f"{info.path.name}_seed{seed}"
+    d1.download_button(
+        "PNG grid", png_bytes(grid, upscale=4), f"{base}.png", "image/png", key="dl_png", help="The grid above as one PNG (4x enlarged)."
+    )
+    d2.download_button(
+        "Zip of PNGs",
+        res.zip_bytes(),
+        f"{base}.zip",
+        "application/zip",
+        key="dl_zip",
+        help="Every image as its own PNG, in one folder per class.",
+    )
+    d3.download_button(".npz with labels", res.npz_bytes(), f"{base}.npz", "application/octet-stream", key="dl_npz",
+                       help="images (uint8 N,H,W,C), labels, seeds and class_names; loads with numpy.load or back into GDA Studio.")  # fmt: skip

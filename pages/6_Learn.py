@@ -1,0 +1,160 @@
+"""Learn: how each family works, shown on real images and on a checkpoint's own training history."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from gda_core import learn
+from gda_core.errors import GDAError
+from gda_core.models import get_model_class, list_models
+from gda_core.sampling import image_grid
+from pages import common
+
+common.setup()
+st.title("Learn")
+st.caption("What the three families do, in plain words, then the same ideas on real data and on a trained model.")
+
+families = list_models()
+tabs = st.tabs([f.upper() for f in families])
+for tab, fam in zip(tabs, families, strict=False):
+    cls = get_model_class(fam)
+    with tab:
+        st.markdown(f"**{cls.description}**")
+        st.markdown(cls.how_it_works)
+        st.caption(f"Sampling controls it honours: {', '.join(cls.controls)}.")
+
+st.divider()
+st.subheader("See it on a checkpoint")
+info = common.run_picker("Checkpoint", key="learn_run", help="Pick a VAE, GAN or diffusion checkpoint to see its family's ideas in action.")
+if info is None:
+    st.stop()
+try:
+    run = common.load_run_cached(info.path)
+    run_ds = common.dataset_for_run(run)
+except GDAError as exc:
+    common.show_error(exc)
+    st.stop()
+model = run.model
+names = run.class_names
+PATH = str(info.path)
+MTIME = info.path.joinpath("model.safetensors").stat().st_mtime
+SCALE = max(1, 64 // model.config.image_size)
+
+
+@st.cache_data(show_spinner="Denoising...", max_entries=16)
+def _trajectory(path, mtime, label, seed, steps, guidance, show):
+    return learn.denoising_trajectory(common.load_run_cached(path).model, label, seed=seed, steps=steps, guidance=guidance, show=show)
+
+
+def _labelled_strip(frames: np.ndarray, captions: list[str]) -> None:
+    cols = st.columns(len(frames))
+    for col, f, cap in zip(cols, frames, captions, strict=False):
+        col.image(common.upscaled(f, 96), caption=cap, output_format="PNG")
+
+
+if model.family == "ddpm":
+    st.markdown("#### 1. Forward process: adding noise")
+    st.caption(
+        "Training mixes a real image with Gaussian noise: x_t = √ᾱ_t · x_0 + √(1-ᾱ_t) · ε. At t = 0 the image is clean; near t = 1000 it is pure noise. The network learns to predict ε at every t."
+    )
+    ds = common.current_dataset(show=False) or run_ds
+    f = st.columns(4)
+    with f[0]:
+        cname = st.selectbox("Class", ds.class_names, key="learn_fw_class", help="Class of the real image (from the current dataset).")
+    c = ds.class_names.index(cname)
+    idx = np.flatnonzero(ds.train_labels == c)
+    i = int(f[1].number_input("Image (index in class)", 0, 10_000, 0, key="learn_fw_idx", help="Which training image of that class."))
+    n_t = f[2].slider("Timesteps shown", 3, 12, 7, key="learn_fw_n", help="Evenly spaced from 0 to T-1.")
+    nseed = int(
+        f[3].number_input(
+            "Noise seed", 0, 2**31 - 1, 0, key="learn_fw_seed", help="The same noise ε is used at every t, so only the mixing changes."
+        )
+    )
+    if len(idx):
+        try:
+            ts = learn.default_timesteps(model, n_t)
+            frames = learn.forward_noising(model, ds.train_images[idx[i % len(idx)]], ts, seed=nseed)
+            sig = learn.signal_fraction(model, ts)
+            _labelled_strip(frames, [f"t={t} · signal {s:.2f}" for t, s in zip(ts, sig, strict=False)])
+        except GDAError as exc:
+            common.show_error(exc)
+
+    st.markdown("#### 2. Reverse process: removing noise step by step")
+    st.caption(
+        "Generation starts from pure noise. At each step the network guesses the final image (bottom row, 'predicted x₀') and the sampler moves the noisy image (top row) a little toward it."
+    )
+    r = st.columns(4)
+    with r[0]:
+        lab = names.index(st.selectbox("Class", names, key="learn_rv_class", help="Class to generate."))
+    rseed = int(r[1].number_input("Seed", 0, 2**31 - 1, 0, key="learn_rv_seed", help="Seed of the starting noise."))
+    rsteps = r[2].slider("Steps", 5, 100, int(model.config.default_steps), key="learn_rv_steps", help="DDIM steps (deterministic).")
+    rguid = r[3].slider(
+        "Guidance", 0.0, 6.0, float(model.config.default_guidance), 0.5, key="learn_rv_guid", help="Classifier-free guidance scale."
+    )
+    try:
+        tr = _trajectory(PATH, MTIME, lab, rseed, rsteps, rguid, 8)
+        st.caption("Noisy image x_t after each shown step")
+        _labelled_strip(tr.x_t, [f"step {s + 1}/{rsteps} · t={t}" for s, t in zip(tr.steps, tr.timesteps, strict=False)])
+        st.caption("The network's guess of the final image at that step")
+        _labelled_strip(tr.x0_pred, [f"step {s + 1}" for s in tr.steps])
+    except GDAError as exc:
+        common.show_error(exc)
+
+elif model.family == "vae":
+    st.markdown("#### Reconstructions")
+    st.caption(
+        "Top: real images. Bottom: encoded to the centre of their latent cloud and decoded back. What is lost is what the small latent code could not keep: usually fine detail, so reconstructions look smoother."
+    )
+    rc = st.columns(2)
+    with rc[0]:
+        cname = st.selectbox("Class", ["all classes"] + names, key="learn_vae_class", help="Reconstruct images of one class or a mix.")
+    rseed = int(rc[1].number_input("Pick seed", 0, 2**31 - 1, 0, key="learn_vae_seed", help="Which real images are picked."))
+    pool = np.arange(len(run_ds.train_labels)) if cname == "all classes" else np.flatnonzero(run_ds.train_labels == names.index(cname))
+    pick = np.random.default_rng(rseed).permutation(pool)[:10]
+    if len(pick):
+        try:
+            rec = learn.vae_reconstructions(model, run_ds.train_images[pick], run_ds.train_labels[pick])
+            common.show_grid(image_grid(np.concatenate([run_ds.train_images[pick], rec]), nrow=len(pick), pad=2), scale=SCALE)
+        except GDAError as exc:
+            common.show_error(exc)
+    st.markdown("#### The balance between reconstruction and KL")
+    beta = float(getattr(model.config, "beta", 1.0))
+    cv = learn.vae_curves(run.history, beta)
+    if len(cv.get("step", [])) and "recon" in cv:
+        recs = [
+            {"step": s, "reconstruction": rv, f"beta x KL (beta={beta:g})": kv}
+            for s, rv, kv in zip(cv["step"], cv["recon"], cv.get("beta_kl", cv.get("kl", [])), strict=False)
+        ]
+        st.plotly_chart(common.curves_figure(recs, title="VAE loss terms per image (lower is better)"), key="learn_vae_curves")
+        st.caption("Reconstruction error falls as the decoder learns; the KL term measures how far codes stray from the standard normal prior. "
+                   "A larger beta pushes KL down (smoother latent space, blurrier images); a smaller beta lets codes carry more detail.")  # fmt: skip
+    else:
+        st.info("This checkpoint has no training history to plot.")
+
+elif model.family == "gan":
+    st.markdown("#### The two-player game")
+    cv = learn.gan_curves(run.history)
+    if len(cv.get("step", [])) and "d_loss" in cv:
+        recs = [dict(zip(cv, vals, strict=False)) for vals in zip(*cv.values(), strict=False)]
+        st.plotly_chart(
+            common.curves_figure(recs, ["d_loss", "g_loss"], title="Discriminator and generator losses (hinge)"), key="learn_gan_loss"
+        )
+        st.caption("The two losses pull against each other: when the discriminator gets better its loss falls and the generator's rises, and the other way round. "
+                   "Healthy training oscillates around a balance; a discriminator loss stuck near 0 means the generator has stopped learning.")  # fmt: skip
+        if "d_real" in cv:
+            st.plotly_chart(
+                common.curves_figure(recs, ["d_real", "d_fake"], title="Discriminator scores on real and generated images"),
+                key="learn_gan_scores",
+            )
+            st.caption(
+                "d_real: mean score on real images; d_fake: on generated ones. A gap that stays wide means the discriminator can tell them apart easily."
+            )
+    else:
+        st.info("This checkpoint has no training history to plot.")
+else:
+    st.info(f"No walkthrough for the {model.family} family yet; its how-it-works text is above.")
+
+if run.history:
+    with st.expander("All logged training curves of this checkpoint"):
+        st.plotly_chart(common.curves_figure(run.history, title="Training history"), key="learn_all_curves")

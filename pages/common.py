@@ -1,0 +1,275 @@
+"""Shared UI helpers for the pages (not a page itself: app.py's st.navigation lists the pages).
+
+Only Streamlit, numpy and plotly here; every computation is a gda_core call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from gda_core.checkpoints import default_runs_dir, list_runs, load_run
+from gda_core.data import get_dataset_info, list_datasets, load_dataset
+from gda_core.errors import GDAError
+from gda_core.jobs import JobManager
+from gda_core.runtime import device_name, resolve_device
+
+DEFAULT_DATA = {
+    "source": "digits",
+    "image_size": None,
+    "channels": "keep",
+    "per_class": None,
+    "seed": 0,
+    "data_dir": None,
+    "label": "digits",
+}
+
+# One-line help for model-config and training fields shown on the Train page.
+FIELD_HELP = {
+    "latent_dim": "size of the latent code: bigger can hold more detail but needs more data",
+    "base_channels": "width of the network (feature maps in the first layer): bigger is slower and stronger",
+    "beta": "weight of the KL term: higher gives a smoother latent space and blurrier images",
+    "class_dim": "size of the learned class embedding",
+    "g_channels": "width of the generator network",
+    "d_channels": "width of the discriminator network",
+    "channel_mults": "width multiplier per UNet level, comma-separated (e.g. 1,2,2: three levels)",
+    "blocks_per_level": "residual blocks per UNet level: more is slower and stronger",
+    "attention": "self-attention in the UNet's middle block (helps global structure)",
+    "dropout": "dropout in residual blocks: regularises training on very small datasets",
+    "num_timesteps": "length of the noise schedule T (training timesteps)",
+    "schedule": "noise schedule: cosine (recommended for small images) or linear (original DDPM)",
+    "cond_drop": "probability of dropping the class label in training (enables classifier-free guidance)",
+    "default_steps": "sampling steps used when none are given",
+    "default_guidance": "guidance scale used when none is given (1 = no guidance)",
+    "batch_size": "images per optimisation step",
+    "lr": "learning rate of the optimiser (the family's default when left at its shown value)",
+    "ema_decay": "decay of the exponential moving average of the weights used for sampling",
+}
+# Shown first on the Train page; other fields go under "Advanced".
+MAIN_FIELDS = ("latent_dim", "beta", "base_channels", "g_channels", "d_channels", "default_steps", "default_guidance", "channel_mults")
+FIXED_FIELDS = ("image_size", "channels", "num_classes")
+
+
+# -- session --------------------------------------------------------------------------------------
+
+
+def setup() -> None:
+    """Per-session state every page relies on (idempotent)."""
+    ss = st.session_state
+    if "owner" not in ss:
+        ss["owner"] = uuid.uuid4().hex
+    if "data_options" not in ss:
+        ss["data_options"] = dict(DEFAULT_DATA)
+
+
+def owner() -> str:
+    setup()
+    return st.session_state["owner"]
+
+
+@st.cache_resource(show_spinner=False)
+def job_manager() -> JobManager:
+    """The process-wide job manager (jobs survive page switches and reruns)."""
+    return JobManager()
+
+
+@st.cache_resource(show_spinner=False)
+def device_label() -> str:
+    try:
+        return device_name(resolve_device("auto"))
+    except GDAError as exc:
+        return f"unavailable ({exc})"
+
+
+def show_error(exc: BaseException) -> None:
+    """A user-facing one-line error (never a traceback)."""
+    st.error(
+        str(exc)
+        if isinstance(exc, GDAError)
+        else f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    )
+
+
+# -- datasets -------------------------------------------------------------------------------------
+
+
+def _path_stamp(source: str) -> float:
+    """mtime of a path source (so an edited folder / replaced file is reloaded); 0 for names."""
+    try:
+        return os.stat(source).st_mtime if os.path.exists(source) else 0.0
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(show_spinner="Loading dataset...", max_entries=16)
+def _load_dataset_cached(source: str, image_size, channels: str, per_class, seed: int, data_dir, stamp: float):
+    return load_dataset(source, image_size=image_size, channels=channels, per_class=per_class, seed=seed, data_dir=data_dir)
+
+
+def load_dataset_cached(source: str, *, image_size=None, channels: str = "keep", per_class=None, seed: int = 0, data_dir=None):
+    """gda_core.data.load_dataset, cached per options (shared, read-only Dataset)."""
+    return _load_dataset_cached(str(source), image_size, channels, per_class, int(seed), data_dir, _path_stamp(str(source)))
+
+
+def data_options() -> dict:
+    setup()
+    return st.session_state["data_options"]
+
+
+def current_dataset(show: bool = True):
+    """The session's dataset (from the Data page's options) or None, with the error shown."""
+    o = data_options()
+    try:
+        return load_dataset_cached(
+            o["source"],
+            image_size=o["image_size"],
+            channels=o["channels"],
+            per_class=o["per_class"],
+            seed=o["seed"],
+            data_dir=o["data_dir"],
+        )
+    except GDAError as exc:
+        if show:
+            st.error(f"Current dataset could not be loaded: {exc}")
+        return None
+
+
+def dataset_for_run(run) -> object:
+    """The dataset a run was trained on (its recorded DataSpec), cached."""
+    spec = run.data_spec
+    return load_dataset_cached(
+        spec.source, image_size=spec.image_size, channels=spec.channels, per_class=spec.per_class, seed=spec.seed, data_dir=spec.data_dir
+    )
+
+
+def dataset_names() -> list[str]:
+    return [d.name for d in list_datasets()]
+
+
+def dataset_description(name: str) -> str:
+    try:
+        return get_dataset_info(name).description
+    except GDAError:
+        return ""
+
+
+def save_upload(name: str, data: bytes) -> Path:
+    """Write an uploaded file to a per-session temp folder (same bytes -> same path)."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(name).name).lstrip(".") or "upload"
+    folder = Path(tempfile.gettempdir()) / "gda-uploads" / owner()[:16] / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / safe
+    if not path.exists():
+        tmp = folder / f".{safe}.part"
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+def runs_dir() -> Path:
+    return default_runs_dir()
+
+
+def all_runs(families: tuple[str, ...] | None = None):
+    """Shipped checkpoints and runs under the runs folder (newest first after shipped ones)."""
+    infos = list_runs(runs_dir())
+    if families is not None:
+        infos = [r for r in infos if r.family in families]
+    return infos
+
+
+@st.cache_resource(show_spinner="Loading model...", max_entries=8)
+def _load_run_cached(path: str, mtime: float, device: str):
+    return load_run(path, device=device)
+
+
+def load_run_cached(path: str | Path):
+    """load_run once per (run folder, weights mtime)."""
+    p = Path(path)
+    try:
+        mtime = (p / "model.safetensors").stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    return _load_run_cached(str(p), mtime, "auto")
+
+
+def run_picker(label: str, *, key: str, families: tuple[str, ...] | None = None, help: str | None = None):
+    """A select box of checkpoints; returns the chosen RunInfo or None (with a hint)."""
+    infos = all_runs(families)
+    if not infos:
+        fam = f" of family {', '.join(families)}" if families else ""
+        st.info(
+            f"No checkpoint{fam} yet. Train one on the **Train** page (runs are saved in `{runs_dir()}`), or add shipped ones under `checkpoints/`."
+        )
+        return None
+    by_path = {str(r.path): r for r in infos}
+    remembered = st.session_state.get(f"_{key}")
+    paths = list(by_path)
+    index = paths.index(remembered) if remembered in by_path else 0
+    choice = st.selectbox(label, paths, index=index, key=key, format_func=lambda p: by_path[p].label,
+                          help=help or "Shipped checkpoints and your runs in the runs folder.")  # fmt: skip
+    st.session_state[f"_{key}"] = choice
+    return by_path[choice]
+
+
+def remember(key: str, default):
+    """Value a widget last had (widgets' own state is dropped when their page is not shown)."""
+    return st.session_state.get(f"_{key}", default)
+
+
+def keep(key: str) -> None:
+    """Copy a widget's value to a key that survives page switches."""
+    if key in st.session_state:
+        st.session_state[f"_{key}"] = st.session_state[key]
+
+
+# -- display --------------------------------------------------------------------------------------
+
+
+def upscaled(images: np.ndarray, target: int = 64) -> np.ndarray:
+    """Nearest-neighbour upscale of uint8 (..., H, W, C) so the smaller side is about ``target`` px;
+    single-channel images become (…, H, W) for st.image."""
+    h = images.shape[-3]
+    f = max(1, int(round(target / h)))
+    out = images.repeat(f, axis=-3).repeat(f, axis=-2) if f > 1 else images
+    return out[..., 0] if out.shape[-1] == 1 else out
+
+
+def show_grid(grid: np.ndarray, *, caption: str | None = None, scale: int = 4, width: str | int = "content") -> None:
+    """Show a uint8 grid image enlarged with crisp pixels."""
+    img = grid.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else grid
+    st.image(img[..., 0] if img.shape[-1] == 1 else img, caption=caption, width=width, output_format="PNG")
+
+
+def curves_figure(records: list[dict], keys: list[str] | None = None, *, title: str = "Training losses", height: int = 320) -> go.Figure:
+    """Plotly line chart of history records (one line per key, x = step)."""
+    fig = go.Figure()
+    if records:
+        keys = keys or [k for k in records[-1] if k not in ("step", "time_s")]
+        steps = [r.get("step", i) for i, r in enumerate(records)]
+        for k in keys:
+            ys = [r.get(k) for r in records]
+            if any(v is not None for v in ys):
+                fig.add_trace(go.Scatter(x=steps, y=ys, mode="lines", name=k))
+    fig.update_layout(
+        title=title, height=height, margin={"l": 40, "r": 20, "t": 40, "b": 40}, xaxis_title="step", legend={"orientation": "h", "y": -0.25}
+    )
+    return fig
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(max(0, s))
+    return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s")

@@ -1,0 +1,493 @@
+"""App tests: every page through streamlit's AppTest, hostile uploads, jobs, and the engine helpers
+behind the pages (gda_core.jobs / latent / learn).
+
+Pages run against the checkpoints that ``gda_core.checkpoints.list_runs`` finds: the shipped ones in
+``checkpoints/`` plus, when set, ``$GDA_TEST_RUNS_DIR`` (useful before shipped weights exist). A page
+test skips, saying why, when no checkpoint of the family it needs exists.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from gda_core.checkpoints import list_runs, load_run
+from gda_core.errors import Cancelled, ConfigError, DataError
+from gda_core.jobs import JobManager, unique_run_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+TIMEOUT = 300
+
+
+# -- fixtures & helpers -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    """An empty runs folder for the app (GDA_RUNS_DIR), seeded with $GDA_TEST_RUNS_DIR's runs if set."""
+    d = tmp_path / "runs"
+    d.mkdir()
+    extra = os.environ.get("GDA_TEST_RUNS_DIR")
+    if extra and Path(extra).is_dir():
+        for r in list_runs(extra, include_shipped=False):
+            shutil.copytree(r.path, d / r.path.name, ignore=shutil.ignore_patterns("train_state.pt", ".lock", "eval"))
+    monkeypatch.setenv("GDA_RUNS_DIR", str(d))
+    monkeypatch.setenv("GDA_CACHE_DIR", str(tmp_path / "cache"))
+    return d
+
+
+def _run_of(family: str, runs_dir: Path):
+    found = [r for r in list_runs(runs_dir) if r.family == family and r.dataset == "digits"]
+    if not found:
+        pytest.skip(f"no '{family}' checkpoint on digits: ship checkpoints/{family}-digits or set GDA_TEST_RUNS_DIR to a folder of runs")
+    return found[0]
+
+
+def _any_run(runs_dir: Path):
+    found = list_runs(runs_dir)
+    if not found:
+        pytest.skip("no checkpoint at all: ship checkpoints/ or set GDA_TEST_RUNS_DIR to a folder of runs")
+    return found[0]
+
+
+def _open(page: str | None = None, *, run=None) -> AppTest:
+    """Run the app (and switch to ``page``); ``run`` preselects that checkpoint in every picker."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if run is not None:
+        for key in ("sample_run", "latent_run", "learn_run"):
+            at.session_state[f"_{key}"] = str(run.path)
+    at.run()
+    if page:
+        at.switch_page(f"pages/{page}")
+        at.run()
+    _ok(at)
+    return at
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def _image_urls(at: AppTest) -> list[str]:
+    return [u for img in at.get("image") for u in img.value]
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _class_zip(*, corrupt: bool = False, slip: bool = False) -> bytes:
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for c in ("cats", "dogs"):
+            for i in range(6):
+                zf.writestr(f"pets/{c}/{i}.png", _png(rng.integers(0, 255, (16, 16), dtype=np.uint8)))
+        if corrupt:
+            zf.writestr("pets/cats/broken.png", b"\x89PNG\r\n\x1a\nthis is not really a png")
+        if slip:
+            zf.writestr("../../evil/0.png", _png(np.zeros((16, 16), np.uint8)))
+    return buf.getvalue()
+
+
+def _select_run(at: AppTest, key: str, info) -> None:
+    at.selectbox(key=key).set_value(str(info.path)).run()
+    _ok(at)
+
+
+# -- Home and Data ----------------------------------------------------------------------------------
+
+
+def test_home_page(runs_dir):
+    at = _open()
+    assert at.title[0].value == "GDA Studio"
+    labels = [m.label for m in at.metric]
+    assert labels == ["Current dataset", "Training images", "Device"]
+    assert at.metric[0].value == "digits"
+    from gda_core.runtime import device_name, resolve_device
+
+    assert at.metric[2].value == device_name(resolve_device("auto"))
+    assert any("Sample" in m.value for m in at.markdown)
+
+
+def test_data_page_defaults_and_scarcity(runs_dir):
+    at = _open("1_Data.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Train"] == "1,259" and metrics["Classes"] == "10" and metrics["Size"] == "16 px"
+    assert at.get("plotly_chart"), "class-count bar chart missing"
+    assert len(at.get("image")) == 10, "one image strip per class"
+    for w in [*at.radio, *at.selectbox, *at.toggle, *at.number_input, *at.select_slider]:
+        assert w.help, f"widget '{w.label}' has no help tooltip"
+    at.toggle(key="data_limit").set_value(True).run()
+    at.slider(key="data_per_class").set_value(5).run()
+    _ok(at)
+    assert {m.label: m.value for m in at.metric}["Train"] == "50"
+    assert at.session_state["data_options"]["per_class"] == 5
+    at.select_slider(key="data_size").set_value(12).run()
+    _ok(at)
+    assert {m.label: m.value for m in at.metric}["Size"] == "12 px"
+    # The choice is used by the other pages (Train shows it).
+    at.switch_page("pages/2_Train.py").run()
+    _ok(at)
+    assert any("50 training images" in c.value for c in at.caption)
+
+
+def test_data_upload_zip_with_a_corrupt_image_loads_with_a_warning(runs_dir):
+    at = _open("1_Data.py")
+    at.radio(key="data_src").set_value("Upload a .zip or .npz").run()
+    at.file_uploader(key="data_upload").set_value(("pets.zip", _class_zip(corrupt=True), "application/zip")).run()
+    _ok(at)
+    assert not _errors(at)
+    assert any("broken.png" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert at.session_state["data_options"]["label"] == "pets.zip"
+    assert {m.label: m.value for m in at.metric}["Classes"] == "2"
+
+
+@pytest.mark.parametrize(
+    "name, payload, needle",
+    [
+        ("evil.zip", _class_zip(slip=True), ".."),
+        ("notes.npz", b"this is a text file, not an npz archive\n" * 10, "npz"),
+        ("empty.zip", b"PK\x05\x06" + b"\x00" * 18, ""),
+    ],
+)
+def test_data_hostile_uploads_show_an_error_and_the_app_keeps_working(runs_dir, name, payload, needle):
+    at = _open("1_Data.py")
+    at.radio(key="data_src").set_value("Upload a .zip or .npz").run()
+    at.file_uploader(key="data_upload").set_value((name, payload, "application/octet-stream")).run()
+    _ok(at)
+    errs = _errors(at)
+    assert errs, f"{name}: no st.error shown"
+    assert "Traceback" not in errs[0] and "\n" not in errs[0]
+    assert needle in errs[0]
+    # The previous dataset stays in use and the other pages still work.
+    assert at.session_state["data_options"]["source"] == "digits"
+    at.switch_page("pages/2_Train.py").run()
+    _ok(at)
+    assert not _errors(at)
+
+
+def test_data_local_path_missing_shows_error(runs_dir, tmp_path):
+    at = _open("1_Data.py")
+    at.radio(key="data_src").set_value("Local folder or file").run()
+    at.text_input(key="data_path").input(str(tmp_path / "nowhere")).run()
+    _ok(at)
+    assert any("no such file or folder" in e for e in _errors(at))
+
+
+# -- Train ------------------------------------------------------------------------------------------
+
+
+def _wait_for_jobs(at: AppTest, seconds: float) -> None:
+    from pages import common
+
+    end = time.time() + seconds
+    while time.time() < end:
+        jobs = common.job_manager().list(owner=at.session_state["owner"])
+        if jobs and all(j.done for j in jobs):
+            return
+        time.sleep(0.5)
+    raise AssertionError("training job did not finish in time")
+
+
+def test_train_page_runs_a_short_vae_in_the_background(runs_dir):
+    at = _open("2_Train.py")
+    for w in [*at.selectbox, *at.number_input, *at.radio, *at.text_input, *at.checkbox]:
+        assert w.help, f"widget '{w.label}' has no help tooltip"
+    at.selectbox(key="train_family").set_value("vae").run()
+    at.number_input(key="train_steps").set_value(12).run()
+    at.number_input(key="train_preview").set_value(6).run()
+    at.number_input(key="train_vae_latent_dim").set_value(8).run()
+    at.button(key="train_start").click().run()
+    _ok(at)
+    _wait_for_jobs(at, 240)
+    at.run()
+    _ok(at)
+    assert not _errors(at), _errors(at)
+    assert any("Finished" in s.value for s in at.success), [s.value for s in at.success]
+    assert at.get("plotly_chart"), "loss curves missing"
+    assert _image_urls(at), "preview grid missing"
+    runs = list_runs(runs_dir, include_shipped=False)
+    mine = [r for r in runs if r.family == "vae" and r.step == 12]
+    assert mine and mine[0].finished
+    assert load_run(mine[0].path, "cpu").model.config.latent_dim == 8
+    # A second browser session does not see this session's job.
+    other = _open("2_Train.py")
+    assert other.session_state["owner"] != at.session_state["owner"]
+    assert any("None yet in this tab" in c.value for c in other.caption)
+    # The finished run is offered by the resume tab.
+    assert any(o.startswith(mine[0].path.name) for o in at.selectbox(key="train_resume_run").options)
+
+
+def test_train_page_rejects_bad_model_settings(runs_dir):
+    at = _open("2_Train.py")
+    at.selectbox(key="train_family").set_value("ddpm").run()
+    at.text_input(key="train_ddpm_channel_mults").input("1,x").run()
+    _ok(at)
+    assert any("comma-separated" in e for e in _errors(at))
+    assert at.button(key="train_start").disabled
+
+
+# -- Sample -----------------------------------------------------------------------------------------
+
+
+def test_sample_page_vae_updates_with_temperature(runs_dir):
+    info = _run_of("vae", runs_dir)
+    at = _open("3_Sample.py", run=info)
+    _select_run(at, "sample_run", info)
+    assert [s.label for s in at.slider] == ["Number of images", "Temperature"]
+    assert any("do not apply" in c.value for c in at.caption)
+    before = _image_urls(at)
+    assert len(before) == 1
+    assert len(at.get("download_button")) == 3
+    at.slider(key="sample_temperature").set_value(0.3).run()
+    _ok(at)
+    after = _image_urls(at)
+    assert after and after != before
+    at.selectbox(key="sample_class").set_value(at.selectbox(key="sample_class").options[3]).run()
+    _ok(at)
+    assert any("All images: class" in c.value for c in at.caption)
+
+
+def test_sample_page_diffusion_shows_its_controls(runs_dir):
+    info = _run_of("ddpm", runs_dir)
+    at = _open("3_Sample.py", run=info)
+    _select_run(at, "sample_run", info)
+    labels = [s.label for s in at.slider]
+    assert {"Guidance", "Steps", "Eta"} <= set(labels)
+    at.slider(key="sample_n_ddpm").set_value(4).run()
+    at.slider(key="sample_steps").set_value(4).run()
+    _ok(at)
+    assert _image_urls(at)
+    for w in [*at.slider, *at.selectbox, *at.number_input]:
+        assert w.help
+
+
+# -- Latent space -----------------------------------------------------------------------------------
+
+
+def test_latent_page_vae_interpolation_traversal_map_neighbours(runs_dir):
+    info = _run_of("vae", runs_dir)
+    at = _open("4_Latent_space.py", run=info)
+    _select_run(at, "latent_run", info)
+    assert len(_image_urls(at)) >= 3  # strip + GIF in interpolation, traversal grid
+    assert len(at.get("download_button")) >= 1
+    at.radio(key="lat_mode").set_value("Between two real images").run()
+    _ok(at)
+    assert not _errors(at)
+    at.radio(key="map_method").set_value("pca").run()
+    at.slider(key="map_real").set_value(100).run()
+    at.slider(key="map_syn").set_value(3).run()
+    at.button(key="map_go").click().run()
+    _ok(at)
+    assert any(c.key == "map_chart" for c in at.get("plotly_chart")) or at.get("plotly_chart")
+    at.slider(key="nn_n").set_value(4).run()
+    at.button(key="nn_go").click().run()
+    _ok(at)
+    assert any("generated images are at or above SSIM" in m.value for m in [*at.warning, *at.success])
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert sum("SSIM" in c for c in captions) == 4
+
+
+def test_latent_page_gan_has_no_real_image_mode(runs_dir):
+    info = _run_of("gan", runs_dir)
+    at = _open("4_Latent_space.py", run=info)
+    _select_run(at, "latent_run", info)
+    assert at.radio(key="lat_mode").options == ["Between two seeds"]
+    assert any("no encoder" in c.value for c in at.caption)
+
+
+# -- Compare ----------------------------------------------------------------------------------------
+
+
+def _fake_report_run(runs_dir: Path, info, name: str, scale: float) -> Path:
+    """A copy of a checkpoint with a saved evaluation (so the page has something to load quickly)."""
+    from gda_core.metrics import Report
+
+    dst = runs_dir / name
+    shutil.copytree(info.path, dst, ignore=shutil.ignore_patterns("train_state.pt", ".lock", "eval"))
+    raw = {"precision": 0.8 * scale, "recall": 0.6 * scale, "images_per_s": 5000.0 * scale, "nfe_per_image": 1.0, "tstr_acc": 0.85 * scale,
+           "trtr_acc": 0.95, "deepfool_rho_tstr": 0.1 * scale, "deepfool_rho_trtr": 0.12, "nearest_ssim_mean": 0.4,
+           "memorization_rate": 0.01, "memorization_threshold": 0.93}  # fmt: skip
+    Report.from_raw(raw, provenance={"seed": 0, "n_samples": 100, "device": "CPU", "created": name}).save(dst / "eval" / "fake.json")
+    return dst
+
+
+def test_compare_page_loads_cached_evaluations_and_exports(runs_dir):
+    info = _any_run(runs_dir)
+    a = _fake_report_run(runs_dir, info, "model-a", 1.0)
+    b = _fake_report_run(runs_dir, info, "model-b", 0.7)
+    at = _open("5_Compare.py")
+    at.multiselect(key="compare_sel").set_value([str(a), str(b)]).run()
+    at.button(key="compare_load").click().run()
+    _ok(at)
+    assert not _errors(at)
+    assert at.get("plotly_chart"), "radar chart missing"
+    table = at.dataframe[0].value
+    assert {"model-a", "model-b", "better", "what it measures"} <= set(table.columns)
+    better = dict(zip(table["metric"], table["better"], strict=True))
+    assert better["fidelity score"].startswith("higher") and better["nearest_ssim_mean"].startswith("lower")
+    assert len(at.get("download_button")) == 4
+    assert any("model-a" in m.value for m in at.markdown), "plain-language reading missing"
+
+
+def test_compare_page_without_results_explains_what_to_do(runs_dir):
+    _any_run(runs_dir)
+    at = _open("5_Compare.py")
+    assert any("Evaluate selected" in i.value for i in at.info)
+    assert at.radio(key="compare_preset").help
+
+
+# -- Learn ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family, needle", [("ddpm", "Forward process"), ("vae", "Reconstructions"), ("gan", "two-player game")])
+def test_learn_page_per_family(runs_dir, family, needle):
+    info = _run_of(family, runs_dir)
+    at = _open("6_Learn.py", run=info)
+    assert len(at.tabs) >= 3
+    _select_run(at, "learn_run", info)
+    assert not _errors(at)
+    assert any(needle in m.value for m in at.markdown)
+    if family == "ddpm":
+        at.slider(key="learn_rv_steps").set_value(6).run()
+        _ok(at)
+        assert len(_image_urls(at)) >= 7 + 2 * 6
+    else:
+        assert at.get("plotly_chart")
+
+
+# -- jobs -------------------------------------------------------------------------------------------
+
+
+def test_job_manager_outcomes_and_owner_isolation():
+    from gda_core.errors import GDAError
+
+    m = JobManager()
+
+    def ok(job, x):
+        job.update(progress=0.5, message="half")
+        job.log({"step": 1, "loss": 1.0})
+        return x * 2
+
+    def user_error(job):
+        raise DataError("bad file /x.npz")
+
+    def bug(job):
+        raise KeyError("oops\nsecond line")
+
+    def cancellable(job):
+        while not job.cancel_event.is_set():
+            time.sleep(0.01)
+        raise Cancelled("stopped at step 3")
+
+    j1 = m.start("t", ok, owner="alice", x=21)
+    j2 = m.start("t", user_error, owner="alice")
+    j3 = m.start("t", bug, owner="bob")
+    j4 = m.start("t", cancellable, owner="bob")
+    for j in (j1, j2, j3):
+        assert j.wait(10)
+    assert (j1.status, j1.result, j1.progress, j1.snapshot_logs()) == ("done", 42, 1.0, [{"step": 1, "loss": 1.0}])
+    assert (j2.status, j2.error) == ("failed", "bad file /x.npz")
+    assert j3.status == "failed" and j3.error.startswith("internal error: KeyError") and "\n" not in j3.error
+    assert m.cancel(j4.id, owner="alice") is False  # not alice's job
+    assert m.cancel(j4.id, owner="bob") is True
+    assert j4.wait(10) and j4.status == "cancelled"
+    assert {j.id for j in m.list(owner="alice")} == {j1.id, j2.id}
+    assert m.get(j3.id, owner="alice") is None and m.get(j3.id, owner="bob") is j3
+    assert isinstance(DataError("x"), GDAError)
+
+
+def test_start_training_refuses_a_folder_already_being_written(tmp_path):
+    from gda_core.data import load_dataset
+    from gda_core.jobs import start_training
+
+    m = JobManager()
+    started = threading.Event()
+    release = threading.Event()
+
+    def hold(job):
+        started.set()
+        release.wait(10)
+
+    out = unique_run_dir(tmp_path, "vae", "digits")
+    j = m.start("train", hold, owner="a", meta={"out": str(out)})
+    started.wait(5)
+    with pytest.raises(ConfigError, match="already being trained"):
+        start_training(m, owner="b", family="vae", dataset=load_dataset("digits", per_class=2), out=out, steps=1)
+    release.set()
+    j.wait(5)
+    assert unique_run_dir(tmp_path, "vae", "digits") != out
+
+
+# -- engine helpers behind Latent space and Learn ------------------------------------------------------
+
+
+def test_latent_helpers_shapes_determinism_and_errors(runs_dir):
+    import torch
+
+    from gda_core import latent
+    from gda_core.data import load_dataset
+
+    a, b = torch.randn(32), torch.randn(32)
+    t = torch.linspace(0, 1, 5)
+    s = latent.slerp(a, b, t)
+    assert torch.allclose(s[0], a, atol=1e-5) and torch.allclose(s[-1], b, atol=1e-5)
+    assert torch.allclose(latent.lerp(a, b, t)[2], (a + b) / 2, atol=1e-6)
+    # slerp keeps the norm of same-norm endpoints
+    bn = b / b.norm() * a.norm()
+    assert torch.allclose(latent.slerp(a, bn, t).norm(dim=1), a.norm().expand(5), rtol=1e-4)
+    info = _run_of("vae", runs_dir)
+    model = load_run(info.path, "cpu").model
+    f1 = latent.interpolate_seeds(model, 0, 1, 3, frames=5)
+    f2 = latent.interpolate_seeds(model, 0, 1, 3, frames=5)
+    assert f1.shape == (5, 16, 16, 1) and f1.dtype == np.uint8 and np.array_equal(f1, f2)
+    tr = latent.traverse(model, 0, 2, dims=[0, 3], values=[-3, 0, 3])
+    assert tr.shape == (2, 3, 16, 16, 1)
+    with pytest.raises(ConfigError):
+        latent.traverse(model, 0, 2, dims=[999])
+    ds = load_dataset("digits")
+    m = latent.embed_map(ds.train_images[:40], ds.train_labels[:40], f1, [3] * 5, method="pca", seed=0)
+    assert m.coords.shape == (45, 2) and m.synthetic.sum() == 5
+    # A training image is its own nearest neighbour at SSIM 1 and is flagged.
+    nb = latent.nearest_neighbours(ds.train_images[[7, 11]], ds.train_images)
+    assert list(nb.index) == [7, 11] and np.allclose(nb.ssim, 1.0) and nb.flagged.all()
+    assert latent.gif_bytes(f1)[:6] == b"GIF89a"
+
+
+def test_learn_helpers(runs_dir):
+    from gda_core import learn
+    from gda_core.data import load_dataset
+
+    ds = load_dataset("digits")
+    info = _run_of("ddpm", runs_dir)
+    model = load_run(info.path, "cpu").model
+    ts = learn.default_timesteps(model, 5)
+    frames = learn.forward_noising(model, ds.train_images[0], ts, seed=0)
+    assert frames.shape == (5, 16, 16, 1)
+    assert np.abs(frames[0].astype(int) - ds.train_images[0].astype(int)).max() <= 3  # t = 0: almost clean
+    sig = learn.signal_fraction(model, ts)
+    assert sig[0] > 0.99 and sig[-1] < 0.05 and sig == sorted(sig, reverse=True)
+    tr = learn.denoising_trajectory(model, 3, seed=0, steps=6, show=4)
+    assert tr.x_t.shape == (4, 16, 16, 1) and tr.x0_pred.shape == (4, 16, 16, 1)
+    with pytest.raises(ConfigError):
+        learn.forward_noising(model, ds.train_images[0], [5000])
+    c = learn.curves([{"step": 10, "a": 1.0}, {"step": 20, "b": 2.0}], ["a", "b", "zz"])
+    assert c["step"] == [10, 20] and c["a"][0] == 1.0 and np.isnan(c["a"][1]) and "zz" not in c

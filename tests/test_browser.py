@@ -1,0 +1,230 @@
+"""Real-browser tests: Debian's chromium (through Playwright) against ``streamlit run app.py``.
+
+Run with ``pytest -m browser tests/test_browser.py``. Screenshots go to test-output/screenshots/.
+Needs /usr/bin/chromium (``apt-get install chromium``) and the Python ``playwright`` package; the
+tests skip, saying which is missing, otherwise. Checkpoints: the shipped ones, plus
+$GDA_TEST_RUNS_DIR's runs when set (as in test_app.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from gda_core.checkpoints import list_runs
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "test-output" / "screenshots"
+PAGES = {"home": "", "data": "data", "train": "train", "sample": "sample", "latent": "latent_space", "compare": "compare", "learn": "learn"}
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(
+        f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) to run the browser tests", allow_module_level=True
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _seed_runs(dst: Path) -> None:
+    """Copy $GDA_TEST_RUNS_DIR's runs and add two runs with saved evaluations for the Compare page."""
+    from gda_core.metrics import Report
+
+    dst.mkdir(parents=True, exist_ok=True)
+    extra = os.environ.get("GDA_TEST_RUNS_DIR")
+    if extra and Path(extra).is_dir():
+        for r in list_runs(extra, include_shipped=False):
+            shutil.copytree(r.path, dst / r.path.name, ignore=shutil.ignore_patterns("train_state.pt", ".lock", "eval"))
+    runs = list_runs(dst)
+    if not runs:
+        return
+    for name, k in (("eval-demo-a", 1.0), ("eval-demo-b", 0.6)):
+        shutil.copytree(runs[0].path, dst / name, ignore=shutil.ignore_patterns("train_state.pt", ".lock", "eval"))
+        raw = {"precision": 0.8 * k, "recall": 0.7 * k, "images_per_s": 3000.0 * k, "tstr_acc": 0.9 * k, "trtr_acc": 0.95,
+               "deepfool_rho_tstr": 0.1 * k, "deepfool_rho_trtr": 0.12, "nearest_ssim_mean": 0.5, "memorization_rate": 0.0}  # fmt: skip
+        Report.from_raw(raw, provenance={"seed": 0, "n_samples": 100, "device": "CPU"}).save(dst / name / "eval" / "demo.json")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser")
+    runs = tmp / "runs"
+    _seed_runs(runs)
+    port = _free_port()
+    env = {**os.environ, "GDA_RUNS_DIR": str(runs), "GDA_ALLOW_DOWNLOAD": "0", "GDA_CACHE_DIR": str(tmp / "cache"), "OMP_NUM_THREADS": "2"}
+    log = open(tmp / "streamlit.log", "w")  # noqa: SIM115 - closed in teardown
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port), "--server.address", "127.0.0.1",
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"streamlit did not start; see {tmp / 'streamlit.log'}")
+        yield {"url": url, "runs": runs}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            headless=True,
+        )
+        # Warm-up: the very first script run of a streamlit process with a pages/ folder goes through
+        # streamlit's legacy pages/ mode until app.py's st.navigation takes over, so a deep link as the
+        # very first request shows a 'Page not found' dialog. Open the home page first, as a user would.
+        warm = b.new_page()
+        warm.goto(server["url"])
+        warm.wait_for_selector("h1", timeout=180_000)
+        warm.close()
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1800})
+    pg = ctx.new_page()
+    pg.set_default_timeout(120_000)
+    yield pg
+    ctx.close()
+
+
+def _settle(pg, timeout: float = 180) -> None:
+    """Wait until the script has finished running (the 'Running...' status widget is gone)."""
+    time.sleep(1.5)
+    end = time.time() + timeout
+    while time.time() < end:
+        if pg.locator('[data-testid="stStatusWidget"]').count() == 0:
+            time.sleep(0.5)
+            if pg.locator('[data-testid="stStatusWidget"]').count() == 0:
+                return
+        time.sleep(0.3)
+    raise AssertionError("the app kept running for too long")
+
+
+def _goto(pg, server, name: str) -> None:
+    pg.goto(f"{server['url']}/{PAGES[name]}")
+    pg.wait_for_selector("h1")
+    _settle(pg)
+    assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator('[data-testid="stException"]').first.inner_text()
+
+
+def _shot(pg, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def _choose(pg, label: str, option_text: str) -> None:
+    """Pick the first option containing ``option_text`` in the select box (combobox) labelled ``label``."""
+    box = pg.get_by_role("combobox", name=label, exact=True)
+    box.click()
+    box.fill(option_text)
+    pg.get_by_role("option").filter(has_text=option_text).first.click()
+    _settle(pg)
+
+
+def _needs(server, family: str):
+    runs = [r for r in list_runs(server["runs"]) if r.family == family and r.dataset == "digits"]
+    if not runs:
+        pytest.skip(f"no '{family}' checkpoint on digits (ship checkpoints/ or set GDA_TEST_RUNS_DIR)")
+    return runs[0]
+
+
+def test_every_page_opens(page, server):
+    for name in PAGES:
+        _goto(page, server, name)
+        assert page.locator("h1").first.inner_text().strip()
+        assert page.locator('[data-testid="stSidebarNav"]').count() == 1
+        _shot(page, name)
+
+
+def test_sample_temperature_slider_changes_the_image(page, server):
+    info = _needs(server, "vae")
+    _goto(page, server, "sample")
+    _choose(page, "Checkpoint", info.path.name + " ")
+    img = page.locator('[data-testid="stImage"] img').first
+    before_src = img.get_attribute("src")
+    before = page.request.get(before_src if before_src.startswith("http") else server["url"] + before_src).body()
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text="Temperature").locator('input[type="range"]')
+    slider.focus()
+    for _ in range(8):
+        slider.press("ArrowLeft")
+    _settle(page)
+    assert slider.get_attribute("aria-valuetext") == "0.60"
+    # The rerun starts after the slider's debounce: wait for the grid to be replaced.
+    after_src = before_src
+    end = time.time() + 120
+    while after_src == before_src and time.time() < end:
+        time.sleep(0.5)
+        after_src = page.locator('[data-testid="stImage"] img').first.get_attribute("src")
+    _settle(page)
+    after_src = page.locator('[data-testid="stImage"] img').first.get_attribute("src")
+    after = page.request.get(after_src if after_src.startswith("http") else server["url"] + after_src).body()
+    assert after_src != before_src and after != before and after[:4] == b"\x89PNG"
+    _shot(page, "sample_temperature_0.60")
+
+
+def test_short_training_runs_to_completion(page, server):
+    _goto(page, server, "train")
+    _choose(page, "Model family", "VAE")
+    steps = page.get_by_label("Steps", exact=True)
+    steps.fill("30")
+    steps.press("Enter")
+    _settle(page)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Finished in").wait_for(timeout=480_000)
+    _settle(page)
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1
+    _shot(page, "train_finished")
+    finished = [r for r in list_runs(server["runs"], include_shipped=False) if r.family == "vae" and r.step == 30 and r.finished]
+    assert finished, "the finished run is not in the runs folder"
+
+
+def test_compare_shows_the_radar_chart(page, server):
+    if not (server["runs"] / "eval-demo-a").is_dir():
+        pytest.skip("no checkpoint to build a comparison from")
+    _goto(page, server, "compare")
+    box = page.get_by_role("combobox", name="Checkpoints to compare")
+    for name in ("eval-demo-a", "eval-demo-b"):
+        box.click()
+        box.fill(name)
+        page.get_by_role("option").filter(has_text=name).first.click()
+        _settle(page)
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Load cached evaluations").click()
+    _settle(page)
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.wait_for()
+    assert chart.locator(".polarlayer, g.polar").count() >= 1, "the chart is not a radar (polar) chart"
+    assert page.get_by_text("Reading").count() >= 1
+    _shot(page, "compare_radar")
