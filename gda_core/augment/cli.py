@@ -1,0 +1,169 @@
+"""``augment`` and ``study`` subcommands (registered by gda_core/cli.py through PLUGIN_MODULES).
+
+    python -m gda_core augment --checkpoint RUN_DIR --ratio 2 [--select confidence:0.5,privacy:0.9]
+        [--rebalance] [--merge] [--seed S] --out DIR | FILE.zip | FILE.npz
+    python -m gda_core study --checkpoints RUN_A RUN_B [--dataset D] --per-class 10,50,all
+        --ratios 0,1,2,3 --seeds 3 [--select ...] --out study.json | study.html | study.png | study.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError, GDAError
+from ..runtime import DEVICE_CHOICES, atomic_write_bytes, atomic_write_json, atomic_write_text
+
+STUDY_SUFFIXES = (".json", ".html", ".htm", ".png", ".md")
+
+
+def _float(s: str) -> float:
+    try:
+        return float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{s}'") from None
+
+
+def _csv(s: str) -> list[str]:
+    items = [p.strip() for p in s.split(",") if p.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got '{s}'")
+    return items
+
+
+def _printer(quiet: bool):
+    last = {"pct": -10}
+
+    def cb(frac: float, msg: str) -> None:
+        pct = int(frac * 100)
+        if not quiet and (pct >= last["pct"] + 5 or pct == 100):
+            print(f"[{pct:3d}%] {msg}", file=sys.stderr, flush=True)
+            last["pct"] = pct
+
+    return cb
+
+
+def _load_data(source: str | None, run, args):
+    from ..data import load_dataset
+
+    if source is None:
+        spec = run.data_spec
+        # The data the checkpoint was trained on (its recorded spec, per_class limit included).
+        return load_dataset(spec.source, image_size=spec.image_size, channels=spec.channels, per_class=spec.per_class,
+                            seed=spec.seed, data_dir=args.data_dir or spec.data_dir)  # fmt: skip
+    mc = run.model.config
+    return load_dataset(source, image_size=mc.image_size, channels="grey" if mc.channels == 1 else "rgb", data_dir=args.data_dir)
+
+
+def cmd_augment(args) -> int:
+    from ..checkpoints import load_run
+    from .export import export, provenance_path
+    from .generate import generate_synthetic
+    from .select import SelectionContext, parse_filters, select
+
+    out = Path(args.out)
+    if out.suffix and out.suffix.lower() not in (".zip", ".npz"):
+        raise ConfigError(f"--out must be a folder, a .zip or a .npz, got '{out.name}'")
+    filters = parse_filters(args.select, seed=args.seed)  # fail on a bad spec before loading anything
+    run = load_run(args.checkpoint, device=args.device)
+    ds = _load_data(args.dataset, run, args)
+    if ds.num_classes != run.model.config.num_classes:
+        raise ConfigError(f"the dataset has {ds.num_classes} classes but {run.name} makes {run.model.config.num_classes}")
+    mode = "rebalance" if args.rebalance else "balanced"
+    say = _printer(args.quiet)
+    synth = generate_synthetic(run, args.ratio, real_labels=ds.train_labels, mode=mode, seed=args.seed, temperature=args.temperature,
+                               guidance=args.guidance, steps=args.steps, progress=lambda d, t: say(0.6 * d / max(1, t), f"sampling {d}/{t}"))  # fmt: skip
+    for note in synth.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if filters:
+        ctx = SelectionContext.from_dataset(ds, seed=args.seed, device=run.model.device, progress=lambda m: say(0.7, m))
+        synth, report = select(synth, filters, ctx)
+        for rec in report["filters"]:
+            print(f"{rec['spec']}: {sum(rec['before'])} -> {sum(rec['after'])} images (per class {rec['before']} -> {rec['after']})", file=sys.stderr)
+    path = export(synth, out, merge_with=ds if args.merge else None)
+    counts = ", ".join(f"{n}: {c}" for n, c in zip(synth.class_names, synth.class_counts(), strict=True))
+    print(f"wrote {len(synth)} synthetic images ({counts}){' merged with the real splits' if args.merge else ''} to {path}")
+    if path.suffix.lower() == ".npz":
+        print(f"provenance: {provenance_path(path)}")
+    return 0
+
+
+def cmd_study(args) -> int:
+    from ..checkpoints import load_run
+    from ..metrics import DEFAULT_BUDGET
+    from .select import parse_filters
+    from .study import quick_budget, run_study
+
+    out = Path(args.out)
+    if out.suffix.lower() not in STUDY_SUFFIXES:
+        raise ConfigError(f"--out must end in one of {', '.join(STUDY_SUFFIXES)}, got '{out.name}'")
+    if args.select:
+        parse_filters(args.select)
+    runs = [load_run(p, device=args.device) for p in args.checkpoints]
+    ds = _load_data(args.dataset, runs[0], args)
+    if args.dataset is None and runs[0].data_spec.per_class is not None:
+        from ..data import load_dataset
+
+        spec = runs[0].data_spec
+        ds = load_dataset(spec.source, image_size=spec.image_size, channels=spec.channels, seed=spec.seed, data_dir=args.data_dir or spec.data_dir)
+    aug = {"off": (False,), "on": (True,), "both": (False, True)}[args.geometric_aug]
+    res = run_study(
+        runs, ds, per_class_levels=args.per_class, ratios=args.ratios, seeds=args.seeds, geometric_aug=aug, select=args.select,
+        mode="rebalance" if args.rebalance else "balanced", budget=quick_budget() if args.budget == "quick" else DEFAULT_BUDGET,
+        temperature=args.temperature, device=args.device, progress=_printer(args.quiet),
+    )  # fmt: skip
+    suffix = out.suffix.lower()
+    if suffix == ".json":
+        atomic_write_json(out, res.to_dict())
+    elif suffix in (".html", ".htm"):
+        atomic_write_text(out, res.html())
+    elif suffix == ".png":
+        atomic_write_bytes(out, res.png())
+    else:
+        atomic_write_text(out, res.markdown() + "\n\n" + "\n".join(f"- {s}" for s in res.reading()) + "\n")
+    print(res.markdown())
+    print()
+    for line in res.reading():
+        print(f"- {line}")
+    print(f"wrote {out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("augment", help="generate a (selected) synthetic training set and export it")
+    p.add_argument("--checkpoint", required=True, help="run folder")
+    p.add_argument("--ratio", type=_float, required=True, help="synthetic images per real training image (1, 2, 3 or any number >= 0)")
+    p.add_argument("--select", default=None, help="selection filters in order, e.g. confidence:0.5,privacy:0.9,realism:0.5,cluster:0.5")
+    p.add_argument("--rebalance", action="store_true", help="spend the synthetic budget on the smallest classes first (default: keep the real class balance)")
+    p.add_argument("--merge", action="store_true", help="also write the real train/val/test images (a ready-to-train augmented dataset)")
+    p.add_argument("--dataset", default=None, help="real dataset (default: the one the checkpoint was trained on)")
+    p.add_argument("--data-dir", default=None, help="folder holding named datasets' files")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (image i uses seed + i)")
+    p.add_argument("--temperature", type=_float, default=1.0)
+    p.add_argument("--guidance", type=_float, default=None)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--out", required=True, help="FOLDER (class folders of PNGs), FILE.zip or FILE.npz (MedMNIST layout)")
+    p.set_defaults(func=cmd_augment)
+
+    p = subparsers.add_parser("study", help="utility study: does synthetic data help a classifier at each scarcity level?")
+    p.add_argument("--checkpoints", nargs="+", required=True, help="run folders")
+    p.add_argument("--dataset", default=None, help="real dataset (default: the first checkpoint's, all training images)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--per-class", type=_csv, default=["10", "50", "all"], help="scarcity levels: real images per class, comma-separated ('all' = every image)")
+    p.add_argument("--ratios", type=_csv, default=["0", "1", "2", "3"], help="synthetic images per real image, comma-separated (0 = real only)")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds per cell")
+    p.add_argument("--geometric-aug", choices=["off", "on", "both"], default="both", help="classifier's random 1-pixel shifts")
+    p.add_argument("--select", default=None, help="also run every cell with these selection filters")
+    p.add_argument("--rebalance", action="store_true", help="rebalance mode for the synthetic sets")
+    p.add_argument("--budget", choices=["quick", "standard"], default="standard", help="downstream classifier budget")
+    p.add_argument("--temperature", type=_float, default=1.0)
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", required=True, help="study.json, study.html (chart + table + reading), study.png (chart) or study.md")
+    p.set_defaults(func=cmd_study)
+
+
+__all__ = ["register", "GDAError"]
