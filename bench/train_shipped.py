@@ -47,7 +47,8 @@ def model_card(run_dir: Path, report: dict | None) -> str:
         "",
         f"- Data: scikit-learn digits, {cfg.get('train_images')} training images, 16x16 grey, 10 classes (fixed split, seed 0).",
         f"- Training: {cfg['step']} steps, batch {cfg['train_config']['batch_size']}, seed {cfg['seed']}, "
-        f"{cfg.get('train_time_s', 0) / 60:.1f} min on {cfg.get('device')}.",
+        f"{cfg.get('train_time_s', 0) / 60:.1f} min wall-clock on {cfg.get('device')} (a 2-core machine shared with other jobs; "
+        "alone it is several times faster).",
         f"- Model config: `{json.dumps(cfg['model_config'])}`",
         "- Re-train: `make checkpoints` (runs bench/train_shipped.py).",
         "",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import builtin  # noqa: F401  (registers 'digits')
-from .base import CHANNEL_CHOICES, DataSpec, Dataset, images_to_tensor, tensor_to_images
+from . import (
+    builtin,  # noqa: F401  (registers 'digits')
+    medmnist,  # noqa: F401  (registers the MedMNIST names)
+)
+from .base import CHANNEL_CHOICES, Dataset, DataSpec, images_to_tensor, tensor_to_images
 from .registry import default_data_dir, get_dataset_info, list_datasets, load_dataset, register_dataset
-
-from . import medmnist  # noqa: F401  (registers the MedMNIST names)
 
 __all__ = [
     "CHANNEL_CHOICES",

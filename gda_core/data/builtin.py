@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import DataSpec, Dataset, finalize, stratified_split
+from .base import Dataset, DataSpec, finalize, stratified_split
 from .registry import register_dataset
 
 DIGITS_DEFAULT_SIZE = 16
