@@ -74,12 +74,12 @@ def main() -> int:
     meta = {"device": device_name(dev), "n": args.n, "classifier_val_acc": val_acc, "command": "python bench/bench_quality.py"}
     out.write_text(json.dumps({"meta": meta, "models": rows, "samplers": samplers}, indent=2) + "\n")
     print(f"Held-out classifier (trained on the digits test split) accuracy on the val split: {val_acc:.3f}\n")
-    print("| model | recognised as requested class | precision | recall | FID (domain features) | time for 1,000 |")
+    print(f"| model | recognised as requested class | precision | recall | FID (domain features) | time for {args.n} |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['recognised']:.1%} | {r['precision']:.3f} | {r['recall']:.3f} | {r['fid']:.2f} | {r['seconds']} s |")
     if samplers:
-        print("\n| DDPM sampler | steps | recognised | precision | recall | FID | time for 1,000 |")
+        print(f"\n| DDPM sampler | steps | recognised | precision | recall | FID | time for {args.n} |")
         print("|---|---|---|---|---|---|---|")
         for r in samplers:
             print(f"| {r['sampler']} | {r['steps']} | {r['recognised']:.1%} | {r['precision']:.3f} | {r['recall']:.3f} | {r['fid']:.2f} | {r['seconds']} s |")
