@@ -21,16 +21,9 @@ st.caption(
 info = common.run_picker("Checkpoint", key="latent_run")
 if info is None:
     st.stop()
-try:
-    run = common.load_run_cached(info.path)
-    ds = common.dataset_for_run(run)
-except GDAError as exc:
-    common.show_error(exc)
-    st.stop()
+run, ds, PATH, MTIME = common.open_run(info)
 model = run.model
 names = run.class_names
-PATH = str(info.path)
-MTIME = info.path.joinpath("model.safetensors").stat().st_mtime
 IS_DIFF = "steps" in model.controls
 SCALE = max(1, 64 // model.config.image_size)
 

@@ -90,17 +90,7 @@ def eval_jobs() -> None:
             reports[p] = j.result
             j.meta["collected"] = True
             fresh = True
-    active = [j for j in jobs if not j.done]
-    for j in active:
-        a, b = st.columns([6, 1])
-        a.progress(j.progress, text=f"{j.title}: {j.message} · {j.progress:.0%} · {common.fmt_seconds(j.elapsed_s)}")
-        if b.button("Cancel", key=f"ecancel_{j.id}", help="Stop this evaluation."):
-            j.cancel()
-    for j in jobs[:8]:
-        if j.status == "failed":
-            st.error(f"{j.title}: {j.error}")
-        elif j.status == "cancelled":
-            st.caption(f"{j.title}: cancelled")
+    common.show_job_progress(jobs, key="ecancel", limit=8, cancel_help="Stop this evaluation.")
     if fresh:
         st.rerun()
 

@@ -29,16 +29,9 @@ st.subheader("See it on a checkpoint")
 info = common.run_picker("Checkpoint", key="learn_run", help="Pick a VAE, GAN or diffusion checkpoint to see its family's ideas in action.")
 if info is None:
     st.stop()
-try:
-    run = common.load_run_cached(info.path)
-    run_ds = common.dataset_for_run(run)
-except GDAError as exc:
-    common.show_error(exc)
-    st.stop()
+run, run_ds, PATH, MTIME = common.open_run(info)
 model = run.model
 names = run.class_names
-PATH = str(info.path)
-MTIME = info.path.joinpath("model.safetensors").stat().st_mtime
 SCALE = max(1, 64 // model.config.image_size)
 
 

@@ -76,16 +76,7 @@ def job_panel(kind: str, key: str, result_key: str) -> None:
                 ss[result_key] = j.result
                 j.meta["collected"] = True
                 fresh = True
-        for j in [j for j in jobs if not j.done]:
-            a, b = st.columns([6, 1])
-            a.progress(j.progress, text=f"{j.title}: {j.message} · {j.progress:.0%} · {common.fmt_seconds(j.elapsed_s)}")
-            if b.button("Cancel", key=f"{key}_cancel_{j.id}", help="Stop this job."):
-                j.cancel()
-        for j in jobs[:3]:
-            if j.status == "failed":
-                st.error(f"{j.title}: {j.error}")
-            elif j.status == "cancelled":
-                st.caption(f"{j.title}: cancelled")
+        common.show_job_progress(jobs, key=f"{key}_cancel", limit=3)
         if fresh:
             st.rerun()
 

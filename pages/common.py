@@ -273,3 +273,31 @@ def fmt_seconds(s: float | None) -> str:
         return "?"
     s = int(max(0, s))
     return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s")
+
+
+def show_job_progress(jobs, *, key: str, limit: int, cancel_help: str = "Stop this job.") -> None:
+    """Progress bar + Cancel button for each running job, then the latest failures/cancellations."""
+    for j in [j for j in jobs if not j.done]:
+        a, b = st.columns([6, 1])
+        a.progress(j.progress, text=f"{j.title}: {j.message} · {j.progress:.0%} · {fmt_seconds(j.elapsed_s)}")
+        if b.button("Cancel", key=f"{key}_{j.id}", help=cancel_help):
+            j.cancel()
+    for j in jobs[:limit]:
+        if j.status == "failed":
+            st.error(f"{j.title}: {j.error}")
+        elif j.status == "cancelled":
+            st.caption(f"{j.title}: cancelled")
+
+
+def open_run(info):
+    """Load the picked checkpoint and the dataset it was trained on; show the error and stop on failure.
+
+    Returns (run, dataset, path string, weights mtime): the last two key the pages' caches.
+    """
+    try:
+        run = load_run_cached(info.path)
+        ds = dataset_for_run(run)
+    except GDAError as exc:
+        show_error(exc)
+        st.stop()
+    return run, ds, str(info.path), info.path.joinpath("model.safetensors").stat().st_mtime
