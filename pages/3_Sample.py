@@ -7,7 +7,6 @@ import streamlit as st
 from gda_core.errors import GDAError
 from gda_core.models import CONTROL_HELP
 from gda_core.sampling import generate, png_bytes
-from gda_core.schedulers.diffusion import SAMPLERS
 from pages import common
 
 common.setup()
@@ -60,13 +59,16 @@ with left:
             "Guidance", 0.0, 8.0, float(getattr(cfg, "default_guidance", 2.0)), 0.25, key="sample_guidance", help=CONTROL_HELP["guidance"]
         )
     if "steps" in controls:
-        steps = st.slider("Steps", 2, 200, int(getattr(cfg, "default_steps", 25)), key="sample_steps", help=CONTROL_HELP["steps"])
-    if "sampler" in controls:
+        steps = st.slider(
+            "Steps", 1, 1000, int(getattr(cfg, "default_steps", 25)), key=f"sample_steps_{model.family}", help=CONTROL_HELP["steps"]
+        )
+    if "sampler" in controls and model.samplers:
+        helps = "; ".join(f"{k}: {v}" for k, v in model.sampler_help.items())
         sampler = st.selectbox(
             "Sampler",
-            SAMPLERS,
-            key="sample_sampler",
-            help=CONTROL_HELP["sampler"] + " (ddim: DDIM; dpmpp: DPM-Solver++(2M), good in 10-20 steps)",
+            list(model.samplers),
+            key=f"sample_sampler_{model.family}",
+            help=CONTROL_HELP["sampler"] + (f" ({helps})" if helps else ""),
         )
     if "eta" in controls:
         eta = st.slider(
@@ -77,13 +79,11 @@ with left:
             0.05,
             key="sample_eta",
             help=CONTROL_HELP["eta"] + " (used by the ddim sampler)",
-            disabled=sampler == "dpmpp",
+            disabled=sampler not in (None, "ddim"),
         )
     missing = [c for c in ("guidance", "steps", "sampler", "eta") if c not in controls]
     if missing:
-        st.caption(
-            f"Not shown: {', '.join(missing)}, which do not apply to a {model.family.upper()} (it makes an image in one network pass)."
-        )
+        st.caption(f"Not shown: {', '.join(missing)}, which do not apply to a {model.family.upper()}.")
 
 with right:
     try:

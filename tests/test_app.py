@@ -273,7 +273,7 @@ def test_sample_page_diffusion_shows_its_controls(runs_dir):
     labels = [s.label for s in at.slider]
     assert {"Guidance", "Steps", "Eta"} <= set(labels)
     at.slider(key="sample_n_ddpm").set_value(4).run()
-    at.slider(key="sample_steps").set_value(4).run()
+    at.slider(key="sample_steps_ddpm").set_value(4).run()
     _ok(at)
     assert _image_urls(at)
     for w in [*at.slider, *at.selectbox, *at.number_input]:

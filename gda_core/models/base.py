@@ -87,6 +87,10 @@ class GenerativeModel(nn.Module):
     family: ClassVar[str] = ""
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     controls: ClassVar[tuple[str, ...]] = ("temperature",)
+    # Names accepted by ``sample(sampler=...)``; the first is the default. Empty: no choice.
+    samplers: ClassVar[tuple[str, ...]] = ()
+    # One line per sampler for the app's help text.
+    sampler_help: ClassVar[dict[str, str]] = {}
     default_lr: ClassVar[float] = 2e-4
     description: ClassVar[str] = ""
     how_it_works: ClassVar[str] = ""
@@ -196,6 +200,18 @@ class GenerativeModel(nn.Module):
     def encode(self, x: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
         """Images in [0, 1] -> latents that ``decode`` maps back (approximately)."""
         raise NotImplementedError(f"{self.family} has no encoder")
+
+    # -- optional exact likelihood ----------------------------------------------------------
+    has_likelihood: ClassVar[bool] = False
+
+    def bits_per_dim(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-image negative log-likelihood in bits per dimension of 8-bit images x in [0, 1].
+
+        Only for families with an exact likelihood (``has_likelihood``); the data are
+        dequantised as usual (uniform noise on the 256 levels), so a model that knows nothing
+        scores 8 bits/dim.
+        """
+        raise NotImplementedError(f"{self.family} has no exact likelihood")
 
     # -- misc ------------------------------------------------------------------------------
     @property

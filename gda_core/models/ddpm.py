@@ -113,6 +113,8 @@ class DDPM(GenerativeModel):
     family = "ddpm"
     Config = DDPMConfig
     controls = ("temperature", "guidance", "steps", "eta", "sampler")
+    samplers = ("ddim", "dpmpp")
+    sampler_help = {"ddim": "DDIM (eta 0: deterministic)", "dpmpp": "DPM-Solver++(2M), good in 10-20 steps"}
     default_lr = 5e-4
     has_latent = True
     description = "Conditional diffusion (DDPM + DDIM / DPM-Solver++): best fidelity, slowest to sample."
