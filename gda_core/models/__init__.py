@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-# Register the built-in families (import order = display order).
-from . import vae  # noqa: F401, I001
-from . import gan  # noqa: F401
-from . import ddpm  # noqa: F401
+import importlib
+
 from .base import CONTROL_HELP, GenerativeModel, ModelConfig, TrainConfig, build_model, get_model_class, list_models, register_model
+
+# The built-in families, in display order; importing a module registers its family.
+BUILTIN_FAMILIES = (
+    "vae",
+    "gan",
+    "ddpm",
+)
+for _name in BUILTIN_FAMILIES:
+    importlib.import_module(f".{_name}", __name__)
 
 __all__ = ["CONTROL_HELP", "GenerativeModel", "ModelConfig", "TrainConfig", "build_model", "get_model_class", "list_models", "register_model"]

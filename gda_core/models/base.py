@@ -13,6 +13,7 @@ import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -111,6 +112,12 @@ class GenerativeModel(nn.Module):
     ) -> dict[str, float]:
         """One optimisation step on a batch x (B, C, H, W) in [0, 1], y (B,) long. Returns losses."""
         raise NotImplementedError
+
+    def write_artifacts(self, run_dir: Path, dataset: Any, step: int) -> None:
+        """Called by the trainer after each checkpoint (rank 0 only): families that train a part
+        with its own checkpoint (e.g. LDM's autoencoder) write it under ``run_dir`` here, with
+        atomic writes. ``dataset`` is the training Dataset (its test split may be used for
+        held-out reports). Default: nothing."""
 
     def ema_modules(self) -> dict[str, tuple[nn.Module, nn.Module]]:
         """Pairs (live, ema) updated by the trainer after each step. Default: none."""

@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..runtime import generators_for, randn_per_seed
 from ..schedulers import NoiseSchedule, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
-from .layers import ResBlock, SelfAttention, group_norm, make_adamw, timestep_embedding
+from .layers import ResBlock, SelfAttention, group_norm, make_adamw, optimizer_step, timestep_embedding
 
 
 @dataclass(frozen=True)
@@ -157,8 +157,7 @@ class DDPM(GenerativeModel):
             loss = self.loss(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.unet.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, self.unet.parameters(), 1.0)
         return {"loss": float(loss.detach())}
 
     # -- sampling ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from torch.nn.utils import spectral_norm
 
 from ..runtime import generators_for, randn_per_seed
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
-from .layers import make_adamw
+from .layers import make_adamw, optimizer_step
 
 
 @dataclass(frozen=True)
@@ -118,14 +118,14 @@ class GAN(GenerativeModel):
             d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
         optimizers["d"].zero_grad(set_to_none=True)
         d_loss.backward()
-        optimizers["d"].step()
+        optimizer_step(optimizers["d"])
         # Generator step.
         self.discriminator.requires_grad_(False)
         with torch.autocast(**ac):
             g_loss = -self.discriminator(self.generator(z, y), y).mean()
         optimizers["g"].zero_grad(set_to_none=True)
         g_loss.backward()
-        optimizers["g"].step()
+        optimizer_step(optimizers["g"])
         self.discriminator.requires_grad_(True)
         return {"loss": float(d_loss.detach() + g_loss.detach()), "d_loss": float(d_loss.detach()), "g_loss": float(g_loss.detach()),
                 "d_real": float(d_real.detach().mean()), "d_fake": float(d_fake.detach().mean())}  # fmt: skip

@@ -76,3 +76,22 @@ def make_adamw(params, lr: float, betas=(0.9, 0.999), weight_decay: float = 0.0)
         return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused or None)
     except (RuntimeError, TypeError):
         return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, params=None, max_norm: float | None = None) -> None:
+    """Clip (optional) and step ``opt``: every family steps its optimisers through this.
+
+    The trainer may hand a family wrapped optimisers (gradient accumulation, data-parallel
+    all-reduce; see ``gda_core.training.distributed``). Such a wrapper's ``sync()`` averages
+    the gradients over micro-batches and processes and returns False while it is still
+    accumulating; clipping then applies to the gradient of the whole effective batch, exactly
+    as in a single process.
+    """
+    sync = getattr(opt, "sync", None)
+    if sync is not None and not sync():
+        return
+    if max_norm is not None:
+        if params is None:
+            params = [p for g in opt.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+    opt.step()

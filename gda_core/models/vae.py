@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from ..runtime import generators_for, randn_per_seed
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
-from .layers import group_norm, make_adamw
+from .layers import group_norm, make_adamw, optimizer_step
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,7 @@ class VAE(GenerativeModel):
             out = self(x, y)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(self.parameters(), 10.0)
-        opt.step()
+        optimizer_step(opt, self.parameters(), 10.0)
         return {k: float(v.detach()) for k, v in out.items()}
 
     # -- sampling / latent ---------------------------------------------------------------------

@@ -219,6 +219,7 @@ def train(
             ck.save_weights(out, model, {"step": str(step)})
             ck.write_config(out, {**run_config, "step": step, "train_time_s": round(elapsed(), 2), "finished": finished})
             atomic_write_json(out / ck.HISTORY, history)
+            model.write_artifacts(out, dataset, step)
             last_ckpt_time = time.perf_counter()
             last_good_step = step
             emit("checkpoint", message=f"saved step {step}")
