@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -61,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model family (see `models`)")
     p.add_argument("--steps", type=_positive_int, default=None, help="training steps")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget in minutes")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="images per optimisation step (over all processes)")
+    p.add_argument(
+        "--grad-accum", type=_positive_int, default=1, help="split each batch into N micro-batches (same result, less memory)"
+    )
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the family's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override, e.g. --set latent_dim=64 (repeatable)")
     p.add_argument("--seed", type=int, default=0)
@@ -193,7 +197,7 @@ def cmd_train(args) -> int:
             steps=args.steps,
             minutes=args.minutes,
             model_config=_parse_overrides(args.set) or None,
-            train_config=TrainConfig(batch_size=args.batch_size, lr=args.lr),
+            train_config=TrainConfig(batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum),
             seed=args.seed,
             device=args.device,
             resume=args.resume,
@@ -203,7 +207,7 @@ def cmd_train(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    if not args.json:
+    if not args.json and os.environ.get("RANK", "0") == "0":  # torchrun: one line, from process 0
         print(f"run saved to {out}")
     return 0
 

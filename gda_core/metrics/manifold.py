@@ -4,8 +4,10 @@ density / coverage (Naeem et al. 2020).
 Conventions (docs METRICS.md): a point's k-NN radius is the distance to its k-th nearest *other*
 point of the same set (the (k+1)-th smallest distance counting itself), and a point lies inside a
 ball when ``distance <= radius`` (non-strict; the ``prdc`` package uses ``<``, which differs only
-on exact ties). Distances are computed in float64 with batched ``torch.cdist`` in row chunks, so a
-10k x 10k comparison never holds more than ``chunk`` rows of the distance matrix at once.
+on exact ties). Distances are computed in float64 with batched ``torch.cdist`` in row chunks, so a comparison
+never holds more than ``chunk`` rows of the distance matrix at once, and fewer when rows are long:
+one chunk's distances stay within ``MEMORY_BYTES`` (50k x 50k runs in a few hundred MB, on the
+GPU when ``device`` is one).
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ import torch
 from ..errors import ConfigError
 
 DEFAULT_CHUNK = 1024
+MEMORY_BYTES = 128 << 20  # float64 distances of one chunk (plus a same-size temporary)
+
+
+def _rows(n_cols: int, chunk: int) -> int:
+    return max(1, min(chunk, MEMORY_BYTES // (16 * max(1, n_cols))))
 
 
 def as_features(x: torch.Tensor | np.ndarray, name: str = "features") -> torch.Tensor:
@@ -51,6 +58,7 @@ def _prep(real, fake, k: int, device) -> tuple[torch.Tensor, torch.Tensor]:
 def knn_radii(x: torch.Tensor, k: int, *, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
     """Distance from each row of ``x`` (N, D) to its k-th nearest other row: (N,)."""
     out = []
+    chunk = _rows(len(x), chunk)
     for s in range(0, len(x), chunk):
         d = torch.cdist(x[s : s + chunk], x)
         out.append(torch.kthvalue(d, k + 1, dim=1).values)
@@ -60,6 +68,7 @@ def knn_radii(x: torch.Tensor, k: int, *, chunk: int = DEFAULT_CHUNK) -> torch.T
 def _inside_counts(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int) -> torch.Tensor:
     """For every point, how many balls (centre_i, radius_i) contain it (distance <= radius)."""
     out = []
+    chunk = _rows(len(centres), chunk)
     for s in range(0, len(points), chunk):
         d = torch.cdist(points[s : s + chunk], centres)
         out.append((d <= radii[None, :]).sum(1))
@@ -68,6 +77,7 @@ def _inside_counts(points: torch.Tensor, centres: torch.Tensor, radii: torch.Ten
 
 def _nearest(points: torch.Tensor, others: torch.Tensor, chunk: int) -> torch.Tensor:
     out = []
+    chunk = _rows(len(others), chunk)
     for s in range(0, len(points), chunk):
         out.append(torch.cdist(points[s : s + chunk], others).min(1).values)
     return torch.cat(out)

@@ -9,6 +9,7 @@ seed and step).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -28,6 +29,17 @@ from ..errors import Cancelled, ConfigError, GDAError, TrainingError
 from ..models import TrainConfig, build_model, get_model_class
 from ..runtime import atomic_write_json, device_name, resolve_device, run_lock, set_global_seed
 from ..sampling import image_grid, save_png
+from .distributed import (
+    SyncedOptimizer,
+    all_agree,
+    barrier,
+    broadcast_buffers,
+    broadcast_module,
+    check_in_sync,
+    process_group,
+    reduce_logs,
+    shard,
+)
 
 
 @dataclass
@@ -89,6 +101,12 @@ def train(
     whichever ends first). ``resume=True`` continues from ``out/train_state.pt`` with the saved
     config (the family and model config must match). Cancelling (``cancel.set()``) saves a
     checkpoint and raises :class:`Cancelled`.
+
+    ``train_config.batch_size`` is the effective batch of one optimisation step. With
+    ``train_config.grad_accum = k`` it is processed as k micro-batches (same result, less
+    memory). Under ``torchrun --nproc_per_node N`` (see :mod:`gda_core.training.distributed`)
+    each of the N processes takes 1/N of every batch; process 0 writes the run folder, which
+    has the same format as a single-process run and resumes with any number of processes.
     """
     if steps is None and minutes is None:
         raise ConfigError("give a training budget: steps or minutes")
@@ -100,12 +118,22 @@ def train(
     train_config = train_config or TrainConfig()
     if train_config.batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {train_config.batch_size}")
+    if not isinstance(train_config.grad_accum, int) or train_config.grad_accum < 1:
+        raise ConfigError(f"gradient accumulation must be a positive integer, got {train_config.grad_accum}")
     dev = resolve_device(device)
     get_model_class(family)  # fail fast on an unknown family, before touching the run folder
-    with run_lock(out):
-        # Temp files of writes interrupted by a kill (we hold the lock: nobody else is writing here).
-        for stale in out.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+    with contextlib.ExitStack() as stack:
+        ctx, dev = stack.enter_context(process_group(dev))
+        accum = train_config.grad_accum
+        if train_config.batch_size < ctx.world_size * accum:
+            raise ConfigError(
+                f"batch size {train_config.batch_size} is smaller than processes x accumulation steps ({ctx.world_size} x {accum})"
+            )
+        if ctx.is_main:
+            stack.enter_context(run_lock(out))
+            # Temp files of writes interrupted by a kill (we hold the lock: nobody else is writing here).
+            for stale in out.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         state = None
         if resume:
             state = ck.load_train_state(out)
@@ -133,8 +161,11 @@ def train(
             raise ConfigError(f"{family} config {mc} cannot be built ({msg[0][:120] if msg else type(exc).__name__})") from None
         if any(p.numel() == 0 for p in model.parameters()):
             raise ConfigError(f"{family} config {mc} gives empty layers; use positive sizes")
+        broadcast_module(model, ctx)
         model.train()
         optimizers = model.configure_optimizers(train_config)
+        # What the family steps: accumulation + cross-process averaging happen in optimizer_step.
+        synced = {k: SyncedOptimizer(o, accum=accum, ctx=ctx) for k, o in optimizers.items()}
         history: list[dict] = []
         window: dict[str, list[float]] = {}  # losses since the last logged step (part of the snapshot)
         step = 0
@@ -170,6 +201,7 @@ def train(
             class_names=dataset.class_names,
             seed=seed,
             device=device_name(dev),
+            world_size=ctx.world_size,
             total_steps=steps,
             minutes=minutes,
             train_images=n,
@@ -187,7 +219,7 @@ def train(
             return min(1.0, max(fs, fm))
 
         def emit(kind: str, logs=None, **kw):
-            if callback is None:
+            if callback is None or not ctx.is_main:
                 return
             f = fraction()
             el = elapsed()
@@ -205,6 +237,10 @@ def train(
 
         def checkpoint(finished: bool = False) -> None:
             nonlocal last_ckpt_time, last_good_step
+            if not ctx.is_main:  # one writer: process 0
+                last_ckpt_time = time.perf_counter()
+                last_good_step = step
+                return
             snap = {
                 "model": model.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
@@ -224,20 +260,36 @@ def train(
             last_good_step = step
             emit("checkpoint", message=f"saved step {step}")
 
-        emit("start", message=f"training {family} on {dataset.name} ({n} images) on {device_name(dev)}")
+        where_ = f" x {ctx.world_size} processes ({ctx.backend})" if ctx.distributed else ""
+        emit("start", message=f"training {family} on {dataset.name} ({n} images) on {device_name(dev)}{where_}")
+        barrier(ctx)  # every process has checked and loaded the folder before process 0 writes it
         if state is None:
             checkpoint()  # step 0: the run folder is valid from the first second
         try:
             while True:
                 if steps is not None and step >= steps:
                     break
-                if minutes is not None and elapsed() >= minutes * 60:
+                time_up = minutes is not None and elapsed() >= minutes * 60
+                cancelled = cancel is not None and cancel.is_set()
+                if ctx.distributed and all_agree(time_up or cancelled, ctx, dev):
+                    time_up = True  # processes stop together (clocks differ by a few ms)
+                if time_up and not cancelled:
                     break
-                if cancel is not None and cancel.is_set():
+                if cancelled:
                     checkpoint()
                     raise Cancelled(f"training cancelled at step {step}; resume to continue from {out}")
-                idx = _batch_indices(step, n, batch, seed).to(dev)
-                logs = model.train_step(images[idx], labels[idx], optimizers, step=step, amp_dtype=amp_dtype)
+                if ctx.distributed:
+                    # Each process draws its own noise; reseeding from (seed, step, rank) keeps
+                    # resume exact without saving one RNG state per process.
+                    torch.manual_seed((seed * 1_000_003 + step) * 1_009 + ctx.rank)
+                micro_logs = []
+                for i, part in enumerate(shard(_batch_indices(step, n, batch, seed), ctx, accum)):
+                    for o in synced.values():
+                        o.micro = i
+                    part = part.to(dev)
+                    micro_logs.append(model.train_step(images[part], labels[part], synced, step=step, amp_dtype=amp_dtype))
+                logs, _ = reduce_logs(micro_logs, False, ctx, dev)
+                broadcast_buffers(model, ctx)
                 bad = [k for k, v in logs.items() if not math.isfinite(v)]
                 if bad:
                     where = f"the last good checkpoint (step {last_good_step}) is kept in {out}" if last_good_step is not None else "no checkpoint was written"
@@ -253,7 +305,7 @@ def train(
                     history.append(rec)
                     window = {}
                     emit("step", logs=rec)
-                if step % preview_every == 0:
+                if step % preview_every == 0 and ctx.is_main:
                     grid = preview()
                     save_png(out / ck.PREVIEW, grid)
                     emit("preview", preview=grid)
@@ -267,11 +319,14 @@ def train(
             raise TrainingError(f"could not write to {out}: {exc.strerror or exc}") from None
         if window:
             history.append({"step": step, "time_s": round(elapsed(), 3), **{k: float(np.mean(v)) for k, v in window.items()}})
-        grid = preview()
-        save_png(out / ck.PREVIEW, grid)
-        emit("preview", preview=grid)
+        check_in_sync(model, ctx, dev)
+        if ctx.is_main:
+            grid = preview()
+            save_png(out / ck.PREVIEW, grid)
+            emit("preview", preview=grid)
         checkpoint(finished=True)
         emit("done", message=f"finished {step} steps in {elapsed():.0f} s; run saved to {out}")
+        barrier(ctx)
     return out
 
 
