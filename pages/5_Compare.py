@@ -10,7 +10,7 @@ import streamlit as st
 
 from gda_core.errors import GDAError
 from gda_core.jobs import cached_reports, start_evaluation
-from gda_core.metrics import AXES, AXIS_HELP, RAW_META, radar_figure, reading, write_comparison
+from gda_core.metrics import AXES, AXIS_HELP, BPD_HELP, HEADLINE_RAW, RAW_META, radar_figure, reading, write_comparison
 from pages import common
 
 common.setup()
@@ -110,6 +110,13 @@ reps = [reports[p] for p in shown]
 
 st.plotly_chart(radar_figure(reps, names), key="compare_radar", theme=None)  # plotly colours: distinct per model
 
+# Exact likelihood, next to the six axes, when at least one model has one (flows such as RealNVP).
+if any(r.bits_per_dim is not None for r in reps):
+    st.markdown("**Bits per dimension on held-out images** (lower is better; 8 = learned nothing)")
+    bpd_cols = st.columns(min(len(names), 4))
+    for i, (n, r) in enumerate(zip(names, reps, strict=False)):
+        bpd_cols[i % len(bpd_cols)].metric(n, "n/a" if r.bits_per_dim is None else f"{r.bits_per_dim:.3f}", help=BPD_HELP)
+
 st.subheader("Reading")
 for line in reading(reps, names):
     st.markdown(f"- {line}")
@@ -122,6 +129,7 @@ for a in AXES:
 raw_keys: list[str] = []
 for r in reps:
     raw_keys += [k for k in r.raw if k not in raw_keys]
+raw_keys = [k for k in HEADLINE_RAW if k in raw_keys] + [k for k in raw_keys if k not in HEADLINE_RAW]  # bits/dim next to the axes
 for k in raw_keys:
     unit, better, desc = RAW_META.get(k, ("", "", ""))
     for r in reps:

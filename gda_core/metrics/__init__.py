@@ -16,7 +16,7 @@ from .classifier import (
     predict,
     train_classifier,
 )
-from .evaluation import balanced_label_order, evaluate
+from .evaluation import balanced_label_order, evaluate, held_out_bits_per_dim
 from .extractors import (
     FeatureExtractor,
     default_cache_dir,
@@ -30,6 +30,8 @@ from .privacy import nearest_ssim, ssim, ssim_matrix
 from .report import (
     AXES,
     AXIS_HELP,
+    BPD_HELP,
+    HEADLINE_RAW,
     RAW_META,
     Report,
     compare,
@@ -46,7 +48,9 @@ from .utility import utility
 __all__ = [
     "AXES",
     "AXIS_HELP",
+    "BPD_HELP",
     "DEFAULT_BUDGET",
+    "HEADLINE_RAW",
     "RAW_META",
     "ClassifierBudget",
     "DeepFoolResult",
@@ -65,6 +69,7 @@ __all__ = [
     "features",
     "fid",
     "get_extractor",
+    "held_out_bits_per_dim",
     "kid",
     "knn_radii",
     "list_extractors",

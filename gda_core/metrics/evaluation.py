@@ -37,7 +37,8 @@ _STAGES = {
     "extractor": (0.02, 0.12),
     "sampling": (0.12, 0.40),
     "features": (0.40, 0.44),
-    "fidelity": (0.44, 0.47),
+    "fidelity": (0.44, 0.46),
+    "likelihood": (0.46, 0.47),
     "speed": (0.47, 0.52),
     "utility": (0.52, 0.84),
     "robustness": (0.84, 0.92),
@@ -55,6 +56,42 @@ def balanced_label_order(labels: np.ndarray) -> np.ndarray:
         keys[idx] = (np.arange(len(idx)) + 0.5) / len(idx)
     order = np.lexsort((labels, keys))
     return labels[order]
+
+
+# Fixed batch of the held-out likelihood: a family's ``bits_per_dim`` draws its dequantisation noise
+# per call from a fixed seed, so the same batches give the same figure on every run.
+LIKELIHOOD_BATCH = 256
+
+
+@torch.inference_mode()
+def held_out_bits_per_dim(
+    model,
+    images_u8: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int = LIKELIHOOD_BATCH,
+    progress: Callable[[float], None] | None = None,
+) -> float:
+    """Mean negative log-likelihood in bits per dimension of uint8 images (N, C, H, W) under a
+    family with an exact likelihood (``model.has_likelihood``), in fixed batches (deterministic).
+
+    8 bits/dim is what a model that knows nothing (uniform over the 256 levels) scores; lower is better.
+    """
+    if not getattr(model, "has_likelihood", False):
+        raise ConfigError(f"{getattr(model, 'family', type(model).__name__)} has no exact likelihood, so it has no bits/dim")
+    n = len(labels)
+    if n == 0:
+        raise ConfigError("bits/dim needs at least one held-out image")
+    dev = model.device
+    total = 0.0
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        x = images_u8[start:stop].to(dev).float().div(255.0)
+        bpd = model.bits_per_dim(x, labels[start:stop].to(dev)).double()
+        total += float(bpd.sum())
+        if progress is not None:
+            progress(stop / n)
+    return total / n
 
 
 def _weights_sha(model: torch.nn.Module) -> str:
@@ -193,7 +230,9 @@ def evaluate(
     if cache and cache_path is not None and cache_path.exists():
         try:
             cached = Report.from_dict(json.loads(cache_path.read_text()))
-            if cached.provenance.get("checkpoint_sha256") == weights_sha:
+            # A report cached before bits/dim was measured lacks it: recompute for likelihood families.
+            stale = getattr(model, "has_likelihood", False) and cached.bits_per_dim is None
+            if cached.provenance.get("checkpoint_sha256") == weights_sha and not stale:
                 if progress is not None:
                     progress("cached", 1.0)
                 return cached
@@ -260,6 +299,16 @@ def evaluate(
             f"FID/KID computed on {min(n_train, n_main)} images per side (< {FID_MIN_SAMPLES}): FID is biased upwards on small "
             "sets; compare FIDs only at equal sample counts"
         )
+
+    # 3b. Exact likelihood of the real held-out images (families with ``has_likelihood`` only).
+    if getattr(model, "has_likelihood", False):
+        if len(test_y):
+            report("likelihood", 0.0, "bits/dim on held-out images")
+            raw["bits_per_dim"] = held_out_bits_per_dim(
+                model, test_x, torch.as_tensor(test_y), progress=lambda f: report("likelihood", f, "bits/dim on held-out images")
+            )
+        else:
+            warnings.append("the test split is empty: bits/dim on held-out images not measured")
 
     # 4. Sampling speed.
     report("speed", 0.0, "timing sampling speed")

@@ -51,7 +51,20 @@ RAW_META: dict[str, tuple[str, str, str]] = {
     "fid": ("FD (domain feats)", "lower", "Frechet distance on the domain extractor's features (not comparable to Inception FID)"),
     "kid": ("MMD^2", "lower", "kernel inception distance (unbiased, cubic kernel) on the domain features"),
     "kid_std": ("MMD^2", "info", "standard deviation of KID over subsets"),
+    "bits_per_dim": (
+        "bits/dim",
+        "lower",
+        "exact negative log-likelihood of the real held-out test images, in bits per pixel value (likelihood families only; "
+        "8 = a model that learned nothing)",
+    ),
 }
+# Raw figures shown first, next to the six axes, when a report has them.
+HEADLINE_RAW = ("bits_per_dim",)
+BPD_HELP = (
+    "Bits per dimension on the real held-out test images: how many bits the model needs per pixel value. "
+    "Lower is better; 8 is a model that learned nothing. Only models with an exact likelihood (e.g. RealNVP) have it; "
+    "compare it only between models evaluated on the same dataset."
+)
 
 
 def normalise_scores(raw: dict) -> dict[str, float | None]:
@@ -141,6 +154,16 @@ class Report:
             provenance=dict(d.get("provenance", {})),
         )
 
+    @property
+    def bits_per_dim(self) -> float | None:
+        """Held-out bits/dim of a likelihood family; None for the others (and for reports written before it existed)."""
+        v = self.raw.get("bits_per_dim")
+        try:
+            v = float(v) if v is not None and not isinstance(v, bool) else None
+        except (TypeError, ValueError):  # a hand-edited or foreign report: show n/a rather than fail
+            return None
+        return v if v is not None and math.isfinite(v) else None
+
     def save(self, path) -> None:
         atomic_write_json(path, self.to_dict())
 
@@ -159,6 +182,10 @@ def _fmt(v) -> str:
     if v != 0 and (abs(v) >= 1e4 or abs(v) < 1e-3):
         return f"{v:.3g}"
     return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def _csv(v):
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
 def _join(names: list[str]) -> str:
@@ -216,6 +243,12 @@ def reading(reports: list[Report], names: list[str]) -> list[str]:
             out.append(
                 f"{n}: {mem:.0%} of its images are closer to a training image than 99% of real held-out images are: possible memorisation."
             )
+    bpd = [(n, r.bits_per_dim) for n, r in zip(names, reports, strict=True) if r.bits_per_dim is not None]
+    if bpd:
+        told = ", ".join(f"{n} {v:.2f}" for n, v in bpd)
+        none = [n for n, r in zip(names, reports, strict=True) if r.bits_per_dim is None]
+        tail = f"; {_join(none)} {'has' if len(none) == 1 else 'have'} no exact likelihood (n/a)" if none else ""
+        out.append(f"Bits/dim on held-out images (lower is better, 8 = learned nothing): {told}{tail}.")
     means = [
         (n, sum(v for v in r.scores.values() if v is not None) / max(1, sum(v is not None for v in r.scores.values())))
         for n, r in zip(names, reports, strict=True)
@@ -226,12 +259,18 @@ def reading(reports: list[Report], names: list[str]) -> list[str]:
     return out
 
 
+def _raw_keys(reports: list[Report]) -> list[str]:
+    """The union of the reports' raw figures, headline figures (bits/dim) first."""
+    keys: list[str] = []
+    for r in reports:
+        keys += [k for k in r.raw if k not in keys]
+    return [k for k in HEADLINE_RAW if k in keys] + [k for k in keys if k not in HEADLINE_RAW]
+
+
 def compare(reports: list[Report], names: list[str] | None = None) -> dict:
     """A JSON-ready comparison: scores and raw figures per model, the winner per axis and a reading."""
     names = _check(reports, names)
-    raw_keys: list[str] = []
-    for r in reports:
-        raw_keys += [k for k in r.raw if k not in raw_keys]
+    raw_keys = _raw_keys(reports)
     winners = {}
     for axis in AXES:
         vals = [(n, r.scores.get(axis)) for n, r in zip(names, reports, strict=True) if r.scores.get(axis) is not None]
@@ -387,10 +426,11 @@ def write_comparison(reports: list[Report], names: list[str] | None, out_path) -
         buf = io.StringIO()
         wr = csv.writer(buf)
         wr.writerow(["metric", "unit", "better", *names])
+        # "n/a" (as in the HTML table) where a model has no value, e.g. bits/dim of a GAN.
         for axis in AXES:
-            wr.writerow([f"score.{axis}", "0-1", "higher", *[cmp["scores"][n][axis] for n in names]])
+            wr.writerow([f"score.{axis}", "0-1", "higher", *[_csv(cmp["scores"][n][axis]) for n in names]])
         for k in cmp["units"]:
-            wr.writerow([k, cmp["units"][k], cmp["better"][k], *[cmp["raw"][n].get(k) for n in names]])
+            wr.writerow([k, cmp["units"][k], cmp["better"][k], *[_csv(cmp["raw"][n].get(k)) for n in names]])
         atomic_write_text(out, buf.getvalue())
     elif suffix == ".png":
         atomic_write_bytes(out, radar_png(reports, names))

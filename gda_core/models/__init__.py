@@ -11,6 +11,7 @@ BUILTIN_FAMILIES = (
     "vae",
     "gan",
     "ddpm",
+    "realnvp",
 )
 for _name in BUILTIN_FAMILIES:
     importlib.import_module(f".{_name}", __name__)
