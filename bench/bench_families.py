@@ -1,0 +1,122 @@
+"""Every registered family on one dataset at one budget: size, speed and the six scores.
+
+    .venv/bin/python bench/bench_families.py [--dataset digits] [--minutes 4] [--threads 1]
+        [--families vae gan ...] [--jobs 1] [--steps 10]
+
+For each family: train with the family defaults for ``--minutes`` of wall-clock time (the normal
+trainer, batch 64, seed 0), then run the full ``evaluate`` (the six axes, utility with the 1x
+augmentation set) with ``--steps`` sampler steps for the iterative families (diffusion, LDM,
+flow), and record parameters, training images/s (images seen / training time), sampling
+images/s (from the speed axis: batch 64, median of 3), the six scores and, for likelihood
+families, held-out bits/dim. ``--jobs 2`` runs two families at a time (one thread each) on a
+2-core machine. Results: bench/results/families_<dataset>_<device>.json and a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ITERATIVE = {"ddpm", "ldm", "flow"}
+
+
+def one(family: str, args: argparse.Namespace) -> dict:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from gda_core import checkpoints as ck
+    from gda_core.data import load_dataset
+    from gda_core.metrics import evaluate
+    from gda_core.models import TrainConfig
+    from gda_core.runtime import device_name, resolve_device
+    from gda_core.training import train
+
+    dev = resolve_device(args.device)
+    ds = load_dataset(args.dataset, image_size=args.image_size)
+    out = Path(args.runs_dir) / f"{family}-{args.dataset}"
+    if not (out / "config.json").exists() or not ck.read_config(out).get("finished"):
+        resume = (out / ck.STATE).exists()
+        train(family, ds, out=out, minutes=args.minutes, seed=0, device=args.device, train_config=TrainConfig(batch_size=64), resume=resume)
+    cfg = ck.read_config(out)
+    t = time.perf_counter()
+    steps = args.steps if family in ITERATIVE else None
+    rep = evaluate(out, ds, device=args.device, steps=steps, augment=(1,), seed=0)
+    eval_s = time.perf_counter() - t
+    run = ck.load_run(out, device="cpu")
+    return {
+        "family": family,
+        "parameters": run.model.num_parameters(),
+        "train_steps": cfg["step"],
+        "train_time_s": cfg["train_time_s"],
+        "train_images_per_s": cfg["step"] * 64 / max(cfg["train_time_s"], 1e-9),
+        "sample_images_per_s": rep.raw.get("images_per_s"),
+        "nfe_per_image": rep.raw.get("nfe_per_image"),
+        "sampler_steps": steps,
+        "scores": rep.scores,
+        "bits_per_dim": rep.bits_per_dim,
+        "fid": rep.raw.get("fid"),
+        "tstr_acc": rep.raw.get("tstr_acc"), "trtr_acc": rep.raw.get("trtr_acc"),
+        "eval_time_s": round(eval_s, 1),
+        "device": device_name(dev),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="digits")
+    ap.add_argument("--image-size", type=int, default=None)
+    ap.add_argument("--minutes", type=float, default=4.0, help="training wall-clock budget per family")
+    ap.add_argument("--steps", type=int, default=10, help="sampler steps for diffusion / LDM / flow during evaluation")
+    ap.add_argument("--families", nargs="*", default=None)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--runs-dir", default=str(ROOT / "bench" / "runs"))
+    args = ap.parse_args(argv)
+    from gda_core.models import list_models
+    from gda_core.runtime import resolve_device
+
+    families = args.families or list_models()
+    t0 = time.perf_counter()
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            rows = list(pool.map(one, families, [args] * len(families)))
+    else:
+        rows = [one(f, args) for f in families]
+    dev = resolve_device(args.device).type
+    out = {
+        "dataset": args.dataset,
+        "minutes_per_family": args.minutes,
+        "sampler_steps": args.steps,
+        "jobs": args.jobs,
+        "cpu_count": os.cpu_count(),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "rows": rows,
+    }
+    res = ROOT / "bench" / "results"
+    res.mkdir(parents=True, exist_ok=True)
+    (res / f"families_{args.dataset}_{dev}.json").write_text(json.dumps(out, indent=2) + "\n")
+    axes = ["fidelity", "diversity", "speed", "utility", "robustness", "privacy"]
+    print(f"{args.dataset}, {args.minutes:g} min training per family on {rows[0]['device']} ({rows[0]['threads']} thread(s))\n")
+    print("| family | parameters | train img/s | sample img/s | " + " | ".join(axes) + " | bits/dim |")
+    print("|---|---|---|---|" + "---|" * len(axes) + "---|")
+    for r in rows:
+        sc = " | ".join("n/a" if r["scores"].get(a) is None else f"{r['scores'][a]:.2f}" for a in axes)
+        bpd = "-" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.2f}"
+        fam = r["family"] + (f" ({r['sampler_steps']} steps)" if r["sampler_steps"] else "")
+        print(f"| {fam} | {r['parameters'] / 1e6:.2f} M | {r['train_images_per_s']:.0f} | {r['sample_images_per_s']:.1f} | {sc} | {bpd} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
