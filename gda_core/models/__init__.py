@@ -11,6 +11,7 @@ BUILTIN_FAMILIES = (
     "vae",
     "gan",
     "ddpm",
+    "flow",
     "realnvp",
 )
 for _name in BUILTIN_FAMILIES:
