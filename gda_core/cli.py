@@ -84,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--steps", type=_positive_int, default=None)
     p.add_argument("--eta", type=float, default=0.0)
-    p.add_argument("--sampler", default=None, help="diffusion sampler: ddim | dpmpp")
+    p.add_argument("--sampler", default=None, help="sampler of iterative families: ddim | dpmpp (ddpm, ldm), heun | euler (flow); see `models`")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                   help="fast path: channels_last, bf16 autocast on GPU, torch.compile where measured to help (default: on without compile)")  # fmt: skip
     p.add_argument("--out", required=True, help="FILE.png (grid), FILE.npz (images + labels) or FILE.zip")
     p.set_defaults(func=cmd_sample)
 
@@ -134,12 +136,14 @@ def cmd_models(args) -> int:
     rows = []
     for name in list_models():
         cls = get_model_class(name)
-        rows.append({"name": name, "description": cls.description, "controls": list(cls.controls), "defaults": cls.Config().to_dict()})
+        rows.append({"name": name, "description": cls.description, "controls": list(cls.controls), "samplers": list(cls.samplers),
+                     "exact_likelihood": cls.has_likelihood, "defaults": cls.Config().to_dict()})  # fmt: skip
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            print(f"{r['name']:8} {r['description']}  [controls: {', '.join(r['controls'])}]")
+            samplers = f"; samplers: {', '.join(r['samplers'])}" if r["samplers"] else ""
+            print(f"{r['name']:9} {r['description']}  [controls: {', '.join(r['controls'])}{samplers}]")
     return 0
 
 
@@ -230,7 +234,7 @@ def cmd_sample(args) -> int:
                 label = int(args.label)
             except ValueError:
                 raise GDAError(f"unknown class '{args.label}'; classes are {', '.join(names[:20])}") from None
-    res = generate(run, args.n, label, temperature=args.temperature, guidance=args.guidance, steps=args.steps, seed=args.seed, eta=args.eta, sampler=args.sampler)
+    res = generate(run, args.n, label, temperature=args.temperature, guidance=args.guidance, steps=args.steps, seed=args.seed, eta=args.eta, sampler=args.sampler, fast=args.fast)
     for note in res.notes:
         print(f"note: {note}", file=sys.stderr)
     k = run.model.config.num_classes

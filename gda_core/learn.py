@@ -3,7 +3,11 @@
 - diffusion: the forward process q(x_t | x_0) on a real image (DDPM eq. 4) and the reverse
   trajectory of one sample (x_t and the predicted x_0 at each step);
 - VAE: reconstructions (encode to the posterior mean, decode) and the recon / KL balance;
-- GAN: discriminator / generator losses and the critic's scores on real and fake images.
+- GAN / StyleGAN2: discriminator / generator losses and the critic's scores on real and fake images;
+- flow matching: the ODE trajectory of one sample (x_t and the straight-line guess x_t - t v of
+  the image at each step);
+- LDM: the autoencoder's reconstructions, which bound what the latent diffusion can draw;
+- likelihood models: the real images the model finds most and least probable (bits/dim).
 All images come back as uint8 (N, H, W, C).
 """
 
@@ -135,3 +139,79 @@ def loss_keys(history: list[dict]) -> list[str]:
             if k not in ("step", "time_s") and isinstance(v, (int, float)) and k not in keys:
                 keys.append(k)
     return keys
+
+
+@dataclass
+class FlowTrajectory:
+    times: list[float]  # ODE time t of each shown state (1 = noise, 0 = image)
+    x_t: np.ndarray  # uint8 (K, H, W, C): the state at that time
+    x0_guess: np.ndarray  # uint8 (K, H, W, C): x_t - t v, where a straight path from there would land
+
+
+@torch.inference_mode()
+def flow_trajectory(
+    model, label: int, *, seed: int = 0, steps: int | None = None, guidance: float | None = None, sampler: str | None = None, show: int = 8
+) -> FlowTrajectory:
+    """Solve a flow-matching model's ODE from the seed's noise and record ``show`` evenly spaced states."""
+    if model.family != "flow":
+        raise ConfigError(f"the ODE trajectory is shown for flow-matching models; this is a {model.family}")
+    rec: list[tuple[float, torch.Tensor, torch.Tensor]] = []
+
+    def cb(i: int, t: float, x: torch.Tensor, v: torch.Tensor) -> None:
+        rec.append((t, x.detach().clone(), (x - t * v).detach().clone()))
+
+    z = model.initial_latents([int(seed)])
+    labels = model.resolve_labels(1, int(label))
+    final = model.decode(z, labels, steps=steps, guidance=guidance, sampler=sampler, callback=cb) * 2 - 1
+    rec.append((0.0, final, final))
+    pick = sorted({int(round(v)) for v in np.linspace(0, len(rec) - 1, min(show, len(rec)))})
+    to_img = lambda t: tensor_to_images(((t + 1) / 2).clamp(0, 1))  # noqa: E731
+    return FlowTrajectory(
+        times=[rec[k][0] for k in pick],
+        x_t=to_img(torch.cat([rec[k][1] for k in pick])),
+        x0_guess=to_img(torch.cat([rec[k][2] for k in pick])),
+    )
+
+
+@torch.inference_mode()
+def autoencoder_reconstructions(model, images: np.ndarray) -> tuple[np.ndarray, dict]:
+    """LDM: encode uint8 images (N, H, W, C) with the autoencoder and decode them back.
+
+    Returns the reconstructions (uint8, same shape) and their quality report (MSE, PSNR and the
+    MSE of the mean image for scale): what the latent diffusion model can at best reproduce.
+    """
+    if not hasattr(model, "reconstruction_report"):
+        raise ConfigError(f"autoencoder reconstructions are shown for latent diffusion models; this is a {model.family}")
+    x = images_to_tensor(np.asarray(images), model.device)
+    return tensor_to_images(model.reconstruct(x)), model.reconstruction_report(x.cpu())
+
+
+@dataclass
+class LikelihoodRanking:
+    bits_per_dim: np.ndarray  # (N,) for every image given
+    most_likely: np.ndarray  # indices of the lowest bits/dim, best first
+    least_likely: np.ndarray  # indices of the highest bits/dim, worst first
+
+
+@torch.inference_mode()
+def likelihood_ranking(model, images: np.ndarray, labels: np.ndarray, *, k: int = 8, batch_size: int = 256) -> LikelihoodRanking:
+    """Bits/dim of each uint8 image (N, H, W, C) under a likelihood model, and the k most / least likely.
+
+    Images a model finds improbable (high bits/dim) are the ones it has not learned: unusual
+    acquisitions, artefacts, or a class it has seen too little of.
+    """
+    if not getattr(model, "has_likelihood", False):
+        raise ConfigError(f"{model.family} has no exact likelihood; bits/dim needs a family such as realnvp")
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if len(images) == 0:
+        raise ConfigError("no images to score")
+    out = []
+    for s in range(0, len(images), batch_size):
+        x = images_to_tensor(images[s : s + batch_size], model.device)
+        y = torch.as_tensor(labels[s : s + batch_size], dtype=torch.long, device=model.device)
+        out.append(model.bits_per_dim(x, y).double().cpu())
+    bpd = torch.cat(out).numpy()
+    order = np.argsort(bpd, kind="stable")
+    k = min(k, len(bpd))
+    return LikelihoodRanking(bits_per_dim=bpd, most_likely=order[:k], least_likely=order[::-1][:k])

@@ -56,7 +56,7 @@ with tab_new:
         on_change=common.keep,
         args=("train_family",),
         format_func=lambda f: f"{f.upper()}: {get_model_class(f).description}",
-        help="VAE: fastest, smooth latent space. GAN: sharp, fast sampling, can miss modes. DDPM: best fidelity, slowest.",
+        help="; ".join(f"{f.upper()}: {get_model_class(f).description}" for f in families),
     )
     cls = get_model_class(family)
     defaults = cls.Config().to_dict()

@@ -41,7 +41,8 @@ with left:
         "Class", label_opts, key="sample_class", help="Generate one class, or cycle through all classes (one column per class)."
     )
     label = None if cls_choice == "all classes" else names.index(cls_choice)
-    default_n = min(64, 4 * cfg.num_classes) if model.family != "ddpm" else min(40, 2 * cfg.num_classes)
+    # Many network passes per image (diffusion, LDM, flow): fewer images by default so the page answers fast.
+    default_n = min(64, 4 * cfg.num_classes) if model.nfe_per_image() <= 1 else min(40, 2 * cfg.num_classes)
     n = st.slider(
         "Number of images",
         1,

@@ -13,7 +13,7 @@ from pages import common
 
 common.setup()
 st.title("Learn")
-st.caption("What the three families do, in plain words, then the same ideas on real data and on a trained model.")
+st.caption("What each family does, in plain words, then the same ideas on real data and on a trained model.")
 
 families = list_models()
 tabs = st.tabs([f.upper() for f in families])
@@ -26,7 +26,7 @@ for tab, fam in zip(tabs, families, strict=False):
 
 st.divider()
 st.subheader("See it on a checkpoint")
-info = common.run_picker("Checkpoint", key="learn_run", help="Pick a VAE, GAN or diffusion checkpoint to see its family's ideas in action.")
+info = common.run_picker("Checkpoint", key="learn_run", help="Pick a checkpoint of any family to see its ideas in action.")
 if info is None:
     st.stop()
 run, run_ds, PATH, MTIME = common.open_run(info)
@@ -38,6 +38,20 @@ SCALE = max(1, 64 // model.config.image_size)
 @st.cache_data(show_spinner="Denoising...", max_entries=16)
 def _trajectory(path, mtime, label, seed, steps, guidance, show):
     return learn.denoising_trajectory(common.load_run_cached(path).model, label, seed=seed, steps=steps, guidance=guidance, show=show)
+
+
+@st.cache_data(show_spinner="Following the flow...", max_entries=16)
+def _flow_trajectory(path, mtime, label, seed, steps, sampler, show):
+    return learn.flow_trajectory(common.load_run_cached(path).model, label, seed=seed, steps=steps, sampler=sampler, show=show)
+
+
+@st.cache_data(show_spinner="Scoring held-out images...", max_entries=8)
+def _likelihood_ranking(path, mtime, n):
+    run_ = common.load_run_cached(path)
+    ds_ = common.dataset_for_run(run_)
+    x = ds_.test_images if len(ds_.test_images) else ds_.train_images
+    y = ds_.test_labels if len(ds_.test_images) else ds_.train_labels
+    return learn.likelihood_ranking(run_.model, x, y, k=8)
 
 
 def _labelled_strip(frames: np.ndarray, captions: list[str]) -> None:
@@ -125,13 +139,91 @@ elif model.family == "vae":
     else:
         st.info("This checkpoint has no training history to plot.")
 
-elif model.family == "gan":
+elif model.family == "flow":
+    st.markdown("#### Following the flow from noise to image")
+    st.caption(
+        "A flow-matching model learns a velocity v: which way, and how fast, to move every pixel at each time t. Sampling follows it "
+        "from noise (t = 1) to an image (t = 0). Top row: the state x_t. Bottom row: x_t - t·v, where a straight line at the current "
+        "velocity would land; because training paths are straight, this guess is already close to the final image early on."
+    )
+    r = st.columns(4)
+    with r[0]:
+        lab = names.index(st.selectbox("Class", names, key="learn_fl_class", help="Class to generate."))
+    rseed = int(r[1].number_input("Seed", 0, 2**31 - 1, 0, key="learn_fl_seed", help="Seed of the starting noise."))
+    rsteps = r[2].slider("Steps", 2, 100, int(model.config.default_steps), key="learn_fl_steps", help="ODE solver steps.")
+    rsampler = r[3].selectbox("Solver", list(model.samplers), key="learn_fl_sampler", help="heun: 2nd order, 2 passes per step; euler: 1 pass.")
+    try:
+        tr = _flow_trajectory(PATH, MTIME, lab, rseed, rsteps, rsampler, 8)
+        st.caption("State x_t at each shown time")
+        _labelled_strip(tr.x_t, [f"t={t:.2f}" for t in tr.times])
+        st.caption("Straight-line guess of the image from there")
+        _labelled_strip(tr.x0_guess, [f"t={t:.2f}" for t in tr.times])
+    except GDAError as exc:
+        common.show_error(exc)
+
+elif model.family == "ldm":
+    st.markdown("#### 1. The autoencoder: what the latent space can hold")
+    st.caption(
+        "Latent diffusion first trains an autoencoder that squeezes each image into a small latent image, then runs diffusion there. "
+        "Top: real held-out images. Bottom: encoded and decoded by the autoencoder. Detail lost here cannot come back in samples."
+    )
+    rseed = int(st.number_input("Pick seed", 0, 2**31 - 1, 0, key="learn_ldm_seed", help="Which held-out (test) images are picked."))
+    pool = run_ds.test_images if len(run_ds.test_images) else run_ds.train_images
+    pick = np.random.default_rng(rseed).permutation(len(pool))[:10]
+    if len(pick):
+        try:
+            rec, rep = learn.autoencoder_reconstructions(model, pool[pick])
+            common.show_grid(image_grid(np.concatenate([pool[pick], rec]), nrow=len(pick), pad=2), scale=SCALE)
+            st.caption(
+                f"On these {rep['images']} images: MSE {rep['mse']:.4f} (predicting the mean image: {rep['mean_image_mse']:.4f}), "
+                f"PSNR {rep['psnr_db']:.1f} dB. Phase: {'diffusion (autoencoder frozen)' if model.phase == 2 else 'autoencoder still training'}."
+            )
+        except GDAError as exc:
+            common.show_error(exc)
+    st.markdown("#### 2. Two phases of training")
+    cv = learn.curves(run.history, ("ae_loss", "diffusion_loss"))
+    if len(cv.get("step", [])) > 1 and len(cv) > 1:
+        recs = [dict(zip(cv, vals, strict=False)) for vals in zip(*cv.values(), strict=False)]
+        st.plotly_chart(common.curves_figure(recs, title="Autoencoder loss, then latent diffusion loss"), key="learn_ldm_curves")
+        st.caption("The autoencoder trains first; once it is frozen, the diffusion model learns to denoise its latents.")
+    else:
+        st.info("This checkpoint has no training history to plot.")
+
+elif model.family == "realnvp":
+    st.markdown("#### Which real images does the model find likely?")
+    st.caption(
+        "A normalizing flow gives every image an exact probability, reported as bits per dimension (lower = more probable; "
+        "8 bits/dim is what a model that knows nothing about images scores). Left: the held-out images it finds most probable. "
+        "Right: least probable: often unusual, off-centre or mislabelled images, or a class it has seen too little of."
+    )
+    pool_x = run_ds.test_images if len(run_ds.test_images) else run_ds.train_images
+    pool_y = run_ds.test_labels if len(run_ds.test_images) else run_ds.train_labels
+    try:
+        rk = _likelihood_ranking(PATH, MTIME, len(pool_x))
+        lc, rc_ = st.columns(2)
+        with lc:
+            st.caption("Most probable")
+            common.show_grid(image_grid(pool_x[rk.most_likely], nrow=4, pad=2), scale=SCALE)
+            st.caption(", ".join(f"{rk.bits_per_dim[i]:.2f}" for i in rk.most_likely) + " bits/dim")
+        with rc_:
+            st.caption("Least probable")
+            common.show_grid(image_grid(pool_x[rk.least_likely], nrow=4, pad=2), scale=SCALE)
+            st.caption(", ".join(f"{rk.bits_per_dim[i]:.2f}" for i in rk.least_likely) + " bits/dim")
+        st.caption(f"Mean over all {len(pool_x)} held-out images: {float(np.mean(rk.bits_per_dim)):.3f} bits/dim.")
+    except GDAError as exc:
+        common.show_error(exc)
+    cv = learn.curves(run.history, ("loss",))
+    if len(cv.get("step", [])) > 1 and "loss" in cv:
+        recs = [{"step": s, "training bits/dim": v} for s, v in zip(cv["step"], cv["loss"], strict=False)]
+        st.plotly_chart(common.curves_figure(recs, title="Training loss = bits/dim on training batches"), key="learn_nvp_curve")
+
+elif model.family in ("gan", "stylegan2"):
     st.markdown("#### The two-player game")
     cv = learn.gan_curves(run.history)
     if len(cv.get("step", [])) and "d_loss" in cv:
         recs = [dict(zip(cv, vals, strict=False)) for vals in zip(*cv.values(), strict=False)]
         st.plotly_chart(
-            common.curves_figure(recs, ["d_loss", "g_loss"], title="Discriminator and generator losses (hinge)"), key="learn_gan_loss"
+            common.curves_figure(recs, ["d_loss", "g_loss"], title="Discriminator and generator losses"), key="learn_gan_loss"
         )
         st.caption("The two losses pull against each other: when the discriminator gets better its loss falls and the generator's rises, and the other way round. "
                    "Healthy training oscillates around a balance; a discriminator loss stuck near 0 means the generator has stopped learning.")  # fmt: skip

@@ -51,9 +51,46 @@ FIELD_HELP = {
     "batch_size": "images per optimisation step",
     "lr": "learning rate of the optimiser (the family's default when left at its shown value)",
     "ema_decay": "decay of the exponential moving average of the weights used for sampling",
+    # LDM
+    "latent_channels": "channels of the autoencoder's latent image that the diffusion model works in",
+    "downsample": "how much smaller the latent image is than the picture (2 or 4): bigger is faster and blurrier",
+    "ae_channels": "width of the autoencoder network",
+    "ae_steps": "training steps spent on the autoencoder before the latent diffusion model starts",
+    "ae_lr": "learning rate of the autoencoder phase",
+    "kl_weight": "weight of the autoencoder's KL term: keeps the latent close to Gaussian (small, e.g. 1e-6)",
+    "recon_loss": "autoencoder reconstruction loss: l1 (sharper) or mse",
+    "min_snr_gamma": "Min-SNR loss weighting of the diffusion timesteps (0 = off): speeds up training",
+    "latent_clip": "clip predicted latents to +- this value while sampling (0 = off)",
+    # Flow matching
+    "time_sampling": "how training times t are drawn: uniform or logit-normal (more weight to the middle of the path)",
+    "logit_mean": "mean of the logit-normal time distribution",
+    "logit_std": "spread of the logit-normal time distribution",
+    "time_scale": "scale from time t in [0, 1] to the network's time embedding",
+    "grid_rho": "spacing of the ODE solver's time grid (1 = even; higher = finer near the image end)",
+    "default_sampler": "ODE solver used when none is given: heun (2nd order) or euler",
+    # RealNVP / Glow
+    "levels": "number of multi-scale levels (each halves the resolution and factors out half the dimensions)",
+    "steps_per_level": "flow steps (actnorm + 1x1 conv + coupling) per level: more is stronger and slower",
+    "hidden_channels": "width of the coupling networks",
+    "blocks_per_coupling": "residual blocks in each coupling network",
+    "logit_alpha": "squeeze of pixel values before the logit transform (keeps it finite at 0 and 1)",
+    # StyleGAN2
+    "z_dim": "size of the input noise vector z",
+    "w_dim": "size of the style vector w produced by the mapping network",
+    "mapping_layers": "layers of the mapping network z -> w",
+    "mapping_lr_mul": "learning-rate multiplier of the mapping network (StyleGAN uses 0.01)",
+    "mbstd_group": "minibatch-standard-deviation group size in the discriminator (helps variety; 0 = off)",
+    "r1_gamma": "strength of the R1 gradient penalty on real images (stabilises training)",
+    "r1_every": "apply R1 every N steps (lazy regularisation)",
+    "style_mix_prob": "probability of mixing two styles in training (makes the layers' styles independent)",
+    "diffaug": "differentiable augmentations applied to real and fake images for the discriminator (small-data regime)",
+    "mean_w_samples": "noise samples averaged to find each class's mean style (the truncation centre)",
 }
 # Shown first on the Train page; other fields go under "Advanced".
-MAIN_FIELDS = ("latent_dim", "beta", "base_channels", "g_channels", "d_channels", "default_steps", "default_guidance", "channel_mults")
+MAIN_FIELDS = (
+    "latent_dim", "beta", "base_channels", "g_channels", "d_channels", "default_steps", "default_guidance", "channel_mults",
+    "z_dim", "ae_steps", "latent_channels", "downsample", "levels", "steps_per_level", "hidden_channels", "default_sampler",
+)  # fmt: skip
 FIXED_FIELDS = ("image_size", "channels", "num_classes")
 
 
