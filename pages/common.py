@@ -53,14 +53,14 @@ FIELD_HELP = {
     "ema_decay": "decay of the exponential moving average of the weights used for sampling",
     # LDM
     "latent_channels": "channels of the autoencoder's latent image that the diffusion model works in",
-    "downsample": "how much smaller the latent image is than the picture (2 or 4): bigger is faster and blurrier",
+    "downsample": "how much smaller the latent image is than the picture (2 or 4; 0 = chosen from the image size): bigger is faster and blurrier",
     "ae_channels": "width of the autoencoder network",
     "ae_steps": "training steps spent on the autoencoder before the latent diffusion model starts",
     "ae_lr": "learning rate of the autoencoder phase",
     "kl_weight": "weight of the autoencoder's KL term: keeps the latent close to Gaussian (small, e.g. 1e-6)",
     "recon_loss": "autoencoder reconstruction loss: l1 (sharper) or mse",
     "min_snr_gamma": "Min-SNR loss weighting of the diffusion timesteps (0 = off): speeds up training",
-    "latent_clip": "clip predicted latents to +- this value while sampling (0 = off)",
+    "latent_clip": "predicted latents are clipped to +- this many standard deviations while sampling (must be > 0)",
     # Flow matching
     "time_sampling": "how training times t are drawn: uniform or logit-normal (more weight to the middle of the path)",
     "logit_mean": "mean of the logit-normal time distribution",

@@ -11,6 +11,7 @@ BUILTIN_FAMILIES = (
     "vae",
     "gan",
     "ddpm",
+    "ldm",
     "flow",
     "realnvp",
 )
