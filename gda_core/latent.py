@@ -1,4 +1,4 @@
-"""Latent-space exploration: interpolation, traversal, 2-D maps and nearest training neighbours.
+"""Latent-space exploration: interpolation, traversal, style mixing, 2-D maps and nearest training neighbours.
 
 Every function takes a loaded model (``Run.model`` or any :class:`GenerativeModel`) and returns
 uint8 images (N, H, W, C) or plain arrays, so the app shows them without touching torch.
@@ -7,6 +7,7 @@ uint8 images (N, H, W, C) or plain arrays, so the app shows them without touchin
 from __future__ import annotations
 
 import io
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,6 +70,12 @@ def _label_tensor(model, label: int, n: int) -> torch.Tensor:
     return model.resolve_labels(n, int(label))
 
 
+def _truncation_kwargs(model, temperature: float) -> dict:
+    """Families whose temperature is a truncation applied while decoding (StyleGAN2 truncates in W,
+    after the mapping network, so scaling the initial latent would change nothing) get it in decode."""
+    return {"temperature": float(temperature)} if getattr(model, "truncation_in_decode", False) else {}
+
+
 @torch.inference_mode()
 def interpolate_seeds(
     model,
@@ -89,7 +96,8 @@ def interpolate_seeds(
     """
     z = model.initial_latents([int(seed_a), int(seed_b)], temperature=temperature)
     zs = _mix(z[0], z[1], frames, method)
-    return tensor_to_images(model.decode(zs, _label_tensor(model, label, frames), **_decode_kwargs(model, steps, guidance)))
+    kw = {**_decode_kwargs(model, steps, guidance), **_truncation_kwargs(model, temperature)}
+    return tensor_to_images(model.decode(zs, _label_tensor(model, label, frames), **kw))
 
 
 def has_encoder(model) -> bool:
@@ -160,7 +168,7 @@ def traverse(
     z = base.repeat(len(dims) * len(vals), 1)
     for r, d in enumerate(dims):
         z[r * len(vals) : (r + 1) * len(vals), d] = vals.to(z.device)
-    imgs = tensor_to_images(model.decode(z, _label_tensor(model, label, len(z))))
+    imgs = tensor_to_images(model.decode(z, _label_tensor(model, label, len(z)), **_truncation_kwargs(model, temperature)))
     return imgs.reshape(len(dims), len(vals), *imgs.shape[1:])
 
 
@@ -184,6 +192,56 @@ def gif_bytes(frames: np.ndarray, *, duration_ms: int = 120, upscale: int = 4, b
     buf = io.BytesIO()
     pil[0].save(buf, format="GIF", save_all=True, append_images=pil[1:], duration=duration_ms, loop=0, disposal=2)
     return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Style mixing (StyleGAN2)
+# ---------------------------------------------------------------------------------------------
+
+MAX_MIX_SEEDS = 16
+
+
+def has_style_mixing(model) -> bool:
+    """True when the family takes per-layer styles that can be mixed (``style_mix``, e.g. StyleGAN2)."""
+    return callable(getattr(model, "style_mix", None))
+
+
+@torch.inference_mode()
+def style_mixing_grid(
+    model, label: int, row_seeds: list[int], col_seeds: list[int], crossover: int, *, temperature: float = 1.0, pad: int = 1
+) -> np.ndarray:
+    """The style-mixing figure of StyleGAN (Karras et al. 2019, Fig. 3) as one uint8 (H', W', C) grid.
+
+    Top row: source A images (``row_seeds``); left column: source B images (``col_seeds``); the cell in
+    row i, column j takes the styles of A_j for layers < ``crossover`` (coarse: shape) and of B_i from
+    ``crossover`` on (fine: strokes, texture). The top-left corner is blank (white). All images are of
+    class ``label`` and truncated by psi = ``temperature``.
+    """
+    if not has_style_mixing(model):
+        raise ConfigError(f"{model.family} has no per-layer styles, so style mixing is not available (it needs a StyleGAN2 checkpoint)")
+    rows, cols = [int(s) for s in row_seeds], [int(s) for s in col_seeds]
+    if not (1 <= len(rows) <= MAX_MIX_SEEDS) or not (1 <= len(cols) <= MAX_MIX_SEEDS):
+        raise ConfigError(f"style mixing needs 1..{MAX_MIX_SEEDS} seeds for A and for B, got {len(rows)} and {len(cols)}")
+    from .sampling import image_grid
+
+    za = model.initial_latents(rows)
+    zb = model.initial_latents(cols)
+    a_imgs = model.decode(za, _label_tensor(model, label, len(rows)), temperature=temperature)
+    b_imgs = model.decode(zb, _label_tensor(model, label, len(cols)), temperature=temperature)
+    # Every (B_i, A_j) pair, row-major: row i is B_i mixed with each A_j.
+    za_all = za.repeat(len(cols), 1)
+    zb_all = zb.repeat_interleave(len(rows), dim=0)
+    try:
+        cross = operator.index(crossover)  # integers only (numpy ones too); 1.5 is refused, not truncated
+    except TypeError:
+        raise ConfigError(f"crossover must be an integer layer index, got {crossover!r}") from None
+    mixes = model.style_mix(za_all, zb_all, _label_tensor(model, label, len(za_all)), cross, temperature=temperature)
+    a_np, b_np, mix_np = tensor_to_images(a_imgs), tensor_to_images(b_imgs), tensor_to_images(mixes)
+    blank = np.full_like(a_np[:1], 255)
+    tiles = [blank, a_np]
+    for i in range(len(cols)):
+        tiles += [b_np[i : i + 1], mix_np[i * len(rows) : (i + 1) * len(rows)]]
+    return image_grid(np.concatenate(tiles), nrow=len(rows) + 1, pad=pad)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -57,6 +57,13 @@ def _traverse(path, mtime, seed, label, dims, n_values, temperature):
     )
 
 
+@st.cache_data(show_spinner="Mixing styles...", max_entries=32)
+def _style_mix(path, mtime, label, rows, cols, crossover, temperature):
+    return latent.style_mixing_grid(
+        common.load_run_cached(path).model, label, list(rows), list(cols), crossover, temperature=temperature, pad=2
+    )
+
+
 @st.cache_data(show_spinner="Finding the dimensions that matter...", max_entries=32)
 def _top_dims(path, mtime, label, seed):
     return latent.latent_dims_by_effect(common.load_run_cached(path).model, label, seed=seed, top=8)
@@ -76,7 +83,9 @@ def _show_frames(frames: np.ndarray, name: str) -> None:
     )
 
 
-tab_i, tab_t, tab_m, tab_n = st.tabs(["Interpolation", "Traversal", "Map", "Nearest training images"])
+HAS_MIX = latent.has_style_mixing(model)
+_tabs = st.tabs(["Interpolation", "Traversal", "Map", "Nearest training images"] + (["Style mixing"] if HAS_MIX else []))
+tab_i, tab_t, tab_m, tab_n = _tabs[:4]
 
 with tab_i:
     modes = ["Between two seeds"] + (["Between two real images"] if latent.has_encoder(model) else [])
@@ -296,3 +305,44 @@ with tab_n:
                     common.upscaled(pair, 2 * 48), caption=f"{mark}SSIM {nb.ssim[i]:.3f} · {names[saved['labels'][i]]}", output_format="PNG"
                 )
         st.caption("Each pair: generated (left), nearest training image (right).")
+
+if HAS_MIX:
+    with _tabs[4]:
+        n_layers = int(model.num_style_layers)
+        st.caption(
+            f"This model applies a style code at each of its {n_layers} layers. Low layers (coarse, small resolutions) set the overall shape; "
+            "high layers (fine) set strokes and texture. Each cell takes the low layers from the source A image above it and the rest from the source B image on its left."
+        )
+        sm = st.columns(4)
+        mix_a = int(
+            sm[0].number_input(
+                "First seed A", 0, 2**31 - 1, 0, key="mix_seed_a", help="Seed of the first source A image (top row); the others follow."
+            )
+        )
+        n_a = sm[0].slider("A images", 1, 8, 4, key="mix_n_a", help="How many source A images (columns).")
+        mix_b = int(
+            sm[1].number_input(
+                "First seed B",
+                0,
+                2**31 - 1,
+                100,
+                key="mix_seed_b",
+                help="Seed of the first source B image (left column); the others follow.",
+            )
+        )
+        n_b = sm[1].slider("B images", 1, 8, 4, key="mix_n_b", help="How many source B images (rows).")
+        with sm[2]:
+            mix_lab = _class_select("Class", "mix_class", "Class of every image in the grid.")
+        mix_temp = sm[2].slider("Temperature", 0.0, 1.5, 1.0, 0.05, key="mix_temp",
+                                help="Truncation: below 1 pulls every style toward the class's average style (0 = the class average image).")  # fmt: skip
+        cross = sm[3].slider("Crossover layer", 0, n_layers, n_layers // 2, key="mix_cross",
+                             help=f"Layers below this come from A, the rest from B: 0 = all from B, {n_layers} = all from A.")  # fmt: skip
+        try:
+            grid = _style_mix(
+                PATH, MTIME, mix_lab, tuple(range(mix_a, mix_a + n_a)), tuple(range(mix_b, mix_b + n_b)), int(cross), float(mix_temp)
+            )
+            common.show_grid(grid, scale=SCALE)
+            st.caption(f"Top row: source A · left column: source B · cells: layers 0-{cross - 1} from A, {cross}-{n_layers - 1} from B." if 0 < cross < n_layers
+                       else ("Crossover 0: every cell is its row's B image." if cross == 0 else f"Crossover {n_layers}: every cell is its column's A image."))  # fmt: skip
+        except GDAError as exc:
+            common.show_error(exc)

@@ -312,6 +312,39 @@ def test_latent_page_gan_has_no_real_image_mode(runs_dir):
     _select_run(at, "latent_run", info)
     assert at.radio(key="lat_mode").options == ["Between two seeds"]
     assert any("no encoder" in c.value for c in at.caption)
+    assert "Style mixing" not in [t.label for t in at.tabs], "style mixing is for families with per-layer styles only"
+
+
+def test_latent_page_stylegan2_style_mixing(runs_dir):
+    from gda_core.data import load_dataset
+    from gda_core.models import TrainConfig
+    from gda_core.training import train
+
+    from .test_models import TINY
+
+    out = train("stylegan2", load_dataset("digits", per_class=4), out=runs_dir / "stylegan2-digits-tiny", steps=2,
+                model_config=TINY["stylegan2"], train_config=TrainConfig(batch_size=8))  # fmt: skip
+    info = next(r for r in list_runs(runs_dir) if r.path == out)
+    at = _open("4_Latent_space.py", run=info)
+    _select_run(at, "latent_run", info)
+    assert "Style mixing" in [t.label for t in at.tabs]
+    for key in ("mix_seed_a", "mix_seed_b"):
+        assert at.number_input(key=key).help
+    for key in ("mix_n_a", "mix_n_b", "mix_temp", "mix_cross"):
+        assert at.slider(key=key).help
+    assert at.selectbox(key="mix_class").help
+    n_layers = load_run(out, "cpu").model.num_style_layers
+    assert at.slider(key="mix_cross").max == n_layers
+    before = _image_urls(at)
+    at.slider(key="mix_n_a").set_value(2).run()
+    at.slider(key="mix_cross").set_value(1).run()
+    _ok(at)
+    assert not _errors(at), _errors(at)
+    assert any("layers 0-0 from A, 1-" in c.value for c in at.caption)
+    assert _image_urls(at) != before
+    at.slider(key="mix_cross").set_value(0).run()
+    _ok(at)
+    assert any("every cell is its row's B image" in c.value for c in at.caption)
 
 
 # -- Compare ----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ TINY = {
     "gan": {"latent_dim": 8, "g_channels": 16, "d_channels": 16, "class_dim": 4},
     "ddpm": {"base_channels": 8, "channel_mults": (1, 2), "num_timesteps": 50, "default_steps": 4},
     "ldm": {"latent_channels": 2, "ae_channels": 8, "ae_steps": 1, "base_channels": 8, "channel_mults": (1, 2), "num_timesteps": 50, "default_steps": 4},
+    "stylegan2": {"z_dim": 8, "w_dim": 16, "class_dim": 4, "g_channels": 16, "d_channels": 16, "mean_w_samples": 64},
     "flow": {"base_channels": 8, "channel_mults": (1, 2), "default_steps": 4},
     "realnvp": {"levels": 2, "steps_per_level": 2, "hidden_channels": 8, "class_dim": 4},
 }

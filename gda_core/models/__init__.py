@@ -10,6 +10,7 @@ from .base import CONTROL_HELP, GenerativeModel, ModelConfig, TrainConfig, build
 BUILTIN_FAMILIES = (
     "vae",
     "gan",
+    "stylegan2",
     "ddpm",
     "ldm",
     "flow",
