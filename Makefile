@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 REQS   := requirements.txt requirements-dev.txt requirements-nodeps.txt
 PORT   ?= 8501
 
-.PHONY: setup run test test-fast lint bench checkpoints browser-deps clean
+.PHONY: setup run test test-fast lint bench bench-speed checkpoints browser-deps clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,11 @@ browser-deps:
 bench: setup
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/bench_engine.py
+
+# Speed vs diffusers, utilisation and slider latency -> bench/results/speed_<device>.json (CPU: ~15-30 min).
+bench-speed: setup
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	$(BIN)/python bench/bench_speed.py
 
 # Re-train the shipped checkpoints on the built-in dataset (CPU: about 35 minutes in all).
 checkpoints: setup

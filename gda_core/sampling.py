@@ -125,8 +125,17 @@ def generate(
     class_names: list[str] | None = None,
     batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
+    fast: bool | None = None,
 ) -> SampleResult:
-    """Sample ``n`` images from a model (or a loaded Run) and say which controls were ignored."""
+    """Sample ``n`` images from a model (or a loaded Run) and say which controls were ignored.
+
+    ``fast`` (see ``gda_core.fastpath``): None (default) = the fast path without compile start-up
+    cost where it was measured to help (CPU: channels_last; CUDA: channels_last + bf16 autocast);
+    True = also torch.compile where it is measured to help (CUDA; compiled once per model, then
+    reused); False = the plain path. The fast path changes execution only: images match the plain
+    path within float tolerance (at most one uint8 level on CPU).
+    """
+    from . import fastpath
     from .checkpoints import Run
 
     if isinstance(model, Run):
@@ -142,9 +151,29 @@ def generate(
         if v is not None and k not in model.controls:
             notes.append(f"{k} does not apply to {model.family} and was ignored")
     labels_t = model.resolve_labels(n, labels)
-    imgs = model.sample(n, labels_t, temperature=temperature, guidance=guidance, steps=steps, seed=seed, eta=eta, sampler=sampler,
-                        batch_size=batch_size, progress=progress)  # fmt: skip
-    arr = imgs.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    settings = {"family": model.family, "n": n, "temperature": temperature, "guidance": guidance, "steps": steps, "seed": seed, "eta": eta, "sampler": sampler}
+    kwargs = dict(temperature=temperature, guidance=guidance, steps=steps, eta=eta, sampler=sampler)
+    if fast is None:
+        fast, options = fastpath.auto_enabled(model.device), {"compile": False}
+    else:
+        # compile="auto" is decided by timing one batch of this very call, eager against compiled.
+        k = min(n, batch_size)
+        options = {"probe": lambda: model.sample(k, labels_t[:k], seed=seed, batch_size=batch_size, **kwargs)}
+    try:
+        with fastpath.fast_sampling(model, enabled=bool(fast), **options) as plan:
+            imgs = model.sample(n, labels_t, seed=seed, batch_size=batch_size, progress=progress, **kwargs)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        if not fast:
+            raise
+        # A family whose code assumes NCHW weights (or a backend bug) must not cost the user the
+        # images: back to the plain path, which raises again if the problem was not the fast path.
+        fastpath.restore(model)
+        notes.append(f"the fast path failed ({type(exc).__name__}); the images were made on the plain path")
+        plan = None
+        imgs = model.sample(n, labels_t, seed=seed, batch_size=batch_size, progress=progress, **kwargs)
+    if plan is not None and fastpath.compile_failed(model):
+        notes.append("torch.compile failed on this device; the images were made in eager mode")
+    arr = imgs.float().mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    settings = {"family": model.family, "n": n, "temperature": temperature, "guidance": guidance, "steps": steps, "seed": seed, "eta": eta, "sampler": sampler,
+                "fast": plan.to_json() if plan is not None else False}  # fmt: skip
     names = class_names or [str(i) for i in range(model.config.num_classes)]
     return SampleResult(arr, labels_t.cpu().numpy(), np.arange(seed, seed + n), settings, names, notes)

@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..runtime import generators_for, randn_per_seed
 from ..schedulers import NoiseSchedule, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
-from .layers import ResBlock, SelfAttention, group_norm, make_adamw, optimizer_step, timestep_embedding
+from .layers import ResBlock, SelfAttention, UpsampleConv, group_norm, make_adamw, optimizer_step, timestep_embedding
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class UNet(nn.Module):
                 self.up.append(ResBlock(cur + skips.pop(), ch, emb, cfg.dropout))
                 cur = ch
             if li > 0:
-                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cur, cur, 3, padding=1)))
+                self.up.append(UpsampleConv(cur, cur))  # same state_dict as Sequential(Upsample, Conv2d), 2.25x fewer FLOPs
         self.out = nn.Sequential(group_norm(cur), nn.SiLU(), nn.Conv2d(cur, cfg.channels, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)

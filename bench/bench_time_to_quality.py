@@ -1,0 +1,241 @@
+"""Time to quality: our DDPM vs diffusers' UNet2DModel, same wall-clock training budget, same data.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_time_to_quality.py [--minutes 10] [--n 1000]
+
+Data: pneumoniamnist (28x28 grey, 2 classes) from ../shared/data/pneumoniamnist/pneumoniamnist.npz
+(or --data PATH); the script says so and exits 0 if the file is absent.
+
+Fairness:
+- Both models are class-conditional with the same architecture (bench/diffusers_baseline.py:
+  UNet2DModel matched to our default UNet, parameter counts printed), the same objective (epsilon
+  MSE, cosine schedule, 10% null-label dropout for classifier-free guidance), AdamW lr 5e-4 betas
+  (0.9, 0.99), gradient clipping 1.0, batch 64, the same batch order, and EMA 0.999 with the same
+  (1 + n) / (10 + n) warm-up (diffusers' EMAModel); samples come from the EMA weights of both.
+- Ours trains through our normal trainer, ``gda_core.training.train(minutes=...)``, so its budget
+  also pays for what users get: checkpoints, preview grids and loss logging. The baseline is a
+  bare loop (no checkpoints, no previews).
+- The two trainings run CONCURRENTLY in two processes with one thread each, so both see the same
+  contention from whatever else runs on the machine.
+- Then each draws N images with DDIM 25 steps (same trailing timesteps, x0 clipping, starting
+  noise per seed and classifier-free guidance formula, ``--guidance``, default 2.0 = our default),
+  with labels in the training class proportions. FID / precision / recall / density / coverage use
+  the domain-cnn features (gda_core.metrics) against the real training split; the real test split
+  scored the same way is given as a reference.
+Writes bench/results/time_to_quality_<device>.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
+
+
+def _labels(train_y: np.ndarray, n: int) -> np.ndarray:
+    from gda_core.metrics import balanced_label_order
+
+    order = balanced_label_order(train_y)
+    return np.tile(order, -(-n // len(order)))[:n]
+
+
+def worker(args) -> int:
+    """One side of the comparison: train for --minutes, then sample --n images into --work."""
+    torch.set_num_threads(1)
+    from gda_core.data import load_dataset
+    from gda_core.models.ddpm import DDPMConfig
+
+    work = Path(args.work)
+    ds = load_dataset(args.data)
+    train_y = ds.split("train")[1]
+    labels = torch.as_tensor(_labels(train_y, args.n))
+    seeds = list(range(args.n))
+    cfg = DDPMConfig(image_size=ds.image_size, channels=ds.channels, num_classes=ds.num_classes)
+    t0, c0 = time.perf_counter(), time.process_time()
+    if args.worker == "ours":
+        from gda_core.checkpoints import load_run
+        from gda_core.training import train
+
+        run_dir = work / "ours_run"
+        train("ddpm", ds, out=run_dir, minutes=args.minutes, seed=0, device="cpu")
+        train_cpu = time.process_time() - c0
+        run = load_run(run_dir, device="cpu")
+        model = run.model.eval()
+        steps_done = int(run.config["step"])
+        train_wall = float(run.config["train_time_s"])  # the trainer's own budget clock
+        params = model.num_parameters()
+        t1 = time.perf_counter()
+        chunks = []
+        for start in range(0, args.n, 64):
+            stop = min(args.n, start + 64)
+            chunks.append(model.sample(stop - start, labels[start:stop], seed=start, steps=25, guidance=args.guidance, sampler="ddim"))
+        imgs = torch.cat(chunks)
+    else:
+        import diffusers_baseline as base
+        from diffusers.training_utils import EMAModel
+
+        from gda_core.runtime import set_global_seed
+        from gda_core.training.trainer import _batch_indices
+
+        set_global_seed(0)
+        unet = base.matched_unet(cfg)
+        sched = base.noise_scheduler(cfg)
+        opt = base.make_optimizer(unet)
+        ema = EMAModel(unet.parameters(), decay=0.999, use_ema_warmup=False)
+        images, ys = ds.tensors("train")
+        n = len(ys)
+        unet.train()
+        steps_done = 0
+        # The budget clock starts at the loop, as our trainer's does (after building the model).
+        t0, c0 = time.perf_counter(), time.process_time()
+        while time.perf_counter() - t0 < args.minutes * 60:
+            idx = _batch_indices(steps_done, n, 64, 0)
+            base.train_step(unet, sched, opt, images[idx], ys[idx], num_classes=cfg.num_classes, cond_drop=cfg.cond_drop)
+            ema.step(unet.parameters())
+            steps_done += 1
+        train_wall, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+        ema.copy_to(unet.parameters())
+        unet.eval()
+        params = sum(p.numel() for p in unet.parameters())
+        ddim = base.ddim_scheduler(cfg)
+        t1 = time.perf_counter()
+        chunks = []
+        for start in range(0, args.n, 64):
+            stop = min(args.n, start + 64)
+            chunks.append(base.sample(unet, ddim, labels[start:stop], seeds[start:stop], steps=25, guidance=args.guidance, num_classes=cfg.num_classes))
+        imgs = torch.cat(chunks)
+    sample_wall = time.perf_counter() - t1
+    u8 = imgs.clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+    np.save(work / f"{args.worker}_samples.npy", u8, allow_pickle=False)
+    stats = {
+        "params": params,
+        "train_steps": steps_done,
+        "train_wall_s": round(train_wall, 1),
+        "train_cpu_s": round(train_cpu, 1),
+        "train_images_per_s": round(steps_done * 64 / train_wall, 2),
+        "sample_wall_s": round(sample_wall, 1),
+        "sample_images_per_s": round(args.n / sample_wall, 2),
+    }
+    (work / f"{args.worker}_stats.json").write_text(json.dumps(stats))
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=10.0, help="training budget of each model (wall clock)")
+    ap.add_argument("--n", type=int, default=1000, help="images sampled from each model for the metrics")
+    ap.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance of both samplers (1.0: none)")
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="pneumoniamnist .npz (MedMNIST layout)")
+    ap.add_argument("--worker", choices=["ours", "diffusers"], help=argparse.SUPPRESS)
+    ap.add_argument("--work", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args)
+    if not Path(args.data).is_file():
+        print(f"skipped: {args.data} not found (time-to-quality needs the shared pneumoniamnist.npz; pass --data PATH)")
+        return 0
+    try:
+        import diffusers
+    except ImportError:
+        print("skipped: diffusers is not installed (pip install -r bench/requirements.txt)")
+        return 0
+    from gda_core.data import load_dataset
+    from gda_core.metrics import fid, get_extractor, prdc
+    from gda_core.runtime import atomic_write_json
+
+    ds = load_dataset(args.data)
+    # The feature extractor is trained (or read from its cache) BEFORE the timed runs start.
+    ext = get_extractor("domain-cnn", ds, device="cpu")
+    train_u8, train_y = ds.split("train")
+    test_u8, _ = ds.split("test")
+    f_real = ext(torch.from_numpy(np.ascontiguousarray(train_u8)).permute(0, 3, 1, 2).contiguous())
+
+    with tempfile.TemporaryDirectory(prefix="gda-ttq-") as tmp:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        base_cmd = [sys.executable, __file__, "--minutes", str(args.minutes), "--n", str(args.n), "--guidance", str(args.guidance),
+                    "--data", args.data, "--work", tmp]  # fmt: skip
+        load_before = os.getloadavg()
+        t0 = time.perf_counter()
+        procs = {w: subprocess.Popen([*base_cmd, "--worker", w], env=env) for w in ("ours", "diffusers")}
+        codes = {w: p.wait() for w, p in procs.items()}
+        wall = time.perf_counter() - t0
+        if any(codes.values()):
+            print(f"error: worker exit codes {codes}", file=sys.stderr)
+            return 1
+        rows = {}
+        for w in ("ours", "diffusers"):
+            stats = json.loads((Path(tmp) / f"{w}_stats.json").read_text())
+            u8 = np.load(Path(tmp) / f"{w}_samples.npy", allow_pickle=False)
+            f_fake = ext(torch.from_numpy(u8))
+            rows[w] = {**stats, "fid": round(fid(f_real, f_fake), 3), **{k: round(v, 4) for k, v in prdc(f_real, f_fake).items()}}
+    f_test = ext(torch.from_numpy(np.ascontiguousarray(test_u8)).permute(0, 3, 1, 2).contiguous())
+    ref = {"n": len(test_u8), "fid": round(fid(f_real, f_test), 3), **{k: round(v, 4) for k, v in prdc(f_real, f_test).items()}}
+
+    meta = {
+        "dataset": f"pneumoniamnist {ds.image_size}x{ds.image_size}x{ds.channels}, {len(train_y)} training images, {ds.num_classes} classes",
+        "minutes": args.minutes,
+        "n_samples": args.n,
+        "sampler": f"DDIM 25 steps, eta 0, guidance {args.guidance} (both)",
+        "conditioning": "class-conditional for both (num_class_embeds = classes + null label, 10% label dropout)",
+        "concurrency": "both trainings run at the same time in two processes with 1 thread each",
+        "features": "domain-cnn (gda_core.metrics), real = training split",
+        "wall_s_total": round(wall, 1),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "cpu": _cpu_model(),
+        "machine": platform.machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "command": f"OMP_NUM_THREADS=1 python bench/bench_time_to_quality.py --minutes {args.minutes:g} --n {args.n} --guidance {args.guidance:g}",
+    }
+    table = _table(rows, ref)
+    out = ROOT / "bench" / "results" / "time_to_quality_cpu.json"
+    atomic_write_json(out, {"meta": meta, "rows": rows, "real_test_reference": ref, "markdown": table})
+    print(table)
+    print(f"\nwrote {out}")
+    return 0
+
+
+def _table(rows: dict, ref: dict) -> str:
+    lines = [
+        "| model | params | train steps in budget | train img/s | FID (lower better) | precision | recall | density | coverage |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, label in (("ours", "GDA Studio DDPM"), ("diffusers", "diffusers UNet2DModel")):
+        r = rows[name]
+        lines.append(
+            f"| {label} | {r['params']:,} | {r['train_steps']} | {r['train_images_per_s']} | {r['fid']} | {r['precision']} | {r['recall']} | "
+            f"{r['density']} | {r['coverage']} |"
+        )
+    lines.append(f"| real test split ({ref['n']} images, reference) | - | - | - | {ref['fid']} | {ref['precision']} | {ref['recall']} | "
+                 f"{ref['density']} | {ref['coverage']} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
