@@ -213,16 +213,16 @@ def main() -> int:
 
 def _table(rows: dict, ref: dict) -> str:
     lines = [
-        "| model | params | train steps in budget | train img/s | FID (lower better) | precision | recall | density | coverage |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | params | train steps in budget | train wall s / CPU s | train img/s | FID (lower better) | precision | recall | density | coverage |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, label in (("ours", "GDA Studio DDPM"), ("diffusers", "diffusers UNet2DModel")):
+    for name, label in (("ours", "GDA Studio DDPM (our trainer)"), ("diffusers", "diffusers UNet2DModel (bare loop)")):
         r = rows[name]
         lines.append(
-            f"| {label} | {r['params']:,} | {r['train_steps']} | {r['train_images_per_s']} | {r['fid']} | {r['precision']} | {r['recall']} | "
-            f"{r['density']} | {r['coverage']} |"
+            f"| {label} | {r['params']:,} | {r['train_steps']} | {r['train_wall_s']:.0f} / {r['train_cpu_s']:.0f} | {r['train_images_per_s']} | "
+            f"{r['fid']} | {r['precision']} | {r['recall']} | {r['density']} | {r['coverage']} |"
         )
-    lines.append(f"| real test split ({ref['n']} images, reference) | - | - | - | {ref['fid']} | {ref['precision']} | {ref['recall']} | "
+    lines.append(f"| real test split ({ref['n']} images, reference) | - | - | - | - | {ref['fid']} | {ref['precision']} | {ref['recall']} | "
                  f"{ref['density']} | {ref['coverage']} |")  # fmt: skip
     return "\n".join(lines)
 

@@ -18,7 +18,8 @@ What "auto" picks, and why (measured by bench/bench_speed.py; numbers in bench/r
   about 2.5 minutes on the 2-core test machine for passes about 8-10% faster, which only a long
   job recovers. Any compile failure falls back to eager with a one-line warning, never a crash.
 - autocast: bfloat16 on CUDA (float16 where bf16 is unsupported); none on CPU, where processors
-  without native bf16 arithmetic (e.g. AMD Zen 3) run it slower than float32.
+  without native bf16 arithmetic run it slower than float32 (the UNet pass took 7x longer under
+  bf16 autocast on the AMD EPYC test CPU, which has no AVX-512 / AMX).
 ``generate(fast=None)`` (the default) uses channels_last + autocast without compile on CPU and CUDA
 (``AUTO_DEVICES``); ``generate(fast=True)`` / ``--fast`` adds compile="auto"; ``fast=False`` is the
 plain path.
