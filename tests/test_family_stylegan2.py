@@ -13,7 +13,7 @@ from gda_core import latent
 from gda_core.data import load_dataset
 from gda_core.errors import ConfigError
 from gda_core.models import TrainConfig, build_model
-from gda_core.models.stylegan2 import ModulatedConv2d, diff_augment, minibatch_stddev, resolution_plan
+from gda_core.models.stylegan2 import ModulatedConv2d, class_spread_penalty, diff_augment, minibatch_stddev, resolution_plan
 from gda_core.training import train
 
 from .test_models import TINY
@@ -45,6 +45,10 @@ def test_resolution_plan_and_config_validation():
         build_model("stylegan2", diffaug="translation,flip")
     with pytest.raises(ConfigError, match="r1_gamma"):
         build_model("stylegan2", r1_gamma=-1.0)
+    with pytest.raises(ConfigError, match="diversity_weight"):
+        build_model("stylegan2", diversity_weight=-0.1)
+    with pytest.raises(ConfigError, match="r1_gamma must be a finite"):
+        build_model("stylegan2", r1_gamma=float("nan"))
     assert build_model("stylegan2", **TINY["stylegan2"], diffaug="").config.diffaug == ""
 
 
@@ -161,6 +165,54 @@ def test_r1_penalty_is_finite_and_trains_d():
     assert "r1" not in m.train_step(x, y, opt, step=1, amp_dtype=None)
     # Minibatch stddev works for batch sizes the group does not divide.
     assert minibatch_stddev(torch.randn(5, 3, 4, 4), 4).shape == (5, 4, 4, 4)
+
+
+def test_r1_and_spread_terms_change_the_updates():
+    """The regularisers are really in the losses that are stepped, not only logged."""
+    # Each class holds a black and a white image: the real spread is the largest possible, so generated
+    # images are less varied than the real ones and the spread penalty is active.
+    x, y = torch.tensor([0.0, 1.0] * 3).view(6, 1, 1, 1).expand(6, 1, 16, 16), torch.tensor([0, 0, 1, 1, 2, 2])
+
+    def after(step: int, **kw) -> tuple[torch.Tensor, torch.Tensor]:
+        m = _model(**kw).train()
+        torch.manual_seed(1)
+        logs = m.train_step(x, y, m.configure_optimizers(TrainConfig()), step=step, amp_dtype=None)
+        return (
+            torch.cat([p.flatten() for p in m.discriminator.parameters()]),
+            torch.cat([p.flatten() for p in m.generator.parameters()]),
+            logs,
+        )
+
+    d0, _, _ = after(0, r1_gamma=0.0)
+    d1, _, _ = after(0, r1_gamma=10.0)
+    d2, _, _ = after(1, r1_gamma=10.0)  # not an R1 step
+    d3, _, _ = after(1, r1_gamma=0.0)
+    assert not torch.allclose(d0, d1) and torch.equal(d2, d3)
+    _, g0, _ = after(1, diversity_weight=0.0)
+    _, g1, logs = after(1, diversity_weight=5.0)
+    assert logs["spread"] > 0 and not torch.allclose(g0, g1)
+
+
+def test_class_spread_penalty_pushes_collapsed_classes_apart_and_switches_off():
+    y = torch.tensor([0, 0, 1])
+    real = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [5.0, 5.0, 5.0, 5.0]]).view(3, 1, 2, 2)
+    fake = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25], [9.0, 9.0, 9.0, 9.0]]).view(3, 1, 2, 2).requires_grad_(True)
+    # One same-class pair (0, 1): generated spread 1 (L1 over 4 pixels) vs real 4 -> 1 - 1/4.
+    pen = class_spread_penalty(fake, real, y)
+    assert torch.allclose(pen, torch.tensor(0.75))
+    pen.backward()
+    assert fake.grad[2].abs().sum() == 0, "images of other classes are not compared"
+    assert (fake.grad[0] > 0).all() and (fake.grad[1] < 0).all(), "descending the penalty moves the pair apart"
+    # As varied as the real images (or more): no penalty, no push.
+    assert class_spread_penalty(real * 2, real, y) == 0
+    assert class_spread_penalty(fake, real, torch.tensor([0, 1, 2])) is None
+    m = _model().train()
+    logs = m.train_step(torch.rand(4, 1, 16, 16), torch.tensor([0, 0, 1, 1]), m.configure_optimizers(TrainConfig()), step=1, amp_dtype=None)
+    assert 0 <= logs["spread"] <= 1
+    off = _model(diversity_weight=0.0).train()
+    assert "spread" not in off.train_step(
+        torch.rand(4, 1, 16, 16), torch.tensor([0, 0, 1, 1]), off.configure_optimizers(TrainConfig()), step=1, amp_dtype=None
+    )
 
 
 @pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout", ""])
