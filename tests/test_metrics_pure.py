@@ -13,6 +13,7 @@ from gda_core.metrics import (
     kid,
     knn_radii,
     nearest_ssim,
+    prdc,
     precision_recall,
     ssim_matrix,
 )
@@ -98,6 +99,11 @@ def test_prdc_chunking_is_invariant():
     real, fake = rng.normal(size=(90, 6)), rng.normal(size=(70, 6))
     assert precision_recall(real, fake, 3, chunk=7) == precision_recall(real, fake, 3)
     assert density_coverage(real, fake, 5, chunk=11) == density_coverage(real, fake, 5)
+    # The one-pass prdc gives exactly what the figures computed one by one give, at any chunk size.
+    whole = prdc(real, fake)
+    assert prdc(real, fake, chunk=4) == whole
+    assert (whole["precision"], whole["recall"]) == precision_recall(real, fake, 3)
+    assert (whole["density"], whole["coverage"]) == density_coverage(real, fake, 5)
 
 
 @pytest.mark.parametrize(

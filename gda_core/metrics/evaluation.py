@@ -21,7 +21,7 @@ from ..runtime import device_name as _device_name
 from .classifier import DEFAULT_BUDGET, ClassifierBudget
 from .extractors import data_hash, get_extractor
 from .fid import FID_MIN_SAMPLES, fid, kid
-from .manifold import density_coverage, precision_recall
+from .manifold import prdc
 from .privacy import WIN, nearest_ssim
 from .report import Report
 from .robustness import deepfool
@@ -290,8 +290,7 @@ def evaluate(
     f_fake = ext(main_u8)
     report("fidelity", 0.0, "precision, recall, density, coverage")
     raw: dict[str, float | None] = {}
-    raw["precision"], raw["recall"] = precision_recall(f_real, f_fake, 3, device=dev)
-    raw["density"], raw["coverage"] = density_coverage(f_real, f_fake, 5, device=dev)
+    raw.update(prdc(f_real, f_fake, k_pr=3, k_dc=5, device=dev))
     raw["fid"] = fid(f_real, f_fake)
     raw["kid"], raw["kid_std"] = kid(f_real, f_fake, subsets=kid_subsets, subset_size=1000, seed=seed)
     if min(n_train, n_main) < FID_MIN_SAMPLES:
