@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="run folder")
     p.add_argument("--n", type=_positive_int, default=64)
     p.add_argument("--label", default=None, help="class index or name (default: cycle through classes)")
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=1.0, help="randomness of the starting noise / latent (1 = as trained); the truncation psi for stylegan2")
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--steps", type=_positive_int, default=None)
     p.add_argument("--eta", type=float, default=0.0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 from gda_core.errors import GDAError
-from gda_core.models import CONTROL_HELP
 from gda_core.sampling import generate, png_bytes
 from pages import common
 
@@ -52,16 +51,16 @@ with left:
         help="How many images to generate (image i uses seed + i).",
     )
     seed = int(st.number_input("Seed", 0, 2**31 - 1, 0, key="sample_seed", help="Same seed and settings give the same images."))
-    temperature = st.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="sample_temperature", help=CONTROL_HELP["temperature"])
+    temperature = st.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="sample_temperature", help=model.control_help("temperature"))
     guidance = steps = sampler = None
     eta = 0.0
     if "guidance" in controls:
         guidance = st.slider(
-            "Guidance", 0.0, 8.0, float(getattr(cfg, "default_guidance", 2.0)), 0.25, key="sample_guidance", help=CONTROL_HELP["guidance"]
+            "Guidance", 0.0, 8.0, float(getattr(cfg, "default_guidance", 2.0)), 0.25, key="sample_guidance", help=model.control_help("guidance")
         )
     if "steps" in controls:
         steps = st.slider(
-            "Steps", 1, 1000, int(getattr(cfg, "default_steps", 25)), key=f"sample_steps_{model.family}", help=CONTROL_HELP["steps"]
+            "Steps", 1, 1000, int(getattr(cfg, "default_steps", 25)), key=f"sample_steps_{model.family}", help=model.control_help("steps")
         )
     if "sampler" in controls and model.samplers:
         helps = "; ".join(f"{k}: {v}" for k, v in model.sampler_help.items())
@@ -69,7 +68,7 @@ with left:
             "Sampler",
             list(model.samplers),
             key=f"sample_sampler_{model.family}",
-            help=CONTROL_HELP["sampler"] + (f" ({helps})" if helps else ""),
+            help=model.control_help("sampler") + (f" ({helps})" if helps else ""),
         )
     if "eta" in controls:
         eta = st.slider(
@@ -79,7 +78,7 @@ with left:
             0.0,
             0.05,
             key="sample_eta",
-            help=CONTROL_HELP["eta"] + " (used by the ddim sampler)",
+            help=model.control_help("eta") + " (used by the ddim sampler)",
             disabled=sampler not in (None, "ddim"),
         )
     missing = [c for c in ("guidance", "steps", "sampler", "eta") if c not in controls]

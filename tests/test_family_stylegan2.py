@@ -257,3 +257,11 @@ def test_short_run_on_digits_is_loadable_and_class_conditional(tmp_path):
     per_class = same_seeds.mean(1)
     diffs = [(per_class[a] - per_class[b]).abs().mean() for a in range(10) for b in range(a + 1, 10)]
     assert min(diffs) > 1e-3, "the same seeds must give different images for different classes"
+
+
+def test_temperature_help_says_truncation_for_stylegan2_only():
+    from gda_core.models import CONTROL_HELP, get_model_class
+
+    assert "truncation" in get_model_class("stylegan2").control_help("temperature")
+    assert get_model_class("gan").control_help("temperature") == CONTROL_HELP["temperature"]
+    assert get_model_class("ddpm").control_help("steps") == CONTROL_HELP["steps"]

@@ -92,9 +92,16 @@ class GenerativeModel(nn.Module):
     samplers: ClassVar[tuple[str, ...]] = ()
     # One line per sampler for the app's help text.
     sampler_help: ClassVar[dict[str, str]] = {}
+    # What a control means for this family where it differs from CONTROL_HELP (see ``control_help``).
+    control_notes: ClassVar[dict[str, str]] = {}
     default_lr: ClassVar[float] = 2e-4
     description: ClassVar[str] = ""
     how_it_works: ClassVar[str] = ""
+
+    @classmethod
+    def control_help(cls, name: str) -> str:
+        """Help text for the sampling control ``name`` as this family uses it."""
+        return cls.control_notes.get(name, CONTROL_HELP.get(name, ""))
 
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -456,6 +456,10 @@ class StyleGAN2(GenerativeModel):
     family = "stylegan2"
     Config = StyleGAN2Config
     controls = ("temperature",)
+    control_notes = {
+        "temperature": "truncation psi: pulls each style toward its class's average style "
+        "(1 = as trained, below 1 = more typical and less varied, 0 = the class average)"
+    }
     default_lr = 6e-3
     has_latent = True
     # Temperature (truncation) acts in W, inside ``decode``: scaling z would do nothing, because the
