@@ -12,6 +12,7 @@ from gda_core.errors import ConfigError, GDAError
 from gda_core.jobs import start_training, unique_run_dir
 from gda_core.models import TrainConfig, get_model_class, list_models
 from gda_core.runtime import DEVICE_CHOICES
+from gda_core.schedulers import X0_CLIPS
 from pages import common
 
 common.setup()
@@ -39,8 +40,9 @@ def _field_widget(name: str, default, key: str):
             return tuple(int(v) for v in txt.replace(" ", "").split(",") if v)
         except ValueError:
             raise ConfigError(f"{name} must be comma-separated integers, got '{txt}'") from None
-    if name == "schedule":
-        return st.selectbox(name, ("cosine", "linear"), index=("cosine", "linear").index(default), key=key, help=help_)
+    choices = {"schedule": ("cosine", "linear"), "x0_clip": X0_CLIPS}.get(name)
+    if choices and default in choices:
+        return st.selectbox(name.replace("_", " "), choices, index=choices.index(default), key=key, help=help_)
     return st.text_input(name.replace("_", " "), value=str(default), key=key, help=help_)
 
 

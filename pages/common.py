@@ -45,6 +45,8 @@ FIELD_HELP = {
     "dropout": "dropout in residual blocks: regularises training on very small datasets",
     "num_timesteps": "length of the noise schedule T (training timesteps)",
     "schedule": "noise schedule: cosine (recommended for small images) or linear (original DDPM)",
+    "x0_clip": "how sampling keeps each predicted clean image in range: dynamic (Imagen's thresholding, rescales an "
+    "over-saturated prediction as a whole; best measured) or static (clips each pixel at the range limits)",
     "cond_drop": "probability of dropping the class label in training (enables classifier-free guidance)",
     "default_steps": "sampling steps used when none are given",
     "default_guidance": "guidance scale used when none is given (1 = no guidance)",

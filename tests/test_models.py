@@ -134,6 +134,43 @@ def test_ddpm_samplers_and_guidance():
     assert torch.equal(a, b)
 
 
+def test_x0_thresholding_keeps_x0_in_range_and_the_step_consistent():
+    from gda_core.schedulers.diffusion import _pred_x0
+
+    g = torch.Generator().manual_seed(0)
+    ab = 0.3
+    x0_true = torch.rand(4, 1, 8, 8, generator=g) * 2 - 1  # in range
+    eps_true = torch.randn(4, 1, 8, 8, generator=g)
+    x = ab**0.5 * x0_true + (1 - ab) ** 0.5 * eps_true
+    for mode in ("dynamic", "static"):  # an in-range prediction passes through untouched
+        x0, eps = _pred_x0(x, eps_true, ab, mode)
+        assert torch.allclose(x0, x0_true, atol=1e-5) and torch.allclose(eps, eps_true, atol=1e-5)
+    over = x0_true.clone()
+    over[0] *= 3.0  # an over-saturated prediction for image 0 only
+    eps_over = (x - ab**0.5 * over) / (1 - ab) ** 0.5
+    x0_dyn, eps_dyn = _pred_x0(x, eps_over, ab, "dynamic")
+    x0_sta, _ = _pred_x0(x, eps_over, ab, "static")
+    assert x0_dyn.abs().max() <= 1 + 1e-6 and x0_sta.abs().max() <= 1 + 1e-6
+    # dynamic rescales image 0 as a whole (its in-range pixels shrink too) and leaves the others alone
+    s = torch.quantile(over[0].abs().flatten(), 0.995)
+    inside = over[0].abs() <= s * 0.99
+    assert torch.allclose(x0_dyn[0][inside], (over[0] / s)[inside], atol=2e-2)
+    assert torch.allclose(x0_dyn[1:], x0_true[1:], atol=1e-5)
+    # eps is re-derived so that x_t = sqrt(ab) x0 + sqrt(1 - ab) eps still holds
+    assert torch.allclose(ab**0.5 * x0_dyn + (1 - ab) ** 0.5 * eps_dyn, x, atol=1e-5)
+
+
+def test_ddpm_x0_clip_config():
+    from gda_core.models.ddpm import DDPMConfig
+
+    assert DDPMConfig().x0_clip == "dynamic"
+    assert DDPMConfig.from_dict({"image_size": 8}).x0_clip == "dynamic"  # runs saved before the field existed
+    with pytest.raises(ConfigError, match="x0_clip"):
+        DDPMConfig(x0_clip="percentile").validate()
+    m = tiny("ddpm", image_size=8, channels=1, num_classes=2, x0_clip="static").eval()
+    assert m.sample(2, seed=0, steps=3).shape == (2, 1, 8, 8)
+
+
 def test_ddim_inversion_round_trip():
     torch.manual_seed(0)
     m = tiny("ddpm", image_size=8, channels=1, num_classes=2).eval()

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..runtime import generators_for, randn_per_seed
-from ..schedulers import NoiseSchedule, sample_loop
+from ..schedulers import X0_CLIPS, NoiseSchedule, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import ResBlock, SelfAttention, UpsampleConv, group_norm, make_adamw, optimizer_step, timestep_embedding
 
@@ -36,6 +36,7 @@ class DDPMConfig(ModelConfig):
     cond_drop: float = 0.1
     default_steps: int = 25
     default_guidance: float = 2.0
+    x0_clip: str = "dynamic"  # how sampling keeps x0 in [-1, 1]: "dynamic" (Imagen) or "static"; see schedulers.diffusion._pred_x0
 
     @classmethod
     def from_dict(cls, d: dict) -> "DDPMConfig":
@@ -53,6 +54,8 @@ class DDPMConfig(ModelConfig):
             raise ConfigError(f"image_size {self.image_size} must be divisible by {2**levels} for {levels + 1} UNet levels")
         if self.schedule not in ("cosine", "linear"):
             raise ConfigError(f"schedule must be cosine or linear, got {self.schedule}")
+        if self.x0_clip not in X0_CLIPS:
+            raise ConfigError(f"x0_clip must be one of {', '.join(X0_CLIPS)}, got {self.x0_clip!r}")
 
 
 class UNet(nn.Module):
@@ -193,7 +196,7 @@ class DDPM(GenerativeModel):
         """Deterministic DDIM (eta = 0) map from initial noise z to images in [0, 1]."""
         steps, guidance, sampler = self._resolve(steps, guidance, sampler)
         labels = labels.to(self.device)
-        x = sample_loop(self.eps_fn(labels, guidance), z.to(self.device), self.schedule, steps=steps, sampler=sampler, eta=0.0, callback=callback)
+        x = sample_loop(self.eps_fn(labels, guidance), z.to(self.device), self.schedule, steps=steps, sampler=sampler, eta=0.0, callback=callback, x0_clip=self.config.x0_clip)
         return (x + 1) / 2
 
     def encode(self, x, labels, *, steps=None, **_: Any) -> torch.Tensor:
@@ -218,7 +221,7 @@ class DDPM(GenerativeModel):
         steps, guidance, sampler = self._resolve(steps, guidance, sampler)
         gens = generators_for(seeds)
         z = randn_per_seed(self.latent_shape(), gens, self.device) * float(temperature)
-        x = sample_loop(self.eps_fn(labels, guidance), z, self.schedule, steps=steps, sampler=sampler, eta=float(eta or 0.0), generators=gens, callback=callback)
+        x = sample_loop(self.eps_fn(labels, guidance), z, self.schedule, steps=steps, sampler=sampler, eta=float(eta or 0.0), generators=gens, callback=callback, x0_clip=self.config.x0_clip)
         return (x + 1) / 2
 
     def nfe_per_image(self, steps: int | None = None, guidance: float | None = None) -> float:

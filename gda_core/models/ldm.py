@@ -567,6 +567,7 @@ class LDM(GenerativeModel):
             sampler=sampler,
             eta=0.0,
             callback=callback,
+            x0_clip="static",  # the +-latent_clip std clip of the module docstring
         )
         return self._to_images(y)
 
@@ -602,6 +603,7 @@ class LDM(GenerativeModel):
             eta=float(eta or 0.0),
             generators=gens,
             callback=callback,
+            x0_clip="static",  # the +-latent_clip std clip of the module docstring
         )
         return self._to_images(y)
 

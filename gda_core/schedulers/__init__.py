@@ -1,5 +1,5 @@
 """Noise schedules and samplers for diffusion models, separate from the networks (diffusers-style)."""
 
-from .diffusion import SAMPLERS, NoiseSchedule, sample_loop
+from .diffusion import SAMPLERS, X0_CLIPS, NoiseSchedule, sample_loop
 
-__all__ = ["SAMPLERS", "NoiseSchedule", "sample_loop"]
+__all__ = ["SAMPLERS", "X0_CLIPS", "NoiseSchedule", "sample_loop"]

@@ -5,7 +5,8 @@ Samplers:
 - ``ddim``: Song et al. 2021, eq. (12), with eta (0 = deterministic);
 - ``dpmpp``: DPM-Solver++(2M), Lu et al. 2022, Algorithm 2 (multistep, data prediction),
   first order at the final step for stability; good images in 10-20 steps.
-Both predict x_0 with clipping to [-1, 1] (images are scaled to [-1, 1]).
+Both predict x_0 and keep it in the data range [-1, 1] (``x0_clip``): "dynamic" thresholding
+(Saharia et al. 2022, Imagen, Sec. 2.3) or a "static" clip, with eps re-derived from the kept x0.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import torch
 from ..errors import ConfigError
 
 SAMPLERS = ("ddim", "dpmpp")
+X0_CLIPS = ("dynamic", "static")
+DYNAMIC_PERCENTILE = 0.995  # Imagen's p
 
 
 class NoiseSchedule:
@@ -57,11 +60,27 @@ class NoiseSchedule:
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _pred_x0(x: torch.Tensor, eps: torch.Tensor, ab: float) -> tuple[torch.Tensor, torch.Tensor]:
-    x0 = ((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)).clamp(-1, 1)
-    # Re-derive eps from the clipped x0 so both predictions stay consistent.
-    eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
-    return x0, eps
+def _pred_x0(x: torch.Tensor, eps: torch.Tensor, ab: float, x0_clip: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The data prediction kept in [-1, 1], and the eps consistent with it.
+
+    "static": clip x0 to [-1, 1]. "dynamic" (Imagen): per image, s = max(1, the 99.5th percentile of
+    |x0|), then clip to [-s, s] and divide by s, so an over-saturated prediction (guidance pushes x0
+    beyond the data range) is pulled back as a whole instead of flattened at +-1. In both, eps is
+    re-derived from the kept x0 so the step moves consistently between x_t and it.
+
+    Measured (bench/bench_x0_clip.py: DDIM 25, guidance 2, 500 samples, domain-feature FID): shipped
+    16x16 digits DDPM, static 1.95, dynamic 1.66, clipping x0 but keeping the raw eps (diffusers'
+    default) 5.38; a pneumoniamnist DDPM after 300 steps, static 6.34, dynamic 1.31, raw eps 1.31.
+    Dynamic is the only choice good on both."""
+    x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+    if x0_clip == "dynamic":
+        flat = x0.abs().flatten(1)
+        k = max(1, math.ceil(DYNAMIC_PERCENTILE * flat.shape[1]))
+        s = flat.kthvalue(k, dim=1).values.clamp_min(1.0).view(-1, *([1] * (x0.dim() - 1)))
+        x0 = torch.maximum(torch.minimum(x0, s), -s) / s
+    else:
+        x0 = x0.clamp(-1, 1)
+    return x0, (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
 
 
 def sample_loop(
@@ -74,14 +93,18 @@ def sample_loop(
     eta: float = 0.0,
     generators: list[torch.Generator] | None = None,
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    x0_clip: str = "dynamic",
 ) -> torch.Tensor:
     """Integrate the reverse process from noise ``x`` (B, C, H, W) and return x_0 in [-1, 1].
 
     ``eps_fn(x_t, t)`` predicts the noise; ``generators`` (one per image) draw DDIM's eta noise so
     that image i depends only on its own generator. ``callback(i, x_t, x0_pred)`` sees each step.
+    ``x0_clip`` keeps each x0 prediction in [-1, 1] (see ``_pred_x0``).
     """
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}")
+    if x0_clip not in X0_CLIPS:
+        raise ConfigError(f"unknown x0_clip '{x0_clip}'; choose one of {', '.join(X0_CLIPS)}")
     ts = schedule.timesteps(steps)
     abars = schedule.alphas_cumprod.tolist()
     x0_prev = None
@@ -92,7 +115,7 @@ def sample_loop(
         ab_next = abars[t_next] if t_next >= 0 else 1.0
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         eps = eps_fn(x, tt).float()
-        x0, eps = _pred_x0(x, eps, ab)
+        x0, eps = _pred_x0(x, eps, ab, x0_clip)
         if sampler == "ddim":
             # 1. eq. (12) of Song et al.: x_{t-1} = sqrt(ab') x0 + sqrt(1 - ab' - sigma^2) eps + sigma z
             sigma = eta * math.sqrt((1 - ab_next) / (1 - ab) * (1 - ab / ab_next)) if t_next >= 0 else 0.0
