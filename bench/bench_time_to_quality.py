@@ -1,27 +1,37 @@
 """Time to quality: our DDPM vs diffusers' UNet2DModel, same wall-clock training budget, same data.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_time_to_quality.py [--minutes 10] [--n 1000]
+        [--models ours diffusers-ref diffusers] [--out NAME]
+
+``--models`` lists what trains (all at once, one process and one thread each):
+- ``ours``: our DDPM with its default config, through our trainer;
+- ``ours:key=value,...``: the same with DDPMConfig overrides, e.g.
+  ``ours:base_channels=32,channel_mults=1-2-2`` (tuples written with '-'), to compare UNet layouts;
+- ``diffusers``: UNet2DModel with OUR default layout (bench/diffusers_baseline.matched_unet);
+- ``diffusers-ref``: UNet2DModel in the layout of diffusers' train_unconditional example, shrunk to
+  our default's parameter count (bench/diffusers_baseline.reference_unet).
 
 Data: pneumoniamnist (28x28 grey, 2 classes) from ../shared/data/pneumoniamnist/pneumoniamnist.npz
 (or --data PATH); the script says so and exits 0 if the file is absent.
 
 Fairness:
-- Both models are class-conditional with the same architecture (bench/diffusers_baseline.py:
-  UNet2DModel matched to our default UNet, parameter counts printed), the same objective (epsilon
+- Every model is class-conditional with about the same parameter count (printed), the same objective (epsilon
   MSE, cosine schedule, 10% null-label dropout for classifier-free guidance), AdamW lr 5e-4 betas
   (0.9, 0.99), gradient clipping 1.0, batch 64, the same batch order, and EMA 0.999 with the same
   (1 + n) / (10 + n) warm-up (diffusers' EMAModel); samples come from the EMA weights of both.
 - Ours trains through our normal trainer, ``gda_core.training.train(minutes=...)``, so its budget
   also pays for what users get: checkpoints, preview grids and loss logging. The baseline is a
   bare loop (no checkpoints, no previews).
-- The two trainings run CONCURRENTLY in two processes with one thread each, so both see the same
-  contention from whatever else runs on the machine.
-- Then each draws N images with DDIM 25 steps (same trailing timesteps, x0 clipping, starting
-  noise per seed and classifier-free guidance formula, ``--guidance``, default 2.0 = our default),
+- The trainings run CONCURRENTLY, each in its own process with one thread, so all see the same
+  contention from whatever else runs on the machine (run at most as many models as there are cores).
+- Then each draws N images with DDIM 25 steps (same trailing timesteps, starting noise per seed
+  and classifier-free guidance formula, ``--guidance``, default 2.0 = our default; x0 is kept in
+  range by each library's default: our dynamic thresholding, DDIMScheduler's clip_sample, which
+  bench/bench_x0_clip.py compares on one network),
   with labels in the training class proportions. FID / precision / recall / density / coverage use
   the domain-cnn features (gda_core.metrics) against the real training split; the real test split
   scored the same way is given as a reference.
-Writes bench/results/time_to_quality_<device>.json and prints a markdown table.
+Writes bench/results/<--out, default time_to_quality_cpu>.json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -53,8 +63,25 @@ def _labels(train_y: np.ndarray, n: int) -> np.ndarray:
     return np.tile(order, -(-n // len(order)))[:n]
 
 
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """'ours:base_channels=16,channel_mults=1-3-5' -> ('ours', {...}); ConfigError-free: bad keys fail in DDPMConfig."""
+    kind, _, rest = spec.partition(":")
+    if kind not in ("ours", "diffusers", "diffusers-ref"):
+        raise SystemExit(f"error: unknown model spec {spec!r} (ours, ours:key=value,..., diffusers, diffusers-ref)")
+    overrides: dict = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        if "-" in value:
+            overrides[key] = tuple(int(v) for v in value.split("-"))
+        else:
+            overrides[key] = json.loads(value) if value not in ("", "cosine", "linear") else value
+    if overrides and kind != "ours":
+        raise SystemExit(f"error: only 'ours' takes overrides, got {spec!r}")
+    return kind, overrides
+
+
 def worker(args) -> int:
-    """One side of the comparison: train for --minutes, then sample --n images into --work."""
+    """One model of the comparison: train for --minutes, then sample --n images into --work."""
     torch.set_num_threads(1)
     from gda_core.data import load_dataset
     from gda_core.models.ddpm import DDPMConfig
@@ -64,14 +91,16 @@ def worker(args) -> int:
     train_y = ds.split("train")[1]
     labels = torch.as_tensor(_labels(train_y, args.n))
     seeds = list(range(args.n))
+    kind, overrides = parse_spec(args.worker)
+    tag = str(args.index)
     cfg = DDPMConfig(image_size=ds.image_size, channels=ds.channels, num_classes=ds.num_classes)
     t0, c0 = time.perf_counter(), time.process_time()
-    if args.worker == "ours":
+    if kind == "ours":
         from gda_core.checkpoints import load_run
         from gda_core.training import train
 
-        run_dir = work / "ours_run"
-        train("ddpm", ds, out=run_dir, minutes=args.minutes, seed=0, device="cpu")
+        run_dir = work / f"run_{tag}"
+        train("ddpm", ds, out=run_dir, minutes=args.minutes, seed=0, device="cpu", model_config=overrides or None)
         train_cpu = time.process_time() - c0
         run = load_run(run_dir, device="cpu")
         model = run.model.eval()
@@ -92,7 +121,13 @@ def worker(args) -> int:
         from gda_core.training.trainer import _batch_indices
 
         set_global_seed(0)
-        unet = base.matched_unet(cfg)
+        if kind == "diffusers":
+            unet = base.matched_unet(cfg)
+        else:
+            from gda_core.models import build_model
+
+            target = build_model("ddpm", image_size=cfg.image_size, channels=cfg.channels, num_classes=cfg.num_classes).num_parameters()
+            unet = base.reference_unet(cfg, target)
         sched = base.noise_scheduler(cfg)
         opt = base.make_optimizer(unet)
         ema = EMAModel(unet.parameters(), decay=0.999, use_ema_warmup=False)
@@ -120,8 +155,9 @@ def worker(args) -> int:
         imgs = torch.cat(chunks)
     sample_wall = time.perf_counter() - t1
     u8 = imgs.clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
-    np.save(work / f"{args.worker}_samples.npy", u8, allow_pickle=False)
+    np.save(work / f"{tag}_samples.npy", u8, allow_pickle=False)
     stats = {
+        "model": args.worker,
         "params": params,
         "train_steps": steps_done,
         "train_wall_s": round(train_wall, 1),
@@ -130,7 +166,7 @@ def worker(args) -> int:
         "sample_wall_s": round(sample_wall, 1),
         "sample_images_per_s": round(args.n / sample_wall, 2),
     }
-    (work / f"{args.worker}_stats.json").write_text(json.dumps(stats))
+    (work / f"{tag}_stats.json").write_text(json.dumps(stats))
     return 0
 
 
@@ -140,11 +176,16 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1000, help="images sampled from each model for the metrics")
     ap.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance of both samplers (1.0: none)")
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="pneumoniamnist .npz (MedMNIST layout)")
-    ap.add_argument("--worker", choices=["ours", "diffusers"], help=argparse.SUPPRESS)
+    ap.add_argument("--models", nargs="+", default=["ours", "diffusers-ref"], help="what trains (see the module docstring)")
+    ap.add_argument("--out", default="time_to_quality_cpu", help="result file name under bench/results (no extension)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    for spec in args.models:
+        parse_spec(spec)
     if not Path(args.data).is_file():
         print(f"skipped: {args.data} not found (time-to-quality needs the shared pneumoniamnist.npz; pass --data PATH)")
         return 0
@@ -170,16 +211,16 @@ def main() -> int:
                     "--data", args.data, "--work", tmp]  # fmt: skip
         load_before = os.getloadavg()
         t0 = time.perf_counter()
-        procs = {w: subprocess.Popen([*base_cmd, "--worker", w], env=env) for w in ("ours", "diffusers")}
-        codes = {w: p.wait() for w, p in procs.items()}
+        procs = {i: subprocess.Popen([*base_cmd, "--worker", w, "--index", str(i)], env=env) for i, w in enumerate(args.models)}
+        codes = {args.models[i]: p.wait() for i, p in procs.items()}
         wall = time.perf_counter() - t0
         if any(codes.values()):
             print(f"error: worker exit codes {codes}", file=sys.stderr)
             return 1
         rows = {}
-        for w in ("ours", "diffusers"):
-            stats = json.loads((Path(tmp) / f"{w}_stats.json").read_text())
-            u8 = np.load(Path(tmp) / f"{w}_samples.npy", allow_pickle=False)
+        for i, w in enumerate(args.models):
+            stats = json.loads((Path(tmp) / f"{i}_stats.json").read_text())
+            u8 = np.load(Path(tmp) / f"{i}_samples.npy", allow_pickle=False)
             f_fake = ext(torch.from_numpy(u8))
             rows[w] = {**stats, "fid": round(fid(f_real, f_fake), 3), **{k: round(v, 4) for k, v in prdc(f_real, f_fake).items()}}
     f_test = ext(torch.from_numpy(np.ascontiguousarray(test_u8)).permute(0, 3, 1, 2).contiguous())
@@ -191,7 +232,7 @@ def main() -> int:
         "n_samples": args.n,
         "sampler": f"DDIM 25 steps, eta 0, guidance {args.guidance} (both)",
         "conditioning": "class-conditional for both (num_class_embeds = classes + null label, 10% label dropout)",
-        "concurrency": "both trainings run at the same time in two processes with 1 thread each",
+        "concurrency": f"all {len(args.models)} trainings run at the same time, one process with 1 thread each",
         "features": "domain-cnn (gda_core.metrics), real = training split",
         "wall_s_total": round(wall, 1),
         "loadavg_before": [round(x, 2) for x in load_before],
@@ -201,10 +242,11 @@ def main() -> int:
         "cpu": _cpu_model(),
         "machine": platform.machine(),
         "date": time.strftime("%Y-%m-%d"),
-        "command": f"OMP_NUM_THREADS=1 python bench/bench_time_to_quality.py --minutes {args.minutes:g} --n {args.n} --guidance {args.guidance:g}",
+        "command": f"OMP_NUM_THREADS=1 python bench/bench_time_to_quality.py --minutes {args.minutes:g} --n {args.n} "
+        f"--guidance {args.guidance:g} --models {' '.join(args.models)} --out {args.out}",
     }
     table = _table(rows, ref)
-    out = ROOT / "bench" / "results" / "time_to_quality_cpu.json"
+    out = ROOT / "bench" / "results" / f"{Path(args.out).name}.json"
     atomic_write_json(out, {"meta": meta, "rows": rows, "real_test_reference": ref, "markdown": table})
     print(table)
     print(f"\nwrote {out}")
@@ -216,8 +258,11 @@ def _table(rows: dict, ref: dict) -> str:
         "| model | params | train steps in budget | train wall s / CPU s | train img/s | FID (lower better) | precision | recall | density | coverage |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, label in (("ours", "GDA Studio DDPM (our trainer)"), ("diffusers", "diffusers UNet2DModel (bare loop)")):
-        r = rows[name]
+    labels = {"ours": "GDA Studio DDPM (our trainer)", "diffusers": "diffusers UNet2DModel, our layout (bare loop)",
+              "diffusers-ref": "diffusers UNet2DModel, train_unconditional layout (bare loop)"}  # fmt: skip
+    for name, r in rows.items():
+        kind, _, rest = name.partition(":")
+        label = labels[kind] + (f" with {rest}" if rest else "")
         lines.append(
             f"| {label} | {r['params']:,} | {r['train_steps']} | {r['train_wall_s']:.0f} / {r['train_cpu_s']:.0f} | {r['train_images_per_s']} | "
             f"{r['fid']} | {r['precision']} | {r['recall']} | {r['density']} | {r['coverage']} |"

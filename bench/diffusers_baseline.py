@@ -8,10 +8,18 @@ with 4 heads in the middle block, and class conditioning through ``num_class_emb
 one null label for classifier-free guidance, as ours). Its parameter count comes out within 0.1% of
 ours. Training follows diffusers' train_unconditional example (``noise_scheduler.add_noise``, MSE on
 the noise, AdamW, gradient clipping at 1.0) with our hyper-parameters; sampling uses DDIMScheduler
-with the same 'trailing' timesteps, x0 clipping and starting noise as ours.
+with the same 'trailing' timesteps and starting noise as ours and its default x0 handling
+(clip_sample: clip x0 to [-1, 1], keep the network's eps).
+
+``reference_unet`` is the other baseline: UNet2DModel in the layout diffusers' own
+train_unconditional example uses, shrunk to our parameter count, i.e. what a practitioner who
+starts from that example would train. Same parameters, different FLOPs per image.
 """
 
 from __future__ import annotations
+
+import math
+import warnings
 
 import torch
 from torch.nn import functional as F
@@ -41,6 +49,67 @@ def matched_unet(cfg: DDPMConfig):
         resnet_time_scale_shift="scale_shift",
         dropout=cfg.dropout,
     )
+
+
+# diffusers examples/unconditional_image_generation/train_unconditional.py builds UNet2DModel with these
+# widths, layers_per_block=2, DownBlock2D everywhere except AttnDownBlock2D at the second-lowest
+# resolution, and the mirror image on the way up (AttnUpBlock2D second).
+TRAIN_UNCONDITIONAL_WIDTHS = (128, 128, 256, 256, 512, 512)
+
+
+def reference_levels(image_size: int) -> int:
+    """How many of train_unconditional's six levels an image_size supports: each level but the last
+    halves the image, and diffusers' UNet needs every halving to be exact (28 -> 14 -> 7: 3 levels)."""
+    levels, size = 1, image_size
+    while levels < len(TRAIN_UNCONDITIONAL_WIDTHS) and size % 2 == 0:
+        levels, size = levels + 1, size // 2
+    return levels
+
+
+def reference_unet(cfg: DDPMConfig, target_params: int, *, levels: int | None = None):
+    """diffusers.UNet2DModel in train_unconditional's layout, shrunk to about ``target_params``.
+
+    The layout is the example's (see TRAIN_UNCONDITIONAL_WIDTHS), cut to the levels the resolution
+    supports (``reference_levels``) by dropping the lowest resolutions, as a practitioner must; all
+    widths are scaled by one factor w / 128 with w a multiple of 4 (GroupNorm(8) as ours, GroupNorm(4)
+    where w is not a multiple of 8), the one whose parameter count is closest to ``target_params``. Class conditioning, scale-shift time
+    conditioning and dropout as ``matched_unet``. Raises ValueError if no width lands within 10%."""
+    from diffusers import UNet2DModel
+
+    n = levels or reference_levels(cfg.image_size)
+    down = ["DownBlock2D"] * n
+    up = ["UpBlock2D"] * n
+    if n >= 2:
+        down[n - 2] = "AttnDownBlock2D"
+        up[1] = "AttnUpBlock2D"
+
+    def build(w: int):
+        widths = tuple(w * c // 128 for c in TRAIN_UNCONDITIONAL_WIDTHS[:n])
+        return UNet2DModel(
+            sample_size=cfg.image_size,
+            in_channels=cfg.channels,
+            out_channels=cfg.channels,
+            block_out_channels=widths,
+            layers_per_block=2,
+            down_block_types=tuple(down),
+            up_block_types=tuple(up),
+            norm_num_groups=math.gcd(8, w),
+            attention_head_dim=8,
+            num_class_embeds=cfg.num_classes + 1,
+            resnet_time_scale_shift="scale_shift",
+            dropout=cfg.dropout,
+        )
+
+    def count(w: int) -> int:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Initializing zero-element tensors is a no-op" from meta init
+            return sum(p.numel() for p in build(w).parameters())
+
+    best = min(range(4, 513, 4), key=lambda w: abs(count(w) - target_params))
+    got = count(best)
+    if abs(got - target_params) > 0.1 * target_params:
+        raise ValueError(f"no train_unconditional width within 10% of {target_params:,} parameters (closest {got:,})")
+    return build(best)
 
 
 def noise_scheduler(cfg: DDPMConfig):
