@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from gda_core.runtime import device_name, resolve_device
+    from gda_core.runtime import atomic_write_json, device_name, resolve_device
 
     dev = resolve_device(args.device)
     gpu = dev.type == "cuda"
@@ -87,9 +87,7 @@ def main(argv=None) -> int:
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     env = {"device": device_name(dev), "torch": torch.__version__, "threads": args.threads or torch.get_num_threads(), "cpu_count": os.cpu_count()}
     out = {"env": env, "cases": rows}
-    res = ROOT / "bench" / "results"
-    res.mkdir(parents=True, exist_ok=True)
-    (res / f"scale_{dev.type}{'_quick' if args.quick else ''}.json").write_text(json.dumps(out, indent=2) + "\n")
+    atomic_write_json(ROOT / "bench" / "results" / f"scale_{dev.type}{'_quick' if args.quick else ''}.json", out)
     print(f"device: {env['device']}, threads {env['threads']}\n")
     print("| metric | sizes | time | peak RSS | result |")
     print("|---|---|---|---|---|")

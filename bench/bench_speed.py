@@ -13,7 +13,10 @@ a. Sampling images/s, batch 64, DDIM 25 steps, at 28x28x1 and 32x32x3: our DDPM 
    architecture (bench/diffusers_baseline.py; both parameter counts printed, within 0.1%), without
    and with the same fast path. Both are class-conditional and make ONE network pass per step: ours
    at guidance 1.0 (our default 2.0 doubles the passes), diffusers with class labels through
-   num_class_embeds.
+   num_class_embeds. A third baseline, "diffusers, example layout", is UNet2DModel in the layout of
+   diffusers' train_unconditional example shrunk to our parameter count (reference_unet: 2 ResNet
+   layers per level, widths 1:1:2:2:4:4, as many levels as the resolution halves exactly: 3 at 28 px,
+   6 at 32 px): same parameters, different FLOPs, so it says what a practitioner's default costs.
 b. Training images/s, batch 64: our ``train_step`` (what the trainer runs) against the diffusers
    epsilon objective (DDPMScheduler.add_noise, MSE, AdamW, clipping) at matched parameters.
 c. Hardware utilisation: the device's matmul peak measured in this run (fp32 on CPU, bf16 on
@@ -134,6 +137,10 @@ def bench_shape(size: int, channels: int, dev: torch.device, args) -> dict:
     _seed_weights(ref)
     ref.eval()
     ours_params, ref_params = ours.num_parameters(), sum(p.numel() for p in ref.parameters())
+    std = base.reference_unet(cfg, ours_params).to(dev)
+    _seed_weights(std)
+    std.eval()
+    std_params = sum(p.numel() for p in std.parameters())
     ours_fast = copy.deepcopy(ours)
     ref_fast = copy.deepcopy(ref)
     compile_opt = True if args.compile else False
@@ -164,12 +171,14 @@ def bench_shape(size: int, channels: int, dev: torch.device, args) -> dict:
         "ours_fast": ours_sample(ours_fast, plan_ours),
         "diffusers": ref_sample(ref, None),
         "diffusers_fast": ref_sample(ref_fast, plan_ref),
+        "diffusers_ref": ref_sample(std, None),
     }
     warm = {
         "ours": ours_sample(ours, None, 2),
         "ours_fast": ours_sample(ours_fast, plan_ours, 2),
         "diffusers": ref_sample(ref, None, 2),
         "diffusers_fast": ref_sample(ref_fast, plan_ref, 2),
+        "diffusers_ref": ref_sample(std, None, 2),
     }
     s = interleaved(fns, dev, rounds=args.rounds, warmup=2 if args.compile else 1, warm=warm)
     sampling = {k: {"images_per_s": BATCH / v["wall_s"], "images_per_cpu_s": BATCH / v["cpu_s"], **v} for k, v in s.items()}
@@ -181,18 +190,21 @@ def bench_shape(size: int, channels: int, dev: torch.device, args) -> dict:
     opt_ours_cl = tr_ours_cl.configure_optimizers(TrainConfig())
     tr_ref = base.matched_unet(cfg).to(dev).train()
     opt_ref = base.make_optimizer(tr_ref)
+    tr_std = base.reference_unet(cfg, ours_params).to(dev).train()
+    opt_std = base.make_optimizer(tr_std)
     sched = base.noise_scheduler(cfg)
     x = torch.rand(BATCH, channels, size, size, device=dev)
     y = torch.randint(0, 10, (BATCH,), device=dev)
 
-    def ref_step():
+    def ref_step(unet=tr_ref, opt=opt_ref):
         with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-            return base.train_step(tr_ref, sched, opt_ref, x, y, num_classes=cfg.num_classes)
+            return base.train_step(unet, sched, opt, x, y, num_classes=cfg.num_classes)
 
     tfns = {
         "ours": lambda: tr_ours.train_step(x, y, opt_ours, step=0, amp_dtype=amp),
         "ours_channels_last": lambda: tr_ours_cl.train_step(x, y, opt_ours_cl, step=0, amp_dtype=amp),
         "diffusers": ref_step,
+        "diffusers_ref": lambda: ref_step(tr_std, opt_std),
     }
     t = interleaved(tfns, dev, rounds=args.train_rounds, warmup=2)
     training = {k: {"images_per_s": BATCH / v["wall_s"], "images_per_cpu_s": BATCH / v["cpu_s"], **v} for k, v in t.items()}
@@ -203,11 +215,14 @@ def bench_shape(size: int, channels: int, dev: torch.device, args) -> dict:
         xin = torch.randn(BATCH, channels, size, size, device=dev)
         pass_flops = count_flops(lambda: ours.unet_ema(xin, tt, labels))
         ref_pass_flops = count_flops(lambda: ref(xin, tt, class_labels=labels))
+        std_pass_flops = count_flops(lambda: std(xin, tt, class_labels=labels))
     train_flops = count_flops(lambda: tr_ours.train_step(x, y, opt_ours, step=0, amp_dtype=amp))
     ref_train_flops = count_flops(ref_step)
+    std_train_flops = count_flops(lambda: ref_step(tr_std, opt_std))
     return {
         "shape": f"{size}x{size}x{channels}",
-        "params": {"ours": ours_params, "diffusers": ref_params, "ratio": ours_params / ref_params},
+        "params": {"ours": ours_params, "diffusers": ref_params, "ratio": ours_params / ref_params, "diffusers_ref": std_params},
+        "diffusers_ref_widths": list(std.config.block_out_channels),
         "sampling": sampling,
         "sampling_steps": steps,
         "fast_vs_plain_max_abs_diff": fast_err,
@@ -218,6 +233,8 @@ def bench_shape(size: int, channels: int, dev: torch.device, args) -> dict:
             "sampling_pass_diffusers": ref_pass_flops,
             "train_step": train_flops,
             "train_step_diffusers": ref_train_flops,
+            "sampling_pass_diffusers_ref": std_pass_flops,
+            "train_step_diffusers_ref": std_train_flops,
         },
     }
 
@@ -262,6 +279,19 @@ def tables(r: dict) -> str:
         ac, bc, cc, dc = (sp[k]["images_per_cpu_s"] for k in ("ours", "ours_fast", "diffusers", "diffusers_fast"))
         out.append(f"| {s['shape']} | {s['params']['ours']:,} / {s['params']['diffusers']:,} | {a:.2f} | {b:.2f} | {c:.2f} | {d:.2f} | "
                    f"{a / c:.2f}x | **{b / c:.2f}x** | {b / d:.2f}x | {ac / cc:.2f}x, {bc / cc:.2f}x, {bc / dc:.2f}x |")  # fmt: skip
+    if all("diffusers_ref" in s["sampling"] for s in r["shapes"]):
+        out.append("\n**Against diffusers' example layout** (train_unconditional's UNet shrunk to our parameter count; same sampling and "
+                   "training work, different FLOPs per image)\n")  # fmt: skip
+        out.append("| shape | params ours / example layout (widths) | GFLOP per pass ours / example | sampling img/s ours fast / example | "
+                   "ratio | training img/s ours / example | ratio |")  # fmt: skip
+        out.append("|---|---|---|---|---|---|---|")
+        for s in r["shapes"]:
+            sp, t, f = s["sampling"], s["training"], s["flops"]
+            so, sr = sp["ours_fast"]["images_per_s"], sp["diffusers_ref"]["images_per_s"]
+            to, tr = t["ours"]["images_per_s"], t["diffusers_ref"]["images_per_s"]
+            out.append(f"| {s['shape']} | {s['params']['ours']:,} / {s['params']['diffusers_ref']:,} ({', '.join(map(str, s['diffusers_ref_widths']))}) | "
+                       f"{f['sampling_pass'] / 1e9:.1f} / {f['sampling_pass_diffusers_ref'] / 1e9:.1f} | {so:.2f} / {sr:.2f} | {so / sr:.2f}x | "
+                       f"{to:.1f} / {tr:.1f} | {to / tr:.2f}x |")  # fmt: skip
     out.append("\n**Training** (batch 64, images/s, median wall clock)\n")
     out.append("| shape | ours (train_step, as the trainer runs it) | ours, channels_last | diffusers | ours / diffusers | same in CPU time |")
     out.append("|---|---|---|---|---|---|")
