@@ -171,6 +171,25 @@ def test_ddpm_x0_clip_config():
     assert m.sample(2, seed=0, steps=3).shape == (2, 1, 8, 8)
 
 
+def test_ddpm_zero_init_is_opt_in():
+    """Default init: every residual branch and the output conv start non-zero (they learn faster);
+    zero_init=True restores the ADM-style identity start; the init never touches saved weights."""
+    from gda_core.models.ddpm import DDPMConfig
+    from gda_core.models.layers import ResBlock
+
+    def branch_norms(m):
+        unet = m.unet
+        blocks = [b for b in unet.modules() if isinstance(b, ResBlock)]
+        return [b.conv2.weight.abs().sum().item() for b in blocks] + [unet.mid_attn.proj.weight.abs().sum().item(), unet.out[-1].weight.abs().sum().item()]
+
+    assert DDPMConfig().zero_init is False
+    assert DDPMConfig.from_dict({"image_size": 8}).zero_init is False  # runs saved before the field existed
+    with pytest.raises(ConfigError, match="zero_init"):
+        DDPMConfig(zero_init="yes").validate()
+    assert all(v > 0 for v in branch_norms(tiny("ddpm", image_size=8, channels=1, num_classes=2)))
+    assert all(v == 0 for v in branch_norms(tiny("ddpm", image_size=8, channels=1, num_classes=2, zero_init=True)))
+
+
 def test_ddim_inversion_round_trip():
     torch.manual_seed(0)
     m = tiny("ddpm", image_size=8, channels=1, num_classes=2).eval()

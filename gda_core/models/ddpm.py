@@ -36,6 +36,7 @@ class DDPMConfig(ModelConfig):
     cond_drop: float = 0.1
     default_steps: int = 25
     default_guidance: float = 2.0
+    zero_init: bool = False  # ADM-style zero init of each residual branch and the output conv (see layers.ResBlock)
     x0_clip: str = "dynamic"  # how sampling keeps x0 in [-1, 1]: "dynamic" (Imagen) or "static"; see schedulers.diffusion._pred_x0
 
     @classmethod
@@ -54,6 +55,8 @@ class DDPMConfig(ModelConfig):
             raise ConfigError(f"image_size {self.image_size} must be divisible by {2**levels} for {levels + 1} UNet levels")
         if self.schedule not in ("cosine", "linear"):
             raise ConfigError(f"schedule must be cosine or linear, got {self.schedule}")
+        if not isinstance(self.zero_init, bool):
+            raise ConfigError(f"zero_init must be true or false, got {self.zero_init!r}")
         if self.x0_clip not in X0_CLIPS:
             raise ConfigError(f"x0_clip must be one of {', '.join(X0_CLIPS)}, got {self.x0_clip!r}")
 
@@ -75,25 +78,26 @@ class UNet(nn.Module):
         cur = b
         for li, ch in enumerate(chans):
             for _ in range(cfg.blocks_per_level):
-                self.down.append(ResBlock(cur, ch, emb, cfg.dropout))
+                self.down.append(ResBlock(cur, ch, emb, cfg.dropout, cfg.zero_init))
                 cur = ch
                 skips.append(cur)
             if li < len(chans) - 1:
                 self.down.append(nn.Conv2d(cur, cur, 3, stride=2, padding=1))
                 skips.append(cur)
-        self.mid1 = ResBlock(cur, cur, emb, cfg.dropout)
-        self.mid_attn = SelfAttention(cur) if cfg.attention else nn.Identity()
-        self.mid2 = ResBlock(cur, cur, emb, cfg.dropout)
+        self.mid1 = ResBlock(cur, cur, emb, cfg.dropout, cfg.zero_init)
+        self.mid_attn = SelfAttention(cur, zero_init=cfg.zero_init) if cfg.attention else nn.Identity()
+        self.mid2 = ResBlock(cur, cur, emb, cfg.dropout, cfg.zero_init)
         self.up = nn.ModuleList()
         for li, ch in reversed(list(enumerate(chans))):
             for _ in range(cfg.blocks_per_level + 1):
-                self.up.append(ResBlock(cur + skips.pop(), ch, emb, cfg.dropout))
+                self.up.append(ResBlock(cur + skips.pop(), ch, emb, cfg.dropout, cfg.zero_init))
                 cur = ch
             if li > 0:
                 self.up.append(UpsampleConv(cur, cur))  # same state_dict as Sequential(Upsample, Conv2d), 2.25x fewer FLOPs
         self.out = nn.Sequential(group_norm(cur), nn.SiLU(), nn.Conv2d(cur, cfg.channels, 3, padding=1))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
+        if cfg.zero_init:  # off by default: PyTorch's default init learns faster early on, see layers.ResBlock
+            nn.init.zeros_(self.out[-1].weight)
+            nn.init.zeros_(self.out[-1].bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.base)) + self.class_emb(y)

@@ -175,7 +175,7 @@ class CouplingNet(nn.Module):
     def __init__(self, cin: int, cout: int, hidden: int, blocks: int, emb_dim: int):
         super().__init__()
         self.inp = nn.Conv2d(cin, hidden, 3, padding=1)
-        self.blocks = nn.ModuleList(ResBlock(hidden, hidden, emb_dim) for _ in range(blocks))
+        self.blocks = nn.ModuleList(ResBlock(hidden, hidden, emb_dim, zero_init=True) for _ in range(blocks))
         self.norm = group_norm(hidden)
         self.out = nn.Conv2d(hidden, cout, 3, padding=1)
         nn.init.zeros_(self.out.weight)
