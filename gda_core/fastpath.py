@@ -8,10 +8,11 @@ tolerances). ``accelerate(model)`` applies them in place and remembers what it d
 What "auto" picks, and why (measured by bench/bench_speed.py; numbers in bench/results/speed_cpu.json):
 - channels_last: on CPU and CUDA for networks with 2-D convolutions. oneDNN (CPU) and cuDNN (GPU)
   run NHWC convolutions without the layout reorders that NCHW needs around them. On the 2-core
-  test CPU (AMD EPYC, 1 thread, process CPU time) DDPM sampling is 1.10x (28x28x1) and 1.16x
-  (32x32x3) faster, and every shipped family's generate() call is faster (VAE / GAN 8-30%); on
-  CPU it costs some of that back in GroupNorm, whose NHWC kernel is slower for few channels per
-  group. Not on MPS (not measured).
+  test CPU (AMD EPYC, 1 thread, quiet machine, one guided UNet pass at batch 128, plain and NHWC
+  interleaved, median of 6) it is 1.00x at 16x16x1, 1.04x at 28x28x1 and 1.14x at 32x32x3: the
+  gain grows with the image and channel count, and on CPU some of it goes back to GroupNorm, whose
+  NHWC kernel is slower for few channels per group (24% of the NHWC pass, bench/profile_unet.py).
+  It never measured slower per pass, so "auto" keeps it on. Not on MPS (not measured).
 - torch.compile: measured, not assumed. On CUDA (fusing GroupNorm / SiLU / scale-shift into few
   kernels) it is compiled, timed against eager on a probe call and kept only if at least 5% faster.
   On CPU it is off unless asked for (``compile=True``): compiling the 1.1M-parameter UNet took

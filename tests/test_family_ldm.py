@@ -172,13 +172,15 @@ def test_sampling_before_phase2_and_interface():
     with pytest.raises(ConfigError, match=r"expects images \(N, 1, 16, 16\)"):
         m.reconstruction_report(torch.rand(2, 3, 16, 16))
     assert m.reconstruct(torch.rand(2, 1, 16, 16), torch.tensor([0, 1])).shape == (2, 1, 16, 16)
-    # Latent interface. The UNet's zero-initialised output layer predicts eps = 0, so DDIM inversion and
-    # decoding are exact inverses here and encode -> decode must return the autoencoder's reconstruction:
+    # Latent interface. With the UNet's output layer zeroed it predicts eps = 0, so DDIM inversion and
+    # decoding are exact inverses and encode -> decode must return the autoencoder's reconstruction:
     # this checks that both undo the same latent scaling (here one that puts the largest scaled latent at 0.9
     # latent_clip, inside the sampler's clip).
     torch.manual_seed(0)
     x, labels = torch.rand(4, 1, 16, 16), torch.tensor([0, 2, 1, 1])
     with torch.inference_mode():
+        m.unet_ema.out[-1].weight.zero_()
+        m.unet_ema.out[-1].bias.zero_()
         m.scale_factor.fill_(0.9 * m.config.latent_clip / float(m.encode_stats(x)[0].abs().max()))
         assert float(m.scale_factor) > 1.5  # an untrained encoder's means are small
         z = m.encode(x, labels, steps=20)
