@@ -33,8 +33,8 @@ def _one_thread():
 
 
 def tiny_flow(**kw) -> Flow:
-    """A tiny flow with weights pushed away from init (the UNet's zero-initialised output layer
-    would otherwise make the velocity 0 everywhere and every test trivially pass)."""
+    """A tiny flow with weights pushed away from init (so no test can pass on a layer that starts
+    at zero, as the UNet's output layer does with zero_init=True)."""
     torch.manual_seed(0)
     m = build_model("flow", **{**TINY["flow"], "image_size": 8, "channels": 1, "num_classes": 3, **kw})
     with torch.no_grad():

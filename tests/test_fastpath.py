@@ -34,7 +34,7 @@ ATOL = 1e-4
 def tiny(family: str, **kw):
     torch.manual_seed(0)
     m = build_model(family, **{**TINY[family], "image_size": 16, "channels": 1, "num_classes": 3, **kw})
-    with torch.no_grad():  # away from init (the zero-initialised output convs would hide errors)
+    with torch.no_grad():  # away from init (zero-initialised layers, e.g. RealNVP's, would hide errors)
         for p in m.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return m.eval()
