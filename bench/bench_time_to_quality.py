@@ -1,6 +1,6 @@
 """Time to quality: our DDPM vs diffusers' UNet2DModel, same wall-clock training budget, same data.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_time_to_quality.py [--minutes 10] [--n 1000]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_time_to_quality.py [--minutes 10] [--n 1000] [--seed 0]
         [--models ours diffusers-ref diffusers] [--out NAME]
 
 ``--models`` lists what trains (all at once, one process and one thread each):
@@ -100,7 +100,7 @@ def worker(args) -> int:
         from gda_core.training import train
 
         run_dir = work / f"run_{tag}"
-        train("ddpm", ds, out=run_dir, minutes=args.minutes, seed=0, device="cpu", model_config=overrides or None)
+        train("ddpm", ds, out=run_dir, minutes=args.minutes, seed=args.seed, device="cpu", model_config=overrides or None)
         train_cpu = time.process_time() - c0
         run = load_run(run_dir, device="cpu")
         model = run.model.eval()
@@ -120,7 +120,7 @@ def worker(args) -> int:
         from gda_core.runtime import set_global_seed
         from gda_core.training.trainer import _batch_indices
 
-        set_global_seed(0)
+        set_global_seed(args.seed)
         if kind == "diffusers":
             unet = base.matched_unet(cfg)
         else:
@@ -138,7 +138,7 @@ def worker(args) -> int:
         # The budget clock starts at the loop, as our trainer's does (after building the model).
         t0, c0 = time.perf_counter(), time.process_time()
         while time.perf_counter() - t0 < args.minutes * 60:
-            idx = _batch_indices(steps_done, n, 64, 0)
+            idx = _batch_indices(steps_done, n, 64, args.seed)
             base.train_step(unet, sched, opt, images[idx], ys[idx], num_classes=cfg.num_classes, cond_drop=cfg.cond_drop)
             ema.step(unet.parameters())
             steps_done += 1
@@ -177,6 +177,7 @@ def main() -> int:
     ap.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance of both samplers (1.0: none)")
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="pneumoniamnist .npz (MedMNIST layout)")
     ap.add_argument("--models", nargs="+", default=["ours", "diffusers-ref"], help="what trains (see the module docstring)")
+    ap.add_argument("--seed", type=int, default=0, help="training seed of every model (init, noise, batch order)")
     ap.add_argument("--out", default="time_to_quality_cpu", help="result file name under bench/results (no extension)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
@@ -208,7 +209,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gda-ttq-") as tmp:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         base_cmd = [sys.executable, __file__, "--minutes", str(args.minutes), "--n", str(args.n), "--guidance", str(args.guidance),
-                    "--data", args.data, "--work", tmp]  # fmt: skip
+                    "--data", args.data, "--work", tmp, "--seed", str(args.seed)]  # fmt: skip
         load_before = os.getloadavg()
         t0 = time.perf_counter()
         procs = {i: subprocess.Popen([*base_cmd, "--worker", w, "--index", str(i)], env=env) for i, w in enumerate(args.models)}
@@ -229,6 +230,7 @@ def main() -> int:
     meta = {
         "dataset": f"pneumoniamnist {ds.image_size}x{ds.image_size}x{ds.channels}, {len(train_y)} training images, {ds.num_classes} classes",
         "minutes": args.minutes,
+        "seed": args.seed,
         "n_samples": args.n,
         "sampler": f"DDIM 25 steps, eta 0, guidance {args.guidance} (both)",
         "conditioning": "class-conditional for both (num_class_embeds = classes + null label, 10% label dropout)",
@@ -243,7 +245,7 @@ def main() -> int:
         "machine": platform.machine(),
         "date": time.strftime("%Y-%m-%d"),
         "command": f"OMP_NUM_THREADS=1 python bench/bench_time_to_quality.py --minutes {args.minutes:g} --n {args.n} "
-        f"--guidance {args.guidance:g} --models {' '.join(args.models)} --out {args.out}",
+        f"--guidance {args.guidance:g} --seed {args.seed} --models {' '.join(args.models)} --out {args.out}",
     }
     table = _table(rows, ref)
     out = ROOT / "bench" / "results" / f"{Path(args.out).name}.json"
