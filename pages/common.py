@@ -47,8 +47,8 @@ FIELD_HELP = {
     "schedule": "noise schedule: cosine (recommended for small images) or linear (original DDPM)",
     "x0_clip": "how sampling keeps each predicted clean image in range: dynamic (Imagen's thresholding, rescales an "
     "over-saturated prediction as a whole; best measured) or static (clips each pixel at the range limits)",
-    "zero_init": "start every residual block at zero (ADM style): steadier for very long trainings, slower to learn "
-    "in the first thousand steps (off is measured better for CPU-minute budgets)",
+    "zero_init": "start every residual block at zero (the ADM recipe for long trainings); measured slower to learn in "
+    "the first thousand steps, so off by default",
     "cond_drop": "probability of dropping the class label in training (enables classifier-free guidance)",
     "default_steps": "sampling steps used when none are given",
     "default_guidance": "guidance scale used when none is given (1 = no guidance)",
