@@ -46,8 +46,8 @@ def test_few_step_solver_matches_ddim_50_on_domain_features(tmp_path_factory):
 
     Quality is measured as the README's sampler table does (bench/bench_quality.py): precision,
     recall and FID of the samples' domain-CNN features against the training split. Measured
-    here (100 images, seed 0, CPU): DDIM-50 P 0.900 R 0.765 FID 2.58; DPM-Solver++-15 P 0.910
-    R 0.757 FID 2.71; DDIM-5 FID 3.62. The margins leave room for thread-count numerics but
+    here (100 images, seed 0, CPU, dynamic x0 thresholding): DDIM-50 P 0.830 R 0.810 FID 3.14;
+    DPM-Solver++-15 P 0.840 R 0.817 FID 3.12; DDIM-5 FID 4.99. The margins leave room for thread-count numerics but
     catch a broken solver (DDIM at 5 steps fails them).
     """
     from gda_core.metrics import fid, get_extractor, precision_recall
