@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..runtime import generators_for, randn_per_seed
 from ..schedulers import X0_CLIPS, NoiseSchedule, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
-from .layers import ResBlock, SelfAttention, UpsampleConv, group_norm, make_adamw, optimizer_step, timestep_embedding
+from .layers import ResBlock, SelfAttention, UpsampleConv, group_norm, make_adamw, optimizer_step, timestep_embedding, zero_
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,7 @@ class UNet(nn.Module):
                 self.up.append(UpsampleConv(cur, cur))  # same state_dict as Sequential(Upsample, Conv2d), 2.25x fewer FLOPs
         self.out = nn.Sequential(group_norm(cur), nn.SiLU(), nn.Conv2d(cur, cfg.channels, 3, padding=1))
         if cfg.zero_init:  # off by default: PyTorch's default init learns faster early on, see layers.ResBlock
-            nn.init.zeros_(self.out[-1].weight)
-            nn.init.zeros_(self.out[-1].bias)
+            zero_(self.out[-1])
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.base)) + self.class_emb(y)

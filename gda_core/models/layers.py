@@ -14,6 +14,14 @@ def group_norm(ch: int) -> nn.GroupNorm:
     return nn.GroupNorm(groups, ch)
 
 
+def zero_(module: nn.Module) -> nn.Module:
+    """Set every parameter of ``module`` to zero (a layer that starts as "no contribution")."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.zero_()
+    return module
+
+
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of (possibly fractional) timesteps t (B,) -> (B, dim)."""
     half = dim // 2
@@ -42,8 +50,7 @@ class ResBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         if zero_init:
-            nn.init.zeros_(self.conv2.weight)
-            nn.init.zeros_(self.conv2.bias)
+            zero_(self.conv2)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -116,8 +123,7 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Conv2d(ch, 3 * ch, 1)
         self.proj = nn.Conv2d(ch, ch, 1)
         if zero_init:  # as ResBlock's zero_init: the block starts as the identity
-            nn.init.zeros_(self.proj.weight)
-            nn.init.zeros_(self.proj.bias)
+            zero_(self.proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from ..errors import ConfigError
 from ..runtime import generators_for, randn_per_seed
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
-from .layers import ResBlock, group_norm, make_adamw, optimizer_step
+from .layers import ResBlock, group_norm, make_adamw, optimizer_step, zero_
 
 LN2 = math.log(2.0)
 # Fixed seed of the dequantisation noise in ``bits_per_dim``: the same images always score the same.
@@ -177,9 +177,7 @@ class CouplingNet(nn.Module):
         self.inp = nn.Conv2d(cin, hidden, 3, padding=1)
         self.blocks = nn.ModuleList(ResBlock(hidden, hidden, emb_dim, zero_init=True) for _ in range(blocks))
         self.norm = group_norm(hidden)
-        self.out = nn.Conv2d(hidden, cout, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.out = zero_(nn.Conv2d(hidden, cout, 3, padding=1))
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.inp(x)
@@ -243,10 +241,8 @@ class SplitPrior(nn.Module):
 
     def __init__(self, cond_channels: int, out_channels: int, num_classes: int):
         super().__init__()
-        self.conv = nn.Conv2d(cond_channels, 2 * out_channels, 3, padding=1)
-        self.class_bias = nn.Embedding(num_classes, 2 * out_channels)
-        for t in (self.conv.weight, self.conv.bias, self.class_bias.weight):
-            nn.init.zeros_(t)
+        self.conv = zero_(nn.Conv2d(cond_channels, 2 * out_channels, 3, padding=1))
+        self.class_bias = zero_(nn.Embedding(num_classes, 2 * out_channels))
 
     def forward(self, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.conv(h).float() + self.class_bias(y)[:, :, None, None]
@@ -312,8 +308,7 @@ class RealNVP(GenerativeModel):
                 c //= 2  # half the channels are factored out
         self.top_shape = (c, size, size)
         # Class-dependent mean and log-std of the top latent, per position (zero-init: N(0, I)).
-        self.top_prior = nn.Embedding(config.num_classes, 2 * c * size * size)
-        nn.init.zeros_(self.top_prior.weight)
+        self.top_prior = zero_(nn.Embedding(config.num_classes, 2 * c * size * size))
         # Whether actnorm's data-dependent initialisation has run (saved with the weights, so a
         # loaded or resumed model never re-initialises).
         self.register_buffer("initialized", torch.zeros((), dtype=torch.uint8))
