@@ -17,6 +17,7 @@ import torch
 
 from gda_core.data import load_dataset
 from gda_core.metrics import AXES, ClassifierBudget, Report, compare, evaluate, radar_figure, write_comparison
+from gda_core.models.base import ModelConfig
 
 from .test_metrics_fakes import MemorisingModel, NoiseModel, config_for
 
@@ -144,6 +145,22 @@ def test_cache_returns_the_same_report_instantly(tmp_path, small_digits, quick):
     run2 = SimpleNamespace(**{**vars(run), "weights_hash": "e" * 64})
     quick(run2, digits, n_samples=200, augment=())
     assert len(list((tmp_path / "run" / "eval").glob("*.json"))) == 2
+    # The same weights under a newer sampling code (or another model config) sample other images:
+    # the old report must not be served.
+    newer = type("NewerNoiseModel", (NoiseModel,), {"sampling_version": NoiseModel.sampling_version + 1})(config_for(digits))
+    run3 = SimpleNamespace(**{**vars(run), "model": newer})
+    third = quick(run3, digits, n_samples=200, augment=())
+    assert third.provenance["settings_sha256"] != first.provenance["settings_sha256"]
+    assert len(list((tmp_path / "run" / "eval").glob("*.json"))) == 3
+    cfg = config_for(digits)
+    other_cfg = NoiseModel(_ClipConfig(image_size=cfg.image_size, channels=cfg.channels, num_classes=cfg.num_classes, x0_clip="static"))
+    key_of = quick(SimpleNamespace(**{**vars(run), "model": other_cfg}), digits, n_samples=200, augment=()).provenance["settings_sha256"]
+    assert key_of not in {first.provenance["settings_sha256"], third.provenance["settings_sha256"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class _ClipConfig(ModelConfig):
+    x0_clip: str = "dynamic"
 
 
 def _tiny_config(family: str, ds) -> dict:

@@ -223,6 +223,13 @@ def evaluate(
         "deepfool_steps": int(deepfool_steps),
         "kid_subsets": int(kid_subsets),
         "dataset": {"spec": ds.spec.to_dict(), "train_sha256": data_hash(train_u8, train_y), "test_sha256": data_hash(test_u8, test_y)},
+        # The same weights sample differently under another config (e.g. DDPM's x0_clip) or after a
+        # change to the family's sampling code, so both are part of the key.
+        "model": {
+            "family": getattr(model, "family", None) or type(model).__name__,
+            "config": model.config.to_dict() if hasattr(getattr(model, "config", None), "to_dict") else None,
+            "sampling_version": getattr(model, "sampling_version", None),
+        },
     }
     weights_sha = getattr(run, "weights_hash", None) if run is not None else None
     settings_sha = hashlib.sha256(json.dumps({**settings, "weights": weights_sha}, sort_keys=True, default=str).encode()).hexdigest()[:24]

@@ -95,6 +95,9 @@ class GenerativeModel(nn.Module):
     # What a control means for this family where it differs from CONTROL_HELP (see ``control_help``).
     control_notes: ClassVar[dict[str, str]] = {}
     default_lr: ClassVar[float] = 2e-4
+    # Bump when a change to this family's sampling code changes its images for the same weights,
+    # config and seed: it is part of the evaluation cache key, so older cached reports are recomputed.
+    sampling_version: ClassVar[int] = 1
     description: ClassVar[str] = ""
     how_it_works: ClassVar[str] = ""
 

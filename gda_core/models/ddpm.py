@@ -122,6 +122,7 @@ class DDPM(GenerativeModel):
     samplers = ("ddim", "dpmpp")
     sampler_help = {"ddim": "DDIM (eta 0: deterministic)", "dpmpp": "DPM-Solver++(2M), good in 10-20 steps"}
     default_lr = 5e-4
+    sampling_version = 2  # 2: dynamic thresholding of x0 (x0_clip) replaced the per-pixel clip
     has_latent = True
     description = "Conditional diffusion (DDPM + DDIM / DPM-Solver++): best fidelity, slowest to sample."
     how_it_works = (
