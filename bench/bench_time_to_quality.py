@@ -11,8 +11,9 @@
 - ``diffusers-ref``: UNet2DModel in the layout of diffusers' train_unconditional example, shrunk to
   our default's parameter count (bench/diffusers_baseline.reference_unet).
 
-Data: pneumoniamnist (28x28 grey, 2 classes) from ../shared/data/pneumoniamnist/pneumoniamnist.npz
-(or --data PATH); the script says so and exits 0 if the file is absent.
+Data: pneumoniamnist (28x28 grey, 2 classes) from ../shared/data/pneumoniamnist/pneumoniamnist.npz,
+or any dataset spec via --data (e.g. ../shared/data/plantvillage_corn/plantvillage_corn.npz, 32x32 RGB);
+the script says so and exits 0 if the file is absent.
 
 Fairness:
 - Every model is class-conditional with about the same parameter count (printed), the same objective (epsilon
@@ -23,7 +24,8 @@ Fairness:
   also pays for what users get: checkpoints, preview grids and loss logging. The baseline is a
   bare loop (no checkpoints, no previews).
 - The trainings run CONCURRENTLY, each in its own process with one thread, so all see the same
-  contention from whatever else runs on the machine (run at most as many models as there are cores).
+  contention from whatever else runs on the machine. With more models than cores each gets a share of
+  a core: the table's CPU s column says how much training each really had (raise --minutes to match).
 - Then each draws N images with DDIM 25 steps (same trailing timesteps, starting noise per seed
   and classifier-free guidance formula, ``--guidance``, default 2.0 = our default; x0 is kept in
   range by each library's default: our dynamic thresholding, DDIMScheduler's clip_sample, which
@@ -175,7 +177,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0, help="training budget of each model (wall clock)")
     ap.add_argument("--n", type=int, default=1000, help="images sampled from each model for the metrics")
     ap.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance of both samplers (1.0: none)")
-    ap.add_argument("--data", default=str(DEFAULT_DATA), help="pneumoniamnist .npz (MedMNIST layout)")
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="dataset .npz (MedMNIST layout); default: the shared pneumoniamnist")
     ap.add_argument("--models", nargs="+", default=["ours", "diffusers-ref"], help="what trains (see the module docstring)")
     ap.add_argument("--seed", type=int, default=0, help="training seed of every model (init, noise, batch order)")
     ap.add_argument("--out", default="time_to_quality_cpu", help="result file name under bench/results (no extension)")
@@ -188,7 +190,7 @@ def main() -> int:
     for spec in args.models:
         parse_spec(spec)
     if not Path(args.data).is_file():
-        print(f"skipped: {args.data} not found (time-to-quality needs the shared pneumoniamnist.npz; pass --data PATH)")
+        print(f"skipped: {args.data} not found (time-to-quality needs a dataset file, by default the shared pneumoniamnist.npz; pass --data PATH)")
         return 0
     try:
         import diffusers
@@ -228,7 +230,7 @@ def main() -> int:
     ref = {"n": len(test_u8), "fid": round(fid(f_real, f_test), 3), **{k: round(v, 4) for k, v in prdc(f_real, f_test).items()}}
 
     meta = {
-        "dataset": f"pneumoniamnist {ds.image_size}x{ds.image_size}x{ds.channels}, {len(train_y)} training images, {ds.num_classes} classes",
+        "dataset": f"{ds.name} {ds.image_size}x{ds.image_size}x{ds.channels}, {len(train_y)} training images, {ds.num_classes} classes",
         "minutes": args.minutes,
         "seed": args.seed,
         "n_samples": args.n,
@@ -244,7 +246,7 @@ def main() -> int:
         "cpu": _cpu_model(),
         "machine": platform.machine(),
         "date": time.strftime("%Y-%m-%d"),
-        "command": f"OMP_NUM_THREADS=1 python bench/bench_time_to_quality.py --minutes {args.minutes:g} --n {args.n} "
+        "command": f"OMP_NUM_THREADS=1 python bench/bench_time_to_quality.py --data {_rel(args.data)} --minutes {args.minutes:g} --n {args.n} "
         f"--guidance {args.guidance:g} --seed {args.seed} --models {' '.join(args.models)} --out {args.out}",
     }
     table = _table(rows, ref)
@@ -272,6 +274,14 @@ def _table(rows: dict, ref: dict) -> str:
     lines.append(f"| real test split ({ref['n']} images, reference) | - | - | - | - | {ref['fid']} | {ref['precision']} | {ref['recall']} | "
                  f"{ref['density']} | {ref['coverage']} |")  # fmt: skip
     return "\n".join(lines)
+
+
+def _rel(path: str) -> str:
+    """The data path as a reader re-running the command from the repository root would type it."""
+    try:
+        return os.path.relpath(Path(path).resolve(), ROOT)
+    except ValueError:
+        return path
 
 
 def _cpu_model() -> str:
