@@ -325,3 +325,23 @@ def test_cancel_and_progress(small_digits, quick):
         quick(NoiseModel(config_for(small_digits)), None)  # a model object needs a dataset
     with pytest.raises(ConfigError):
         quick(NoiseModel(config_for(small_digits)), small_digits, n_samples=2)
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+@pytest.mark.parametrize("name", sorted(p.parent.name for p in SHIPPED.glob("*/eval")))
+def test_shipped_reports_are_current_cache_entries(name):
+    """The shipped reports must be what evaluate() serves for the default settings: a change to the
+    cache key (settings, model config, sampling_version) without re-evaluating the shipped
+    checkpoints would make the app recompute them (minutes) instead of opening them at once."""
+
+    class NotCached(Exception):
+        pass
+
+    def progress(stage: str, frac: float) -> None:
+        if stage not in ("loading", "cached"):
+            raise NotCached(f"{name}: evaluate() started computing ({stage}); re-run `python -m gda_core evaluate --checkpoint checkpoints/{name} --no-cache`")
+
+    rep = evaluate(str(SHIPPED / name), device="cpu", progress=progress)
+    assert (SHIPPED / name / "eval" / f"{rep.provenance['settings_sha256']}.json").is_file()
