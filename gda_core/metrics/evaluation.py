@@ -208,6 +208,7 @@ def evaluate(
     test_u8, test_y = ds.split("test")
     n_train = len(train_y)
     n_main = int(n_samples) if n_samples is not None else n_train
+    family = getattr(model, "family", None) or type(model).__name__
     settings = {
         "metrics_version": METRICS_VERSION,
         "n_samples": n_main,
@@ -226,7 +227,7 @@ def evaluate(
         # The same weights sample differently under another config (e.g. DDPM's x0_clip) or after a
         # change to the family's sampling code, so both are part of the key.
         "model": {
-            "family": getattr(model, "family", None) or type(model).__name__,
+            "family": family,
             "config": model.config.to_dict() if hasattr(getattr(model, "config", None), "to_dict") else None,
             "sampling_version": getattr(model, "sampling_version", None),
         },
@@ -379,8 +380,8 @@ def evaluate(
         "extractor_info": ext.info,
         "checkpoint_sha256": weights_sha,
         "run_dir": str(run.run_dir) if run is not None else None,
-        "family": getattr(model, "family", None) or type(model).__name__,
-        "name": Path(run.run_dir).name if run is not None else (getattr(model, "family", None) or type(model).__name__),
+        "family": family,
+        "name": Path(run.run_dir).name if run is not None else family,
         "sampling": {"steps": steps, "guidance": guidance, "speed_batch": sp["batch_size"]},
         "classifier_budget": budget.to_dict(),
         "augment": list(augment),
