@@ -18,12 +18,19 @@ What "auto" picks, and why (measured by bench/bench_speed.py; numbers in bench/r
   On CPU it is off unless asked for (``compile=True``): compiling the 1.1M-parameter UNet took
   about 2.5 minutes on the 2-core test machine for passes about 8-10% faster, which only a long
   job recovers. Any compile failure falls back to eager with a one-line warning, never a crash.
-- autocast: bfloat16 on CUDA (float16 where bf16 is unsupported); none on CPU, where processors
-  without native bf16 arithmetic run it slower than float32 (the UNet pass took 7x longer under
-  bf16 autocast on the AMD EPYC test CPU, which has no AVX-512 / AMX).
-``generate(fast=None)`` (the default) uses channels_last + autocast without compile on CPU and CUDA
-(``AUTO_DEVICES``); ``generate(fast=True)`` / ``--fast`` adds compile="auto"; ``fast=False`` is the
-plain path.
+- autocast: bfloat16 on CUDA (float16 where bf16 is unsupported). On CPU it depends on the chip:
+  processors without native bf16 arithmetic run it slower than float32 (the UNet pass took 7x
+  longer under bf16 autocast on an AVX2-only AMD EPYC), processors with it (AVX512-BF16, e.g.
+  AMD Zen 4, or Intel AMX) run it faster (one guided UNet pass at batch 128, one thread, Zen 4
+  EPYC: 1.33x at 28x28x1, 1.72x at 32x32x3). bf16 moves images by more than float noise (about a
+  1 % relative change per network pass; bench/bench_quality.py measures what it does to sample
+  quality), so on CPU it is never in the default path, only in ``dtype="fastest"``, which
+  ``generate(fast=True)`` / ``sample --fast`` asks for: bf16 where the CPU has it natively
+  (``cpu_native_bf16()``), float32 elsewhere.
+``generate(fast=None)`` (the default) uses channels_last + autocast="auto" without compile on CPU
+and CUDA (``AUTO_DEVICES``): float32 on CPU, so its images match the plain path within float
+tolerance on every machine; ``generate(fast=True)`` / ``--fast`` adds compile="auto" and
+dtype="fastest"; ``fast=False`` is the plain path.
 """
 
 from __future__ import annotations
@@ -107,6 +114,35 @@ def _targets(module: nn.Module) -> list[nn.Module]:
 
 def _has_conv(module: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in module.modules())
+
+
+def cpu_native_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic natively (AVX512-BF16 or AMX tiles), the only CPUs
+    where bf16 autocast is faster than float32. False when PyTorch cannot tell."""
+    cpu = getattr(torch, "cpu", None)
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        probe = getattr(cpu, name, None)
+        try:
+            if probe is not None and probe():
+                return True
+        except Exception:  # noqa: BLE001 - a private probe that changed shape: assume no native bf16
+            continue
+    return False
+
+
+def _resolve_dtype(dtype: torch.dtype | str | None, dev: torch.device) -> torch.dtype | None:
+    if isinstance(dtype, str) and dtype not in ("auto", "fastest"):
+        names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16, "fp32": None, "float32": None}
+        if dtype not in names:
+            raise ConfigError(f"dtype must be one of {', '.join(names)}, 'auto' or 'fastest', got '{dtype}'")
+        return names[dtype]
+    if dtype in ("auto", "fastest"):
+        if dev.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if dtype == "fastest" and dev.type == "cpu" and cpu_native_bf16() else None
+    if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
+        raise ConfigError(f"autocast dtype must be bfloat16 or float16, got {dtype}")
+    return dtype
 
 
 def compile_available() -> tuple[bool, str]:
@@ -234,8 +270,9 @@ def accelerate(
         compile: True, False or "auto" (CUDA only, and only if ``probe`` shows it helps; without
             a probe "auto" compiles on CUDA unmeasured).
         dtype: autocast dtype for sampling (``torch.bfloat16``, ``torch.float16``, "bf16", "fp16"),
-            None for full precision, or "auto" (bf16 / fp16 on CUDA, None elsewhere). Applied by
-            ``plan.autocast()`` (``generate(fast=...)`` does it).
+            None for full precision, "auto" (bf16 / fp16 on CUDA, None elsewhere) or "fastest"
+            ("auto", plus bf16 on CPUs with native bf16 arithmetic). Applied by ``plan.autocast()``
+            (``generate(fast=...)`` does it).
         probe: a representative call (e.g. ``lambda: model.sample(64, steps=2)``) used to decide
             compile="auto" by timing eager against compiled.
         compile_options: extra keyword arguments of ``torch.compile``.
@@ -251,15 +288,8 @@ def accelerate(
         raise ConfigError(f"channels_last must be True, False or 'auto', got {channels_last!r}")
     if compile not in (True, False, "auto"):
         raise ConfigError(f"compile must be True, False or 'auto', got {compile!r}")
-    if isinstance(dtype, str) and dtype != "auto":
-        names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16, "fp32": None, "float32": None}
-        if dtype not in names:
-            raise ConfigError(f"dtype must be one of {', '.join(names)} or 'auto', got '{dtype}'")
-        dtype = names[dtype]
-    if dtype == "auto":
-        dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if dev.type == "cuda" else None
-    if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
-        raise ConfigError(f"autocast dtype must be bfloat16 or float16, got {dtype}")
+    asked_dtype = dtype
+    dtype = _resolve_dtype(dtype, dev)
     restore(module)
     plan = FastPlan(device_type=dev.type)
     targets = _targets(module)
@@ -277,6 +307,9 @@ def accelerate(
     if dtype is not None:
         plan.dtype = dtype
         plan.notes.append(f"autocast: {str(dtype).replace('torch.', '')} matrix products and convolutions")
+    elif dev.type == "cpu" and asked_dtype in ("auto", "fastest"):
+        why = "this CPU has no native bf16 arithmetic" if asked_dtype == "fastest" else "float32 on CPU by default (bf16 only with fast=True, on CPUs with native bf16)"
+        plan.notes.append(f"autocast: off, {why}")
 
     # 3. torch.compile.
     want = compile

@@ -111,6 +111,17 @@ def _safe_name(name: str) -> str:
     return keep or "class"
 
 
+def faster_precision(model) -> str | None:
+    """The lower precision ``generate(fast=True)`` adds on this model's device beyond the default
+    (``"bfloat16"`` on a CPU with native bf16 arithmetic), or None where the default already runs
+    the fastest precision (CUDA) or where fast=True keeps float32 (other CPUs)."""
+    from . import fastpath
+    from .checkpoints import Run
+
+    model = model.model if isinstance(model, Run) else model
+    return "bfloat16" if model.device.type == "cpu" and fastpath.cpu_native_bf16() else None
+
+
 def generate(
     model,
     n: int,
@@ -130,10 +141,12 @@ def generate(
     """Sample ``n`` images from a model (or a loaded Run) and say which controls were ignored.
 
     ``fast`` (see ``gda_core.fastpath``): None (default) = the fast path without compile start-up
-    cost where it was measured to help (CPU: channels_last; CUDA: channels_last + bf16 autocast);
-    True = also torch.compile where it is measured to help (CUDA; compiled once per model, then
-    reused); False = the plain path. The fast path changes execution only: images match the plain
-    path within float tolerance (at most one uint8 level on CPU).
+    cost where it was measured to help (CPU: channels_last, float32, so images match the plain
+    path within float tolerance, at most one uint8 level; CUDA: channels_last + bf16 autocast);
+    True = the fastest this machine offers: also torch.compile where it is measured to help (CUDA;
+    compiled once per model, then reused) and bf16 autocast on CPUs with native bf16 arithmetic
+    (AVX512-BF16 / AMX; images then move by a few uint8 levels, bench/bench_quality.py measures
+    the effect on quality); False = the plain path.
     """
     from . import fastpath
     from .checkpoints import Run
@@ -157,7 +170,7 @@ def generate(
     else:
         # compile="auto" is decided by timing one batch of this very call, eager against compiled.
         k = min(n, batch_size)
-        options = {"probe": lambda: model.sample(k, labels_t[:k], seed=seed, batch_size=batch_size, **kwargs)}
+        options = {"dtype": "fastest", "probe": lambda: model.sample(k, labels_t[:k], seed=seed, batch_size=batch_size, **kwargs)}
     try:
         with fastpath.fast_sampling(model, enabled=bool(fast), **options) as plan:
             imgs = model.sample(n, labels_t, seed=seed, batch_size=batch_size, progress=progress, **kwargs)

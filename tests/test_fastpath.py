@@ -2,7 +2,7 @@
 
 Tolerances (images in [0, 1]): float32 execution changes (channels_last, the sub-pixel form of
 upsample + conv, compiled kernels) only reorder float sums, so samples agree to 1e-4 after a few
-sampling steps; bf16 autocast (CUDA only, tests/test_gpu.py) to a mean of 0.02.
+sampling steps; bf16 autocast (CUDA, and CPUs with native bf16 under fast=True) to a mean of 0.02.
 """
 
 from __future__ import annotations
@@ -126,11 +126,18 @@ def test_generate_fast_flag_on_cpu():
     assert plain.settings["fast"] is False and fastpath.current_plan(m) is None
     default = generate(m, 6, seed=1, steps=4)
     assert default.settings["fast"]["channels_last"] and not default.settings["fast"]["compile"], "CPU default: channels_last, no compile"
+    assert default.settings["fast"]["dtype"] is None, "CPU default: float32 on every CPU, so images match the plain path"
     fast = generate(m, 6, seed=1, steps=4, fast=True)
     assert fast.settings["fast"]["channels_last"] and not fast.settings["fast"]["compile"]
     assert any("compile: off on cpu" in n for n in fast.settings["fast"]["notes"])
-    for res in (default, fast):
-        assert abs(res.images.astype(int) - plain.images.astype(int)).max() <= 1, "uint8 images equal up to one rounding level"
+    assert abs(default.images.astype(int) - plain.images.astype(int)).max() <= 1, "uint8 images equal up to one rounding level"
+    if fastpath.cpu_native_bf16():  # fast=True asks for the fastest: bf16 autocast on this CPU
+        assert fast.settings["fast"]["dtype"] == "bfloat16"
+        assert abs(fast.images.astype(int) - plain.images.astype(int)).mean() < 3, "bf16: a few uint8 levels on average"
+    else:
+        assert fast.settings["fast"]["dtype"] is None
+        assert any("no native bf16" in n for n in fast.settings["fast"]["notes"])
+        assert abs(fast.images.astype(int) - plain.images.astype(int)).max() <= 1
     again = generate(m, 6, seed=1, steps=4, fast=False)
     assert (again.images == plain.images).all() and fastpath.current_plan(m) is None
 
@@ -181,7 +188,10 @@ def test_cli_sample_fast_flag(tmp_path, capsys):
     assert main(["sample", "--checkpoint", ck, "--n", "6", "--no-fast", "--device", "cpu", "--out", str(tmp_path / "p.npz")]) == 0
     fast, plain = np.load(tmp_path / "f.npz")["images"], np.load(tmp_path / "p.npz")["images"]
     assert fast.shape == plain.shape == (6, 16, 16, 1)
-    assert np.abs(fast.astype(int) - plain.astype(int)).max() <= 1
+    if fastpath.cpu_native_bf16():  # --fast runs bf16 autocast on this CPU
+        assert np.abs(fast.astype(int) - plain.astype(int)).mean() < 3
+    else:
+        assert np.abs(fast.astype(int) - plain.astype(int)).max() <= 1
     assert "wrote 6 images" in capsys.readouterr().out
 
 
@@ -257,6 +267,50 @@ def test_torch_compile_inductor_matches_eager_on_tiny_ddpm():
     assert plan.compile and not fastpath.compile_failed(m)
     torch.testing.assert_close(fast, plain, atol=ATOL, rtol=0)
     assert time.perf_counter() - t < 600, "compiling a tiny UNet should not take 10 minutes"
+
+
+def test_fastest_dtype_is_bf16_exactly_on_cpus_with_native_bf16():
+    m = tiny("vae")
+    plan = fastpath.accelerate(m, dtype="fastest")
+    assert plan.dtype == (torch.bfloat16 if fastpath.cpu_native_bf16() else None)
+    assert fastpath.accelerate(m, dtype="auto").dtype is None, "the default never switches a CPU to bf16"
+    fastpath.restore(m)
+
+
+def test_low_precision_group_norm_takes_either_layout_with_the_same_result():
+    from gda_core.models import layers
+
+    gn = layers.group_norm(32)
+    assert isinstance(gn, torch.nn.GroupNorm) and set(gn.state_dict()) == {"weight", "bias"}
+    with torch.no_grad():
+        gn.weight.normal_(1.0, 0.3)
+        gn.bias.normal_(0.0, 0.3)
+    x = (3 * torch.randn(4, 32, 14, 14) + 1).contiguous(memory_format=torch.channels_last).bfloat16()
+    key = (tuple(x.shape), x.dtype, gn.num_groups)
+    with torch.inference_mode():
+        ref = torch.nn.GroupNorm.forward(gn, x).float()
+        layers._GN_NCHW.pop(key, None)
+        gn(x)
+        assert key in layers._GN_NCHW, "the first low-precision channels_last call times both layouts"
+        for nchw in (True, False):
+            layers._GN_NCHW[key] = nchw
+            out = gn(x)
+            assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(out.float(), ref, atol=3e-2, rtol=0)
+        plain = x.float().contiguous()
+        torch.testing.assert_close(gn(plain), torch.nn.GroupNorm.forward(gn, plain), atol=0, rtol=0)  # float32: untouched
+    layers._GN_NCHW.pop(key, None)
+
+
+def test_bf16_autocast_close_to_fp32_on_cpu():
+    # Correct on every CPU (slow where bf16 is emulated); fast=True only picks it where it is native.
+    m = tiny("ddpm")
+    plain = m.sample(8, seed=0, steps=6, guidance=1.0)
+    with fastpath.fast_sampling(m, compile=False, dtype="bf16") as plan:
+        fast = m.sample(8, seed=0, steps=6, guidance=1.0)
+    assert plan.dtype == torch.bfloat16 and fast.dtype == torch.float32
+    assert 0 < (fast - plain).abs().mean() < 0.02, "bf16 sampling drifts from fp32 (or did not run in bf16)"
+    fastpath.restore(m)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -3,15 +3,63 @@
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+# Which layout a low-precision GroupNorm on CPU runs in, per (shape, dtype, groups): True = NCHW.
+_GN_NCHW: dict[tuple, bool] = {}
 
-def group_norm(ch: int) -> nn.GroupNorm:
+
+def _median_ms(fn, repeats: int = 3) -> float:
+    fn()  # warm-up (allocations, kernel selection)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` (same parameters, same state_dict) that picks the faster memory layout for
+    bf16 / fp16 inputs on CPU in channels_last, the fast path's bf16 sampling.
+
+    ATen's channels_last GroupNorm kernel in bf16 is several times slower than its NCHW kernel for
+    some shapes and faster for others (one thread, AMD EPYC Zen 4: (64, 32, 28, 28) 12.8 ms in NHWC
+    against 3.4 ms through NCHW, but (64, 32, 32, 32) 0.8 ms against 5.2 ms), enough to halve what
+    bf16 gains on a 28x28 UNet pass. So the first inference call of each shape times both layouts
+    and every later call takes the faster one (cuDNN's benchmark mode, for one op). Both compute
+    the same normalisation (statistics accumulated in float32, float32 affine weights); only the
+    summation order differs. Float32, CUDA, NCHW inputs and training run ``nn.GroupNorm`` as is."""
+
+    def _nchw(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.group_norm(x.contiguous(), self.num_groups, self.weight, self.bias, self.eps)
+        return out.contiguous(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            x.device.type != "cpu"
+            or x.dtype not in (torch.bfloat16, torch.float16)
+            or x.dim() != 4
+            or x.requires_grad
+            or x.is_contiguous()
+            or not x.is_contiguous(memory_format=torch.channels_last)
+        ):
+            return super().forward(x)
+        key = (tuple(x.shape), x.dtype, self.num_groups)
+        choice = _GN_NCHW.get(key)
+        if choice is None:
+            native_ms = _median_ms(lambda: super(GroupNorm, self).forward(x))
+            choice = _GN_NCHW[key] = _median_ms(lambda: self._nchw(x)) < 0.9 * native_ms
+        return self._nchw(x) if choice else super().forward(x)
+
+
+def group_norm(ch: int) -> GroupNorm:
     groups = 8 if ch % 8 == 0 else (4 if ch % 4 == 0 else 1)
-    return nn.GroupNorm(groups, ch)
+    return GroupNorm(groups, ch)
 
 
 def zero_(module: nn.Module) -> nn.Module:
