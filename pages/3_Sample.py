@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from gda_core.errors import GDAError
-from gda_core.sampling import generate, png_bytes
+from gda_core.sampling import faster_precision, generate, png_bytes
 from pages import common
 
 common.setup()
@@ -14,9 +14,9 @@ st.caption("Pick a checkpoint and move the sliders: the grid updates by itself, 
 
 
 @st.cache_data(show_spinner="Generating...", max_entries=64)
-def sample_cached(path: str, mtime: float, n: int, label, temperature: float, guidance, steps, seed: int, eta: float, sampler):
+def sample_cached(path: str, mtime: float, n: int, label, temperature: float, guidance, steps, seed: int, eta: float, sampler, fast=None):
     run = common.load_run_cached(path)
-    return generate(run, n, label, temperature=temperature, guidance=guidance, steps=steps, seed=seed, eta=eta, sampler=sampler)
+    return generate(run, n, label, temperature=temperature, guidance=guidance, steps=steps, seed=seed, eta=eta, sampler=sampler, fast=fast)
 
 
 info = common.run_picker("Checkpoint", key="sample_run", help="Shipped checkpoints and the runs you trained (newest first).")
@@ -81,6 +81,17 @@ with left:
             help=model.control_help("eta") + " (used by the ddim sampler)",
             disabled=sampler not in (None, "ddim"),
         )
+    fast = None
+    low = faster_precision(model)
+    if low and model.nfe_per_image() > 1:  # many network passes per image: where lower precision saves seconds
+        fast = True if st.toggle(
+            f"Faster: {low} on this CPU",
+            False,
+            key="sample_fast",
+            help=f"This processor does {low} arithmetic natively: each network pass runs faster (1.2-1.7x measured; "
+            "bench/bench_quality.py, bench/bench_speed.py) and the images move by a few grey levels. Off: float32, "
+            "the exact images that evaluation and the CLI's default make.",
+        ) else None
     missing = [c for c in ("guidance", "steps", "sampler", "eta") if c not in controls]
     if missing:
         st.caption(f"Not shown: {', '.join(missing)}, which do not apply to a {model.family.upper()}.")
@@ -88,7 +99,7 @@ with left:
 with right:
     try:
         mtime = info.path.joinpath("model.safetensors").stat().st_mtime
-        res = sample_cached(str(info.path), mtime, int(n), label, float(temperature), guidance, steps, seed, float(eta), sampler)
+        res = sample_cached(str(info.path), mtime, int(n), label, float(temperature), guidance, steps, seed, float(eta), sampler, fast)
     except (GDAError, OSError) as exc:
         common.show_error(exc)
         st.stop()
@@ -102,6 +113,8 @@ with right:
         st.caption(f"All images: class {names[label]}" if label is not None else "Classes cycle left to right.")
     for note in res.notes:
         st.caption(note)
+    if res.settings["fast"] and res.settings["fast"]["dtype"] and res.settings["fast"]["device_type"] == "cpu":
+        st.caption(f"Made in {res.settings['fast']['dtype']} (the faster path): a few grey levels from the float32 images.")
     d1, d2, d3 = st.columns(3)
     base = f"{info.path.name}_seed{seed}"
     d1.download_button(

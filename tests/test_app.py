@@ -280,6 +280,32 @@ def test_sample_page_diffusion_shows_its_controls(runs_dir):
         assert w.help
 
 
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_sample_page_offers_bf16_only_on_cpus_with_native_bf16(runs_dir, monkeypatch, native_bf16):
+    from gda_core import fastpath
+
+    # The hardware probe decides what the page offers; the model and the sampling are real (on a CPU
+    # without native bf16 the "on" case runs emulated bf16: slower, same arithmetic).
+    monkeypatch.setattr(fastpath, "cpu_native_bf16", lambda: native_bf16)
+    info = _run_of("ddpm", runs_dir)
+    at = _open("3_Sample.py", run=info)
+    _select_run(at, "sample_run", info)
+    at.slider(key="sample_n_ddpm").set_value(4).run()
+    at.slider(key="sample_steps_ddpm").set_value(4).run()
+    _ok(at)
+    toggles = [t for t in at.toggle if t.key == "sample_fast"]
+    if not native_bf16:
+        assert not toggles, "no bf16 choice where it would only be slower"
+        return
+    assert toggles and toggles[0].value is False and toggles[0].help, "off by default: float32 images"
+    before = _image_urls(at)
+    assert not any("Made in bfloat16" in c.value for c in at.caption)
+    at.toggle(key="sample_fast").set_value(True).run()
+    _ok(at)
+    assert any("Made in bfloat16" in c.value for c in at.caption)
+    assert _image_urls(at) and _image_urls(at) != before
+
+
 # -- Latent space -----------------------------------------------------------------------------------
 
 
