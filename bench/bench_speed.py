@@ -9,9 +9,10 @@ rounds after a warm-up. Wall-clock time is the headline; the process CPU time is
 (on a machine shared with other jobs it is the steadier of the two).
 
 a. Sampling images/s, batch 64, DDIM 25 steps, at 28x28x1 and 32x32x3: our DDPM (plain path, and
-   the fast path of gda_core.fastpath) against diffusers' UNet2DModel + DDIMScheduler with the same
-   architecture (bench/diffusers_baseline.py; both parameter counts printed, within 0.1%), without
-   and with the same fast path. Both are class-conditional and make ONE network pass per step: ours
+   the fast path that ``generate(fast=True)`` / ``sample --fast`` runs: channels_last, plus bf16
+   autocast on CUDA and on CPUs with native bf16) against diffusers' UNet2DModel + DDIMScheduler
+   with the same architecture (bench/diffusers_baseline.py; both parameter counts printed, within
+   0.1%), without and with the same fast path. Both are class-conditional and make ONE network pass per step: ours
    at guidance 1.0 (our default 2.0 doubles the passes), diffusers with class labels through
    num_class_embeds. A third baseline, "diffusers, example layout", is UNet2DModel in the layout of
    diffusers' train_unconditional example shrunk to our parameter count (reference_unet: 2 ResNet
@@ -89,10 +90,11 @@ def interleaved(
     return {k: {"wall_s": statistics.median(wall[k]), "cpu_s": statistics.median(cpu[k]), "wall_all": [round(x, 4) for x in wall[k]]} for k in fns}
 
 
-def matmul_peak(dev: torch.device, quick: bool) -> dict:
-    """Best of several large matrix products: fp32 on CPU, bf16 on CUDA (the tensor-core rate)."""
+def matmul_peak(dev: torch.device, quick: bool, dtype: torch.dtype | None = None) -> dict:
+    """Best of several large matrix products: fp32 on CPU, bf16 on CUDA (the tensor-core rate) unless
+    ``dtype`` says otherwise (bf16 on a CPU with native bf16, the fast path's rate)."""
     n = 8192 if dev.type == "cuda" else (1024 if quick else 2048)
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    dtype = dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
     g = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(n, n, generator=g).to(dev, dtype)
     b = torch.randn(n, n, generator=g).to(dev, dtype)
@@ -144,8 +146,10 @@ def bench_shape(size: int, channels: int, dev: torch.device, args) -> dict:
     ours_fast = copy.deepcopy(ours)
     ref_fast = copy.deepcopy(ref)
     compile_opt = True if args.compile else False
-    plan_ours = fastpath.accelerate(ours_fast, compile=compile_opt)
-    plan_ref = fastpath.accelerate(ref_fast, compile=compile_opt)
+    # The fast path is what generate(fast=True) / `sample --fast` runs: dtype="fastest" (bf16 autocast
+    # on CUDA and on CPUs with native bf16, float32 elsewhere). diffusers gets the very same plan.
+    plan_ours = fastpath.accelerate(ours_fast, compile=compile_opt, dtype="fastest")
+    plan_ref = fastpath.accelerate(ref_fast, compile=compile_opt, dtype="fastest")
     ddim = base.ddim_scheduler(cfg)
     labels = torch.arange(BATCH, device=dev) % cfg.num_classes
     seeds = list(range(BATCH))
@@ -164,8 +168,9 @@ def bench_shape(size: int, channels: int, dev: torch.device, args) -> dict:
 
         return run
 
-    # The fast path must give the plain path's images (float tolerance; bf16 on CUDA is looser).
-    fast_err = float((ours_sample(ours_fast, plan_ours, 3)() - ours_sample(ours, None, 3)()).abs().max())
+    # The fast path must give the plain path's images (float tolerance in float32; bf16 is looser).
+    fast_diff = (ours_sample(ours_fast, plan_ours, 3)() - ours_sample(ours, None, 3)()).abs()
+    fast_err, fast_mean_err = float(fast_diff.max()), float(fast_diff.mean())
     fns = {
         "ours": ours_sample(ours, None),
         "ours_fast": ours_sample(ours_fast, plan_ours),
@@ -226,6 +231,7 @@ def bench_shape(size: int, channels: int, dev: torch.device, args) -> dict:
         "sampling": sampling,
         "sampling_steps": steps,
         "fast_vs_plain_max_abs_diff": fast_err,
+        "fast_vs_plain_mean_abs_diff": fast_mean_err,
         "fast_plan": {"ours": plan_ours.to_json(), "diffusers": plan_ref.to_json()},
         "training": training,
         "flops": {
@@ -269,7 +275,10 @@ def tables(r: dict) -> str:
     meta = r["meta"]
     out.append(f"Device: {meta['device']} ({meta['cpu']}), torch {meta['torch']}, diffusers {meta['diffusers']}, "
                f"{meta['threads']} thread(s), load average {meta['loadavg_before'][0]} -> {meta['loadavg_after'][0]}\n")  # fmt: skip
-    out.append("**Sampling** (batch 64, DDIM 25 steps, one class-conditional network pass per step; images/s, median wall clock)\n")
+    plan = r["shapes"][0]["fast_plan"]["ours"]
+    what = "channels_last" + (f" + {plan['dtype']} autocast" if plan["dtype"] else ", float32") + (" + torch.compile" if plan["compile"] else "")
+    out.append("**Sampling** (batch 64, DDIM 25 steps, one class-conditional network pass per step; images/s, median wall clock; "
+               f"fast path = `generate(fast=True)` here: {what})\n")  # fmt: skip
     out.append("| shape | params ours / diffusers | ours | ours fast | diffusers | diffusers + same fast path | ours / diffusers | "
                "ours fast / diffusers | ours fast / diffusers fast | same 3 ratios in CPU time |")  # fmt: skip
     out.append("|---|---|---|---|---|---|---|---|---|---|")
@@ -300,21 +309,27 @@ def tables(r: dict) -> str:
         a, b, c = (t[k]["images_per_s"] for k in ("ours", "ours_channels_last", "diffusers"))
         ratio_cpu = t["ours"]["images_per_cpu_s"] / t["diffusers"]["images_per_cpu_s"]
         out.append(f"| {s['shape']} | {a:.1f} | {b:.1f} | {c:.1f} | **{a / c:.2f}x** | {ratio_cpu:.2f}x |")
-    pk = r["peak"]
-    out.append(f"\n**Hardware utilisation** (peak: {pk['dtype']} {pk['n']}x{pk['n']} matmul = {pk['flops_per_s'] / 1e9:.1f} GFLOP/s, measured in this run)\n")
+    pk, pk16 = r["peak"], r.get("peak_bf16")
+    peaks = f"{pk['dtype']} {pk['n']}x{pk['n']} matmul = {pk['flops_per_s'] / 1e9:.1f} GFLOP/s"
+    if pk16:
+        peaks += f"; {pk16['dtype']} = {pk16['flops_per_s'] / 1e9:.1f} GFLOP/s"
+    out.append(f"\n**Hardware utilisation** (peak: {peaks}, measured in this run; each row against the peak of the precision it runs in)\n")
     out.append("| shape | what | GFLOP per call (ours / diffusers) | ours achieved GFLOP/s | % of peak | diffusers achieved GFLOP/s | % of peak |")
     out.append("|---|---|---|---|---|---|---|")
     for s in r["shapes"]:
         f = s["flops"]
         steps = s["sampling_steps"]
-        for what, fo, fd, to, td in (
-            ("sampling pass (batch 64)", f["sampling_pass"], f["sampling_pass_diffusers"],
-             s["sampling"]["ours_fast"]["wall_s"] / steps, s["sampling"]["diffusers"]["wall_s"] / steps),
-            ("training step (batch 64)", f["train_step"], f["train_step_diffusers"], s["training"]["ours"]["wall_s"], s["training"]["diffusers"]["wall_s"]),
-        ):  # fmt: skip
+        sp, low = s["sampling"], s["fast_plan"]["ours"]["dtype"] is not None and pk16 is not None
+        rows = [("sampling pass (batch 64)" + (", float32" if low else ""), f["sampling_pass"], f["sampling_pass_diffusers"],
+                 (sp["ours"] if low else sp["ours_fast"])["wall_s"] / steps, sp["diffusers"]["wall_s"] / steps, pk)]
+        if low:
+            rows.append((f"sampling pass (batch 64), fast path {pk16['dtype']}", f["sampling_pass"], f["sampling_pass_diffusers"],
+                         sp["ours_fast"]["wall_s"] / steps, sp["diffusers_fast"]["wall_s"] / steps, pk16))
+        rows.append(("training step (batch 64)", f["train_step"], f["train_step_diffusers"], s["training"]["ours"]["wall_s"], s["training"]["diffusers"]["wall_s"], pk))
+        for what, fo, fd, to, td, p in rows:  # fmt: skip
             ao, ad = fo / to, fd / td
-            out.append(f"| {s['shape']} | {what} | {fo / 1e9:.2f} / {fd / 1e9:.2f} | {ao / 1e9:.1f} | {100 * ao / pk['flops_per_s']:.0f}% | "
-                       f"{ad / 1e9:.1f} | {100 * ad / pk['flops_per_s']:.0f}% |")  # fmt: skip
+            out.append(f"| {s['shape']} | {what} | {fo / 1e9:.2f} / {fd / 1e9:.2f} | {ao / 1e9:.1f} | {100 * ao / p['flops_per_s']:.0f}% | "
+                       f"{ad / 1e9:.1f} | {100 * ad / p['flops_per_s']:.0f}% |")  # fmt: skip
     out.append("\n**Slider latency** (one generate() call on the shipped 16x16 checkpoints, median wall clock; DDPM at its default guidance 2.0)\n")
     out.append("| model | batch | plain ms | fast-path ms | budget | pass |")
     out.append("|---|---|---|---|---|---|")
@@ -366,6 +381,9 @@ def main() -> int:
     slider = slider_latency(dev, args)
     peak_after = matmul_peak(dev, args.quick)
     peak["flops_per_s"] = max(peak["flops_per_s"], peak_after["flops_per_s"])
+    peak_bf16 = None
+    if dev.type == "cpu" and fastpath.cpu_native_bf16():  # the fast path runs bf16 here: its own peak
+        peak_bf16 = matmul_peak(dev, args.quick, torch.bfloat16)
     meta = {
         "device": device_name(dev),
         "device_type": dev.type,
@@ -379,11 +397,12 @@ def main() -> int:
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "compile": bool(args.compile),
+        "cpu_native_bf16": fastpath.cpu_native_bf16(),
         "wall_s": round(time.perf_counter() - t0, 1),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": " ".join(["python", "bench/bench_speed.py", *sys.argv[1:]]),
     }
-    result = {"meta": meta, "peak": peak, "shapes": shapes, "slider": slider}
+    result = {"meta": meta, "peak": peak, "peak_bf16": peak_bf16, "shapes": shapes, "slider": slider}
     md = tables(result)
     result["markdown"] = md
     print(md)
