@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--grad-accum", type=_positive_int, default=1, help="split each batch into N micro-batches (same result, less memory)"
     )
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the family's)")
+    p.add_argument(
+        "--cpu-bf16", action="store_true",
+        help="train in bfloat16 autocast on a CPU that does bf16 natively (AVX512-BF16/AMX; ignored elsewhere); GPUs use bf16 already",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override, e.g. --set latent_dim=64 (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -202,7 +206,7 @@ def cmd_train(args) -> int:
             steps=args.steps,
             minutes=args.minutes,
             model_config=_parse_overrides(args.set) or None,
-            train_config=TrainConfig(batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum),
+            train_config=TrainConfig(batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum, cpu_bf16=args.cpu_bf16),
             seed=args.seed,
             device=args.device,
             resume=args.resume,

@@ -9,6 +9,7 @@ test skips, saying why, when no checkpoint of the family it needs exists.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import threading
@@ -234,6 +235,34 @@ def test_train_page_runs_a_short_vae_in_the_background(runs_dir):
     assert any("None yet in this tab" in c.value for c in other.caption)
     # The finished run is offered by the resume tab.
     assert any(o.startswith(mine[0].path.name) for o in at.selectbox(key="train_resume_run").options)
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_train_page_offers_bf16_only_on_cpus_with_native_bf16(runs_dir, monkeypatch, native_bf16):
+    from gda_core import fastpath
+
+    # The hardware probe decides what the page offers; the training is real.
+    monkeypatch.setattr(fastpath, "cpu_native_bf16", lambda: native_bf16)
+    at = _open("2_Train.py")
+    at.selectbox(key="train_device").set_value("cpu").run()
+    boxes = [c for c in at.checkbox if c.key == "train_cpu_bf16"]
+    if not native_bf16:
+        assert not boxes, "no bf16 choice where it would only be slower"
+        return
+    assert boxes and boxes[0].value is False and boxes[0].help, "off by default: float32 training"
+    at.checkbox(key="train_cpu_bf16").check().run()
+    at.selectbox(key="train_family").set_value("vae").run()
+    at.number_input(key="train_steps").set_value(4).run()
+    at.number_input(key="train_vae_latent_dim").set_value(8).run()
+    at.button(key="train_start").click().run()
+    _ok(at)
+    _wait_for_jobs(at, 240)
+    at.run()
+    _ok(at)
+    mine = [r for r in list_runs(runs_dir, include_shipped=False) if r.family == "vae" and r.step == 4]
+    assert mine
+    cfg = json.loads((mine[0].path / "config.json").read_text())
+    assert cfg["train_config"]["cpu_bf16"] is True and cfg["train_precision"] == "bfloat16"
 
 
 def test_train_page_rejects_bad_model_settings(runs_dir):

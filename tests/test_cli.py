@@ -47,6 +47,19 @@ def test_train_sample_resume(tmp_path):
     assert Image.open(tmp_path / "g.png").size[0] > 16
 
 
+def test_train_cpu_bf16_flag(tmp_path):
+    from gda_core import fastpath
+
+    run = tmp_path / "run"
+    p = cli("train", "--dataset", "digits", "--model", "vae", "--steps", "4", "--per-class", "10", "--set", "latent_dim=8",
+            "--set", "base_channels=8", "--batch-size", "16", "--device", "cpu", "--cpu-bf16", "--out", str(run), check=True)  # fmt: skip
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["train_config"]["cpu_bf16"] is True
+    native = fastpath.cpu_native_bf16()
+    assert cfg["train_precision"] == ("bfloat16" if native else "float32")
+    assert ("bfloat16 autocast" if native else "cpu_bf16 ignored") in p.stderr
+
+
 @pytest.mark.parametrize(
     "args,fragment",
     [

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .. import checkpoints as ck
+from .. import fastpath
 from ..data import Dataset
 from ..errors import Cancelled, ConfigError, GDAError, TrainingError
 from ..models import TrainConfig, build_model, get_model_class
@@ -60,6 +61,26 @@ class TrainEvent:
         d = asdict(self)
         d.pop("preview")
         return d
+
+
+def train_precision(dev: torch.device, train_config: TrainConfig) -> torch.dtype | None:
+    """The autocast dtype of training steps: bf16 on CUDA with ``amp`` (where supported), bf16 on a
+    CPU that does it natively with ``cpu_bf16``, otherwise None (float32)."""
+    if dev.type == "cuda":
+        return torch.bfloat16 if train_config.amp and torch.cuda.is_bf16_supported() else None
+    if dev.type == "cpu" and train_config.cpu_bf16 and fastpath.cpu_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+def cpu_bf16_offered(device: str = "auto") -> bool:
+    """Whether ``TrainConfig.cpu_bf16`` takes effect on ``device``: it resolves to a CPU that does
+    bf16 natively. False for GPUs (they use ``amp``) and for devices that are not available."""
+    try:
+        dev = resolve_device(device)
+    except GDAError:
+        return False
+    return dev.type == "cpu" and fastpath.cpu_native_bf16()
 
 
 def _batch_indices(step: int, n: int, batch: int, seed: int) -> torch.Tensor:
@@ -120,6 +141,9 @@ def train(
         raise ConfigError(f"batch size must be >= 1, got {train_config.batch_size}")
     if not isinstance(train_config.grad_accum, int) or train_config.grad_accum < 1:
         raise ConfigError(f"gradient accumulation must be a positive integer, got {train_config.grad_accum}")
+    for flag in ("amp", "cpu_bf16"):
+        if not isinstance(getattr(train_config, flag), bool):
+            raise ConfigError(f"{flag} must be true or false, got {getattr(train_config, flag)!r}")
     dev = resolve_device(device)
     get_model_class(family)  # fail fast on an unknown family, before touching the run folder
     with contextlib.ExitStack() as stack:
@@ -187,7 +211,7 @@ def train(
             except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
                 msg = str(exc).strip().splitlines()
                 raise ck.CheckpointError(f"{out / ck.STATE}: does not match this model ({msg[0][:100] if msg else type(exc).__name__})") from None
-        amp_dtype = torch.bfloat16 if (dev.type == "cuda" and train_config.amp and torch.cuda.is_bf16_supported()) else None
+        amp_dtype = train_precision(dev, train_config)
         images, labels = dataset.tensors("train", device=dev)
         n = len(labels)
         batch = train_config.batch_size
@@ -205,6 +229,7 @@ def train(
             total_steps=steps,
             minutes=minutes,
             train_images=n,
+            train_precision="bfloat16" if amp_dtype is not None else "float32",
         )
         t0 = time.perf_counter()
         last_ckpt_time = t0
@@ -261,7 +286,10 @@ def train(
             emit("checkpoint", message=f"saved step {step}")
 
         where_ = f" x {ctx.world_size} processes ({ctx.backend})" if ctx.distributed else ""
-        emit("start", message=f"training {family} on {dataset.name} ({n} images) on {device_name(dev)}{where_}")
+        precision = ", bfloat16 autocast" if amp_dtype is not None else ""
+        if train_config.cpu_bf16 and dev.type == "cpu" and amp_dtype is None:
+            precision = " (cpu_bf16 ignored: this CPU has no native bfloat16, float32 is faster here)"
+        emit("start", message=f"training {family} on {dataset.name} ({n} images) on {device_name(dev)}{where_}{precision}")
         barrier(ctx)  # every process has checked and loaded the folder before process 0 writes it
         if state is None:
             checkpoint()  # step 0: the run folder is valid from the first second
