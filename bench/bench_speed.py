@@ -19,7 +19,9 @@ a. Sampling images/s, batch 64, DDIM 25 steps, at 28x28x1 and 32x32x3: our DDPM 
    layers per level, widths 1:1:2:2:4:4, as many levels as the resolution halves exactly: 3 at 28 px,
    6 at 32 px): same parameters, different FLOPs, so it says what a practitioner's default costs.
 b. Training images/s, batch 64: our ``train_step`` (what the trainer runs) against the diffusers
-   epsilon objective (DDPMScheduler.add_noise, MSE, AdamW, clipping) at matched parameters.
+   epsilon objective (DDPMScheduler.add_noise, MSE, AdamW, clipping) at matched parameters. On a
+   CPU with native bf16 also both under bf16 autocast: ours as ``TrainConfig(cpu_bf16=True)`` /
+   ``train --cpu-bf16`` runs it, diffusers with the same autocast around its step.
 c. Hardware utilisation: the device's matmul peak measured in this run (fp32 on CPU, bf16 on
    CUDA), FLOPs of one training step and of one sampling pass counted with
    torch.utils.flop_counter.FlopCounterMode, achieved FLOP/s and the fraction of the peak.
@@ -27,8 +29,8 @@ d. Slider latency: wall time of one ``gda_core.sampling.generate`` call on the s
    (VAE, GAN, DDPM with DDIM at 10/25/50 steps and its default guidance), batch 16 and 64, median
    after a warm-up; budget on CPU: VAE and GAN under 100 ms.
 
-Writes bench/results/speed_<device>.json (one entry per thread count, so the 1- and 2-thread runs
-sit side by side) and prints markdown tables.
+Writes bench/results/speed_<device>.json (one entry per CPU model and thread count, so runs on
+different machines and thread counts sit side by side) and prints markdown tables.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from gda_core.checkpoints import load_run  # noqa: E402
 from gda_core.models import TrainConfig, build_model  # noqa: E402
 from gda_core.runtime import atomic_write_json, device_name, resolve_device  # noqa: E402
 from gda_core.sampling import generate  # noqa: E402
+from gda_core.training import train_precision  # noqa: E402
 
 SHAPES = ((28, 1), (32, 3))
 BATCH = 64
@@ -201,9 +204,8 @@ def bench_shape(size: int, channels: int, dev: torch.device, args) -> dict:
     x = torch.rand(BATCH, channels, size, size, device=dev)
     y = torch.randint(0, 10, (BATCH,), device=dev)
 
-    def ref_step(unet=tr_ref, opt=opt_ref):
-        with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-            return base.train_step(unet, sched, opt, x, y, num_classes=cfg.num_classes)
+    def ref_step(unet=tr_ref, opt=opt_ref, amp=amp):
+        return base.train_step(unet, sched, opt, x, y, num_classes=cfg.num_classes, amp_dtype=amp)
 
     tfns = {
         "ours": lambda: tr_ours.train_step(x, y, opt_ours, step=0, amp_dtype=amp),
@@ -211,6 +213,16 @@ def bench_shape(size: int, channels: int, dev: torch.device, args) -> dict:
         "diffusers": ref_step,
         "diffusers_ref": lambda: ref_step(tr_std, opt_std),
     }
+    # On a CPU with native bf16: what `TrainConfig(cpu_bf16=True)` / `train --cpu-bf16` runs (the
+    # trainer's autocast dtype, from train_precision), and diffusers under the same bf16 autocast.
+    cpu_amp = train_precision(dev, TrainConfig(cpu_bf16=True)) if dev.type == "cpu" else None
+    if cpu_amp is not None:
+        tr_ours16 = copy.deepcopy(tr_ours)
+        opt_ours16 = tr_ours16.configure_optimizers(TrainConfig())
+        tr_ref16 = copy.deepcopy(tr_ref)
+        opt_ref16 = base.make_optimizer(tr_ref16)
+        tfns["ours_bf16"] = lambda: tr_ours16.train_step(x, y, opt_ours16, step=0, amp_dtype=cpu_amp)
+        tfns["diffusers_bf16"] = lambda: ref_step(tr_ref16, opt_ref16, cpu_amp)
     t = interleaved(tfns, dev, rounds=args.train_rounds, warmup=2)
     training = {k: {"images_per_s": BATCH / v["wall_s"], "images_per_cpu_s": BATCH / v["cpu_s"], **v} for k, v in t.items()}
 
@@ -302,13 +314,23 @@ def tables(r: dict) -> str:
                        f"{f['sampling_pass'] / 1e9:.1f} / {f['sampling_pass_diffusers_ref'] / 1e9:.1f} | {so:.2f} / {sr:.2f} | {so / sr:.2f}x | "
                        f"{to:.1f} / {tr:.1f} | {to / tr:.2f}x |")  # fmt: skip
     out.append("\n**Training** (batch 64, images/s, median wall clock)\n")
-    out.append("| shape | ours (train_step, as the trainer runs it) | ours, channels_last | diffusers | ours / diffusers | same in CPU time |")
-    out.append("|---|---|---|---|---|---|")
+    low_train = all("ours_bf16" in s["training"] for s in r["shapes"])
+    if low_train:
+        out.append("| shape | ours (train_step, as the trainer runs it) | ours, channels_last | diffusers | ours / diffusers | same in CPU time | "
+                   "ours bf16 (`--cpu-bf16`) | diffusers + same bf16 autocast | ours bf16 / diffusers | ours bf16 / diffusers bf16 |")  # fmt: skip
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+    else:
+        out.append("| shape | ours (train_step, as the trainer runs it) | ours, channels_last | diffusers | ours / diffusers | same in CPU time |")
+        out.append("|---|---|---|---|---|---|")
     for s in r["shapes"]:
         t = s["training"]
         a, b, c = (t[k]["images_per_s"] for k in ("ours", "ours_channels_last", "diffusers"))
         ratio_cpu = t["ours"]["images_per_cpu_s"] / t["diffusers"]["images_per_cpu_s"]
-        out.append(f"| {s['shape']} | {a:.1f} | {b:.1f} | {c:.1f} | **{a / c:.2f}x** | {ratio_cpu:.2f}x |")
+        row = f"| {s['shape']} | {a:.1f} | {b:.1f} | {c:.1f} | **{a / c:.2f}x** | {ratio_cpu:.2f}x |"
+        if low_train:
+            d, e = t["ours_bf16"]["images_per_s"], t["diffusers_bf16"]["images_per_s"]
+            row += f" {d:.1f} | {e:.1f} | **{d / c:.2f}x** | {d / e:.2f}x |"
+        out.append(row)
     pk, pk16 = r["peak"], r.get("peak_bf16")
     peaks = f"{pk['dtype']} {pk['n']}x{pk['n']} matmul = {pk['flops_per_s'] / 1e9:.1f} GFLOP/s"
     if pk16:
@@ -325,7 +347,11 @@ def tables(r: dict) -> str:
         if low:
             rows.append((f"sampling pass (batch 64), fast path {pk16['dtype']}", f["sampling_pass"], f["sampling_pass_diffusers"],
                          sp["ours_fast"]["wall_s"] / steps, sp["diffusers_fast"]["wall_s"] / steps, pk16))
-        rows.append(("training step (batch 64)", f["train_step"], f["train_step_diffusers"], s["training"]["ours"]["wall_s"], s["training"]["diffusers"]["wall_s"], pk))
+        rows.append(("training step (batch 64)" + (", float32" if low else ""), f["train_step"], f["train_step_diffusers"],
+                     s["training"]["ours"]["wall_s"], s["training"]["diffusers"]["wall_s"], pk))  # fmt: skip
+        if "ours_bf16" in s["training"] and pk16 is not None:
+            rows.append((f"training step (batch 64), {pk16['dtype']}", f["train_step"], f["train_step_diffusers"],
+                         s["training"]["ours_bf16"]["wall_s"], s["training"]["diffusers_bf16"]["wall_s"], pk16))  # fmt: skip
         for what, fo, fd, to, td, p in rows:  # fmt: skip
             ao, ad = fo / to, fd / td
             out.append(f"| {s['shape']} | {what} | {fo / 1e9:.2f} / {fd / 1e9:.2f} | {ao / 1e9:.1f} | {100 * ao / p['flops_per_s']:.0f}% | "
@@ -414,7 +440,7 @@ def main() -> int:
         doc = json.loads(out.read_text()) if out.exists() else {}
     except ValueError:
         doc = {}
-    doc.setdefault("runs", {})[f"threads={meta['threads']}" + (",compile" if args.compile else "")] = result
+    doc.setdefault("runs", {})[f"{meta['cpu']}, threads={meta['threads']}" + (", compile" if args.compile else "")] = result
     atomic_write_json(out, doc)
     print(f"\nwrote {out}")
     return 0

@@ -7,6 +7,9 @@
 - ``ours``: our DDPM with its default config, through our trainer;
 - ``ours:key=value,...``: the same with DDPMConfig overrides, e.g.
   ``ours:base_channels=32,channel_mults=1-2-2`` (tuples written with '-'), to compare UNet layouts;
+  the key ``cpu_bf16=true`` is a TrainConfig setting instead (train in bf16 autocast on a CPU with
+  native bf16; sampling stays float32, so only the training precision differs). ``diffusers`` and
+  ``diffusers-ref`` take ``:cpu_bf16=true`` too: the same autocast around their forward pass and loss;
 - ``diffusers``: UNet2DModel with OUR default layout (bench/diffusers_baseline.matched_unet);
 - ``diffusers-ref``: UNet2DModel in the layout of diffusers' train_unconditional example, shrunk to
   our default's parameter count (bench/diffusers_baseline.reference_unet).
@@ -77,8 +80,8 @@ def parse_spec(spec: str) -> tuple[str, dict]:
             overrides[key] = tuple(int(v) for v in value.split("-"))
         else:
             overrides[key] = json.loads(value) if value not in ("", "cosine", "linear") else value
-    if overrides and kind != "ours":
-        raise SystemExit(f"error: only 'ours' takes overrides, got {spec!r}")
+    if set(overrides) - {"cpu_bf16"} and kind != "ours":
+        raise SystemExit(f"error: diffusers models take only cpu_bf16=true, got {spec!r}")
     return kind, overrides
 
 
@@ -99,14 +102,17 @@ def worker(args) -> int:
     t0, c0 = time.perf_counter(), time.process_time()
     if kind == "ours":
         from gda_core.checkpoints import load_run
+        from gda_core.models import TrainConfig
         from gda_core.training import train
 
         run_dir = work / f"run_{tag}"
-        train("ddpm", ds, out=run_dir, minutes=args.minutes, seed=args.seed, device="cpu", model_config=overrides or None)
+        tc = TrainConfig(cpu_bf16=bool(overrides.pop("cpu_bf16", False)))
+        train("ddpm", ds, out=run_dir, minutes=args.minutes, seed=args.seed, device="cpu", model_config=overrides or None, train_config=tc)
         train_cpu = time.process_time() - c0
         run = load_run(run_dir, device="cpu")
         model = run.model.eval()
         steps_done = int(run.config["step"])
+        precision = run.config.get("train_precision", "float32")
         train_wall = float(run.config["train_time_s"])  # the trainer's own budget clock
         params = model.num_parameters()
         t1 = time.perf_counter()
@@ -119,10 +125,13 @@ def worker(args) -> int:
         import diffusers_baseline as base
         from diffusers.training_utils import EMAModel
 
+        from gda_core.fastpath import cpu_native_bf16
         from gda_core.runtime import set_global_seed
         from gda_core.training.trainer import _batch_indices
 
         set_global_seed(args.seed)
+        amp = torch.bfloat16 if overrides.get("cpu_bf16") and cpu_native_bf16() else None
+        precision = "bfloat16" if amp is not None else "float32"
         if kind == "diffusers":
             unet = base.matched_unet(cfg)
         else:
@@ -141,7 +150,7 @@ def worker(args) -> int:
         t0, c0 = time.perf_counter(), time.process_time()
         while time.perf_counter() - t0 < args.minutes * 60:
             idx = _batch_indices(steps_done, n, 64, args.seed)
-            base.train_step(unet, sched, opt, images[idx], ys[idx], num_classes=cfg.num_classes, cond_drop=cfg.cond_drop)
+            base.train_step(unet, sched, opt, images[idx], ys[idx], num_classes=cfg.num_classes, cond_drop=cfg.cond_drop, amp_dtype=amp)
             ema.step(unet.parameters())
             steps_done += 1
         train_wall, train_cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -165,6 +174,7 @@ def worker(args) -> int:
         "train_wall_s": round(train_wall, 1),
         "train_cpu_s": round(train_cpu, 1),
         "train_images_per_s": round(steps_done * 64 / train_wall, 2),
+        "train_precision": precision,
         "sample_wall_s": round(sample_wall, 1),
         "sample_images_per_s": round(args.n / sample_wall, 2),
     }
@@ -198,6 +208,7 @@ def main() -> int:
         print("skipped: diffusers is not installed (pip install -r bench/requirements.txt)")
         return 0
     from gda_core.data import load_dataset
+    from gda_core.fastpath import cpu_native_bf16
     from gda_core.metrics import fid, get_extractor, prdc
     from gda_core.runtime import atomic_write_json
 
@@ -245,6 +256,7 @@ def main() -> int:
         "diffusers": diffusers.__version__,
         "cpu": _cpu_model(),
         "machine": platform.machine(),
+        "cpu_native_bf16": cpu_native_bf16(),
         "date": time.strftime("%Y-%m-%d"),
         "command": f"OMP_NUM_THREADS=1 python bench/bench_time_to_quality.py --data {_rel(args.data)} --minutes {args.minutes:g} --n {args.n} "
         f"--guidance {args.guidance:g} --seed {args.seed} --models {' '.join(args.models)} --out {args.out}",

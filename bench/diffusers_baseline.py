@@ -134,16 +134,20 @@ def make_optimizer(unet, lr: float = 5e-4) -> torch.optim.Optimizer:
     return torch.optim.AdamW(unet.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
 
 
-def train_step(unet, sched, opt, x: torch.Tensor, y: torch.Tensor, *, num_classes: int, cond_drop: float = 0.1) -> float:
-    """One step of the DDPM epsilon objective on images x in [0, 1] with labels y (null-label dropout as ours)."""
+def train_step(
+    unet, sched, opt, x: torch.Tensor, y: torch.Tensor, *, num_classes: int, cond_drop: float = 0.1, amp_dtype: torch.dtype | None = None
+) -> float:
+    """One step of the DDPM epsilon objective on images x in [0, 1] with labels y (null-label dropout as ours).
+    ``amp_dtype``: autocast the forward pass and loss (as ours and accelerate's mixed_precision do)."""
     x0 = x * 2 - 1
     b = x0.shape[0]
     noise = torch.randn_like(x0)
     t = torch.randint(0, sched.config.num_train_timesteps, (b,), device=x0.device)
     drop = torch.rand(b, device=x0.device) < cond_drop
     y_in = torch.where(drop, torch.full_like(y, num_classes), y)
-    pred = unet(sched.add_noise(x0, noise, t), t, class_labels=y_in).sample
-    loss = F.mse_loss(pred, noise)
+    with torch.autocast(x0.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        pred = unet(sched.add_noise(x0, noise, t), t, class_labels=y_in).sample
+        loss = F.mse_loss(pred, noise)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

@@ -88,7 +88,7 @@ with left:
             f"Faster: {low} on this CPU",
             False,
             key="sample_fast",
-            help=f"This processor does {low} arithmetic natively: each network pass runs faster (1.2-1.7x measured; "
+            help=f"This processor does {low} arithmetic natively: each network pass runs faster (1.3-3.2x measured; "
             "bench/bench_quality.py, bench/bench_speed.py) and the images move by a few grey levels. Off: float32, "
             "the exact images that evaluation and the CLI's default make.",
         ) else None
