@@ -125,12 +125,14 @@ def worker(args) -> int:
         import diffusers_baseline as base
         from diffusers.training_utils import EMAModel
 
-        from gda_core.fastpath import cpu_native_bf16
+        from gda_core.models import TrainConfig
         from gda_core.runtime import set_global_seed
+        from gda_core.training import train_precision
         from gda_core.training.trainer import _batch_indices
 
         set_global_seed(args.seed)
-        amp = torch.bfloat16 if overrides.get("cpu_bf16") and cpu_native_bf16() else None
+        # The autocast dtype our trainer would use for the same setting: one rule for both libraries.
+        amp = train_precision(torch.device("cpu"), TrainConfig(cpu_bf16=bool(overrides.get("cpu_bf16", False))))
         precision = "bfloat16" if amp is not None else "float32"
         if kind == "diffusers":
             unet = base.matched_unet(cfg)

@@ -208,19 +208,24 @@ def _wait_for_jobs(at: AppTest, seconds: float) -> None:
     raise AssertionError("training job did not finish in time")
 
 
-def test_train_page_runs_a_short_vae_in_the_background(runs_dir):
-    at = _open("2_Train.py")
-    for w in [*at.selectbox, *at.number_input, *at.radio, *at.text_input, *at.checkbox]:
-        assert w.help, f"widget '{w.label}' has no help tooltip"
+def _train_small_vae(at: AppTest, steps: int) -> None:
+    """Start a VAE run of ``steps`` steps (latent dim 8) from the Train page and wait until it ends."""
     at.selectbox(key="train_family").set_value("vae").run()
-    at.number_input(key="train_steps").set_value(12).run()
-    at.number_input(key="train_preview").set_value(6).run()
+    at.number_input(key="train_steps").set_value(steps).run()
     at.number_input(key="train_vae_latent_dim").set_value(8).run()
     at.button(key="train_start").click().run()
     _ok(at)
     _wait_for_jobs(at, 240)
     at.run()
     _ok(at)
+
+
+def test_train_page_runs_a_short_vae_in_the_background(runs_dir):
+    at = _open("2_Train.py")
+    for w in [*at.selectbox, *at.number_input, *at.radio, *at.text_input, *at.checkbox]:
+        assert w.help, f"widget '{w.label}' has no help tooltip"
+    at.number_input(key="train_preview").set_value(6).run()
+    _train_small_vae(at, steps=12)
     assert not _errors(at), _errors(at)
     assert any("Finished" in s.value for s in at.success), [s.value for s in at.success]
     assert at.get("plotly_chart"), "loss curves missing"
@@ -251,14 +256,7 @@ def test_train_page_offers_bf16_only_on_cpus_with_native_bf16(runs_dir, monkeypa
         return
     assert boxes and boxes[0].value is False and boxes[0].help, "off by default: float32 training"
     at.checkbox(key="train_cpu_bf16").check().run()
-    at.selectbox(key="train_family").set_value("vae").run()
-    at.number_input(key="train_steps").set_value(4).run()
-    at.number_input(key="train_vae_latent_dim").set_value(8).run()
-    at.button(key="train_start").click().run()
-    _ok(at)
-    _wait_for_jobs(at, 240)
-    at.run()
-    _ok(at)
+    _train_small_vae(at, steps=4)
     mine = [r for r in list_runs(runs_dir, include_shipped=False) if r.family == "vae" and r.step == 4]
     assert mine
     cfg = json.loads((mine[0].path / "config.json").read_text())

@@ -80,7 +80,7 @@ def cpu_bf16_offered(device: str = "auto") -> bool:
         dev = resolve_device(device)
     except GDAError:
         return False
-    return dev.type == "cpu" and fastpath.cpu_native_bf16()
+    return dev.type == "cpu" and train_precision(dev, TrainConfig(cpu_bf16=True)) is not None
 
 
 def _batch_indices(step: int, n: int, batch: int, seed: int) -> torch.Tensor:
