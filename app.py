@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:
 from pages import common  # noqa: E402
 
 st.set_page_config(page_title="GDA Studio", page_icon=":material/biotech:", layout="wide")
-common.setup()
+common.setup(entry=True)
 
 PAGES_DIR = ROOT / "pages"
 ICONS = {
@@ -74,9 +74,10 @@ def build_pages() -> list:
     # Every numbered page file, in order (new pages such as Augment appear by being added to pages/).
     for path in sorted(PAGES_DIR.glob("[0-9]*_*.py"), key=lambda p: (int(p.name.split("_", 1)[0]), p.name)):
         title = _title(path)
-        pages.append(
-            st.Page(str(path), title=title, icon=ICONS.get(title.lower(), ":material/article:"), url_path=title.lower().replace(" ", "_"))
-        )
+        # No url_path: the URL is the file's name without its number (/Train, /Latent_space), the name
+        # Streamlit's legacy pages/ mode gives the same file, so a deep link that reaches a fresh server
+        # in that mode lands on the same page here (see common._leave_folder_mode).
+        pages.append(st.Page(str(path), title=title, icon=ICONS.get(title.lower(), ":material/article:")))
     return pages
 
 

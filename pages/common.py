@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import runpy
 import tempfile
 import uuid
 from pathlib import Path
@@ -101,13 +102,39 @@ FIXED_FIELDS = ("image_size", "channels", "num_classes")
 # -- session --------------------------------------------------------------------------------------
 
 
-def setup() -> None:
-    """Per-session state every page relies on (idempotent)."""
+def setup(*, entry: bool = False) -> None:
+    """Per-session state every page relies on (idempotent). Called first by app.py (``entry=True``)
+    and by every page."""
+    if not entry:
+        _leave_folder_mode()
     ss = st.session_state
     if "owner" not in ss:
         ss["owner"] = uuid.uuid4().hex
     if "data_options" not in ss:
         ss["data_options"] = dict(DEFAULT_DATA)
+
+
+def _leave_folder_mode() -> None:
+    """Run a page inside app.py when Streamlit started it on its own.
+
+    Until app.py has called ``st.navigation`` once in a server process, Streamlit treats the
+    ``pages/`` folder as a legacy multipage app: a first request for a deep link such as ``/Train``
+    (a bookmark, a tab reconnecting to a restarted server) runs pages/2_Train.py by itself, without
+    app.py's page set-up, shared sidebar and navigation, and lists this module as a page. Here the
+    page hands over to app.py, which runs it in its navigation (app.py's pages keep the folder's URL
+    names, so it is the same page), and the direct run stops. Nothing is lost: this happens before
+    the page has drawn anything, in the same script run, so widget events are kept.
+    A no-op once app.py has run in this server process, and on a Streamlit without that mode.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return
+    if not getattr(PagesManager, "uses_pages_directory", None):
+        return
+    PagesManager.uses_pages_directory = False
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"), run_name="__main__")
+    st.stop()
 
 
 def owner() -> str:
@@ -342,3 +369,7 @@ def open_run(info):
         show_error(exc)
         st.stop()
     return run, ds, str(info.path), info.path.joinpath("model.safetensors").stat().st_mtime
+
+
+if __name__ == "__main__":  # opened as a page by Streamlit's legacy pages/ mode (/common): hand over to app.py
+    setup()

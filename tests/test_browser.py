@@ -8,6 +8,7 @@ $GDA_TEST_RUNS_DIR's runs when set (as in test_app.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -26,7 +27,8 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "test-output" / "screenshots"
-PAGES = {"home": "", "data": "data", "train": "train", "sample": "sample", "latent": "latent_space", "compare": "compare", "learn": "learn"}
+# URL of each page: the file name without its number, as in the sidebar's links.
+PAGES = {"home": "", "data": "Data", "train": "Train", "sample": "Sample", "latent": "Latent_space", "compare": "Compare", "learn": "Learn"}
 
 if not Path(CHROMIUM).exists():
     pytest.skip(
@@ -60,14 +62,12 @@ def _seed_runs(dst: Path) -> None:
         Report.from_raw(raw, provenance={"seed": 0, "n_samples": 100, "device": "CPU"}).save(dst / name / "eval" / "demo.json")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("browser")
-    runs = tmp / "runs"
-    _seed_runs(runs)
+@contextlib.contextmanager
+def _streamlit(tmp: Path, runs: Path):
+    """``streamlit run app.py`` on a free port of 127.0.0.1 until the block ends; yields its URL."""
     port = _free_port()
     env = {**os.environ, "GDA_RUNS_DIR": str(runs), "GDA_ALLOW_DOWNLOAD": "0", "GDA_CACHE_DIR": str(tmp / "cache"), "OMP_NUM_THREADS": "2"}
-    log = open(tmp / "streamlit.log", "w")  # noqa: SIM115 - closed in teardown
+    log = open(tmp / "streamlit.log", "w")  # noqa: SIM115 - closed below
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port), "--server.address", "127.0.0.1",
            "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -81,7 +81,7 @@ def server(tmp_path_factory):
                 time.sleep(0.5)
         else:
             pytest.fail(f"streamlit did not start; see {tmp / 'streamlit.log'}")
-        yield {"url": url, "runs": runs}
+        yield url
     finally:
         proc.terminate()
         try:
@@ -92,20 +92,26 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser")
+    runs = tmp / "runs"
+    _seed_runs(runs)
+    with _streamlit(tmp, runs) as url:
+        yield {"url": url, "runs": runs}
+
+
+def _launch(p):
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        headless=True,
+    )
+
+
+@pytest.fixture(scope="module")
 def browser(server):
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            headless=True,
-        )
-        # Warm-up: the very first script run of a streamlit process with a pages/ folder goes through
-        # streamlit's legacy pages/ mode until app.py's st.navigation takes over, so a deep link as the
-        # very first request shows a 'Page not found' dialog. Open the home page first, as a user would.
-        warm = b.new_page()
-        warm.goto(server["url"])
-        warm.wait_for_selector("h1", timeout=180_000)
-        warm.close()
+        b = _launch(p)
         yield b
         b.close()
 
@@ -228,3 +234,25 @@ def test_compare_shows_the_radar_chart(page, server):
     assert chart.locator(".polarlayer, g.polar").count() >= 1, "the chart is not a radar (polar) chart"
     assert page.get_by_text("Reading").count() >= 1
     _shot(page, "compare_radar")
+
+
+def test_a_deep_link_as_the_first_request_opens_that_page(browser, tmp_path):
+    """A fresh server whose very first request is /Train (a bookmark, a link in a report) shows the
+    Train page inside the app: shared sidebar, the app's pages only (no 'common'), no 'Page not found'."""
+    with _streamlit(tmp_path, tmp_path / "runs") as url:
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        try:
+            pg = ctx.new_page()
+            pg.set_default_timeout(180_000)
+            pg.goto(f"{url}/{PAGES['train']}")
+            pg.wait_for_selector("h1")
+            _settle(pg)
+            assert pg.locator("h1").first.inner_text().strip() == "Train"
+            links = [t.strip().splitlines()[-1].strip() for t in pg.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()]
+            assert links == ["Home", "Data", "Train", "Sample", "Latent space", "Compare", "Learn", "Augment"], links
+            assert pg.get_by_text("Page not found").count() == 0
+            assert pg.get_by_text("Device").count() >= 1  # app.py's shared sidebar ran
+            assert pg.url.rstrip("/").endswith("/Train")
+            _shot(pg, "deep_link_first_request")
+        finally:
+            ctx.close()
