@@ -20,11 +20,11 @@ a. Sampling images/s, batch 64, DDIM 25 steps, at 28x28x1 and 32x32x3: our DDPM 
    6 at 32 px): same parameters, different FLOPs, so it says what a practitioner's default costs.
 b. Training images/s, batch 64: our ``train_step`` (what the trainer runs) against the diffusers
    epsilon objective (DDPMScheduler.add_noise, MSE, AdamW, clipping) at matched parameters. On a
-   CPU with native bf16 also both under bf16 autocast: ours as ``TrainConfig(cpu_bf16=True)`` /
-   ``train --cpu-bf16`` runs it, diffusers with the same autocast around its step.
+   CPU with native bf16 also both under bf16 autocast: ours as the trainer runs the DDPM there by
+   default (``TrainConfig()``, or ``cpu_bf16=True``), diffusers with the same autocast around its step.
 c. Hardware utilisation: the device's matmul peak measured in this run (fp32 on CPU, bf16 on
-   CUDA), FLOPs of one training step and of one sampling pass counted with
-   torch.utils.flop_counter.FlopCounterMode, achieved FLOP/s and the fraction of the peak.
+   CUDA; on CPU the better of MKL's matmul and oneDNN's convolution GEMM, see ``matmul_peak``),
+   FLOPs of one training step and of one sampling pass counted with torch.utils.flop_counter.FlopCounterMode, achieved FLOP/s and the fraction of the peak.
 d. Slider latency: wall time of one ``gda_core.sampling.generate`` call on the shipped checkpoints
    (VAE, GAN, DDPM with DDIM at 10/25/50 steps and its default guidance), batch 16 and 64, median
    after a warm-up; budget on CPU: VAE and GAN under 100 ms.
@@ -94,22 +94,40 @@ def interleaved(
 
 
 def matmul_peak(dev: torch.device, quick: bool, dtype: torch.dtype | None = None) -> dict:
-    """Best of several large matrix products: fp32 on CPU, bf16 on CUDA (the tensor-core rate) unless
-    ``dtype`` says otherwise (bf16 on a CPU with native bf16, the fast path's rate)."""
+    """The device's measured matrix-multiply peak: fp32 on CPU, bf16 on CUDA (the tensor-core rate)
+    unless ``dtype`` says otherwise (bf16 on a CPU with native bf16, the fast path's rate).
+
+    On CPU the best of two GEMM engines: ``torch.matmul`` (MKL's sgemm for float32) and a large 3x3
+    convolution (oneDNN's implicit GEMM, the engine our convolutions run on). MKL takes a slower code
+    path on AMD processors (96 GFLOP/s float32 against oneDNN's 215 on a Zen 5 EPYC, one thread), so
+    the matmul alone understates the peak there and utilisation would read above 100 %."""
     n = 8192 if dev.type == "cuda" else (1024 if quick else 2048)
     dtype = dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
     g = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(n, n, generator=g).to(dev, dtype)
     b = torch.randn(n, n, generator=g).to(dev, dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(5 if dev.type == "cpu" else 20):
-        _sync(dev)
-        t = time.perf_counter()
-        a @ b
-        _sync(dev)
-        best = min(best, time.perf_counter() - t)
-    return {"n": n, "dtype": str(dtype).replace("torch.", ""), "flops_per_s": 2 * n**3 / best}
+
+    def best(fn: Callable[[], object], flops: float) -> float:
+        fn()
+        t_best = float("inf")
+        for _ in range(5 if dev.type == "cpu" else 20):
+            _sync(dev)
+            t = time.perf_counter()
+            fn()
+            _sync(dev)
+            t_best = min(t_best, time.perf_counter() - t)
+        return flops / t_best
+
+    out = {"n": n, "dtype": str(dtype).replace("torch.", ""), "matmul_flops_per_s": best(lambda: a @ b, 2 * n**3)}
+    out["flops_per_s"] = out["matmul_flops_per_s"]
+    if dev.type == "cpu":
+        c, hw, batch = (128, 32, 2) if quick else (256, 64, 8)
+        x = torch.randn(batch, c, hw, hw, generator=g).to(dtype)
+        w = torch.randn(c, c, 3, 3, generator=g).to(dtype)
+        conv = best(lambda: torch.nn.functional.conv2d(x, w, padding=1), 2 * batch * c * c * 9 * hw * hw)
+        out["conv3x3_flops_per_s"] = conv
+        out["flops_per_s"] = max(out["flops_per_s"], conv)
+    return out
 
 
 def count_flops(fn: Callable[[], object]) -> int:
@@ -216,6 +234,8 @@ def bench_shape(size: int, channels: int, dev: torch.device, args) -> dict:
     # On a CPU with native bf16: what `TrainConfig(cpu_bf16=True)` / `train --cpu-bf16` runs (the
     # trainer's autocast dtype, from train_precision), and diffusers under the same bf16 autocast.
     cpu_amp = train_precision(dev, TrainConfig(cpu_bf16=True)) if dev.type == "cpu" else None
+    # What `train` runs for the DDPM with TrainConfig() on this device: bf16 on a CPU with native bf16.
+    default_amp = train_precision(dev, TrainConfig(), "ddpm")
     if cpu_amp is not None:
         tr_ours16 = copy.deepcopy(tr_ours)
         opt_ours16 = tr_ours16.configure_optimizers(TrainConfig())
@@ -246,6 +266,7 @@ def bench_shape(size: int, channels: int, dev: torch.device, args) -> dict:
         "fast_vs_plain_mean_abs_diff": fast_mean_err,
         "fast_plan": {"ours": plan_ours.to_json(), "diffusers": plan_ref.to_json()},
         "training": training,
+        "training_default_precision": "bfloat16" if default_amp is not None else "float32",
         "flops": {
             "sampling_pass": pass_flops,
             "sampling_pass_diffusers": ref_pass_flops,
@@ -315,9 +336,11 @@ def tables(r: dict) -> str:
                        f"{to:.1f} / {tr:.1f} | {to / tr:.2f}x |")  # fmt: skip
     out.append("\n**Training** (batch 64, images/s, median wall clock)\n")
     low_train = all("ours_bf16" in s["training"] for s in r["shapes"])
+    default16 = all(s.get("training_default_precision") == "bfloat16" for s in r["shapes"])
     if low_train:
-        out.append("| shape | ours (train_step, as the trainer runs it) | ours, channels_last | diffusers | ours / diffusers | same in CPU time | "
-                   "ours bf16 (`--cpu-bf16`) | diffusers + same bf16 autocast | ours bf16 / diffusers | ours bf16 / diffusers bf16 |")  # fmt: skip
+        bf16_what = "the DDPM's default here" if default16 else "`--cpu-bf16`"
+        out.append("| shape | ours float32 (train_step) | ours, channels_last | diffusers (float32, its default) | ours / diffusers | same in CPU time | "
+                   f"ours bf16 ({bf16_what}) | diffusers + same bf16 autocast | ours bf16 / diffusers | ours bf16 / diffusers bf16 |")  # fmt: skip
         out.append("|---|---|---|---|---|---|---|---|---|---|")
     else:
         out.append("| shape | ours (train_step, as the trainer runs it) | ours, channels_last | diffusers | ours / diffusers | same in CPU time |")
@@ -332,7 +355,8 @@ def tables(r: dict) -> str:
             row += f" {d:.1f} | {e:.1f} | **{d / c:.2f}x** | {d / e:.2f}x |"
         out.append(row)
     pk, pk16 = r["peak"], r.get("peak_bf16")
-    peaks = f"{pk['dtype']} {pk['n']}x{pk['n']} matmul = {pk['flops_per_s'] / 1e9:.1f} GFLOP/s"
+    engines = f"best of a {pk['n']}x{pk['n']} matmul and a 3x3 convolution" if "conv3x3_flops_per_s" in pk else f"{pk['n']}x{pk['n']} matmul"
+    peaks = f"{pk['dtype']} {engines} = {pk['flops_per_s'] / 1e9:.1f} GFLOP/s"
     if pk16:
         peaks += f"; {pk16['dtype']} = {pk16['flops_per_s'] / 1e9:.1f} GFLOP/s"
     out.append(f"\n**Hardware utilisation** (peak: {peaks}, measured in this run; each row against the peak of the precision it runs in)\n")
@@ -371,10 +395,17 @@ def tables(r: dict) -> str:
 
 
 def _cpu_model() -> str:
+    """The CPU's model name, with its family and model numbers when the name alone does not say
+    which generation it is (virtual machines often report just "AMD EPYC")."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        info = dict(
+            (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines())
+        )
+        name = info.get("model name", "")
+        if name and not any(ch.isdigit() for ch in name) and "cpu family" in info:
+            name += f" (family {info['cpu family']} model {info.get('model', '?')})"
+        if name:
+            return name
     except OSError:
         pass
     return platform.processor() or "unknown"
@@ -406,7 +437,7 @@ def main() -> int:
     print(f"[{time.perf_counter() - t0:.0f}s] slider latency ...", file=sys.stderr, flush=True)
     slider = slider_latency(dev, args)
     peak_after = matmul_peak(dev, args.quick)
-    peak["flops_per_s"] = max(peak["flops_per_s"], peak_after["flops_per_s"])
+    peak = {k: max(v, peak_after[k]) if k.endswith("flops_per_s") else v for k, v in peak.items()}
     peak_bf16 = None
     if dev.type == "cpu" and fastpath.cpu_native_bf16():  # the fast path runs bf16 here: its own peak
         peak_bf16 = matmul_peak(dev, args.quick, torch.bfloat16)

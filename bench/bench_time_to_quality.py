@@ -4,12 +4,14 @@
         [--models ours diffusers-ref diffusers] [--out NAME]
 
 ``--models`` lists what trains (all at once, one process and one thread each):
-- ``ours``: our DDPM with its default config, through our trainer;
+- ``ours``: our DDPM with its default config, through our trainer (its default training precision:
+  bf16 autocast on a CPU with native bf16, float32 elsewhere; ``ours:cpu_bf16=false`` forces float32);
 - ``ours:key=value,...``: the same with DDPMConfig overrides, e.g.
   ``ours:base_channels=32,channel_mults=1-2-2`` (tuples written with '-'), to compare UNet layouts;
-  the key ``cpu_bf16=true`` is a TrainConfig setting instead (train in bf16 autocast on a CPU with
-  native bf16; sampling stays float32, so only the training precision differs). ``diffusers`` and
-  ``diffusers-ref`` take ``:cpu_bf16=true`` too: the same autocast around their forward pass and loss;
+  the key ``cpu_bf16=true|false`` is a TrainConfig setting instead (train in bf16 autocast on a CPU
+  with native bf16, or not; sampling stays float32, so only the training precision differs). ``diffusers``
+  and ``diffusers-ref`` take ``:cpu_bf16=true`` too: the same autocast around their forward pass and
+  loss (without it they train in float32, as diffusers does on CPU);
 - ``diffusers``: UNet2DModel with OUR default layout (bench/diffusers_baseline.matched_unet);
 - ``diffusers-ref``: UNet2DModel in the layout of diffusers' train_unconditional example, shrunk to
   our default's parameter count (bench/diffusers_baseline.reference_unet).
@@ -106,7 +108,7 @@ def worker(args) -> int:
         from gda_core.training import train
 
         run_dir = work / f"run_{tag}"
-        tc = TrainConfig(cpu_bf16=bool(overrides.pop("cpu_bf16", False)))
+        tc = TrainConfig(cpu_bf16=overrides.pop("cpu_bf16", None))  # None: the trainer's default for the DDPM
         train("ddpm", ds, out=run_dir, minutes=args.minutes, seed=args.seed, device="cpu", model_config=overrides or None, train_config=tc)
         train_cpu = time.process_time() - c0
         run = load_run(run_dir, device="cpu")
@@ -209,6 +211,8 @@ def main() -> int:
     except ImportError:
         print("skipped: diffusers is not installed (pip install -r bench/requirements.txt)")
         return 0
+    import bench_speed
+
     from gda_core.data import load_dataset
     from gda_core.fastpath import cpu_native_bf16
     from gda_core.metrics import fid, get_extractor, prdc
@@ -256,7 +260,7 @@ def main() -> int:
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
-        "cpu": _cpu_model(),
+        "cpu": bench_speed._cpu_model(),
         "machine": platform.machine(),
         "cpu_native_bf16": cpu_native_bf16(),
         "date": time.strftime("%Y-%m-%d"),
@@ -280,7 +284,7 @@ def _table(rows: dict, ref: dict) -> str:
               "diffusers-ref": "diffusers UNet2DModel, train_unconditional layout (bare loop)"}  # fmt: skip
     for name, r in rows.items():
         kind, _, rest = name.partition(":")
-        label = labels[kind] + (f" with {rest}" if rest else "")
+        label = labels[kind] + (f" with {rest}" if rest else "") + f", trained in {r.get('train_precision', 'float32')}"
         lines.append(
             f"| {label} | {r['params']:,} | {r['train_steps']} | {r['train_wall_s']:.0f} / {r['train_cpu_s']:.0f} | {r['train_images_per_s']} | "
             f"{r['fid']} | {r['precision']} | {r['recall']} | {r['density']} | {r['coverage']} |"
@@ -296,16 +300,6 @@ def _rel(path: str) -> str:
         return os.path.relpath(Path(path).resolve(), ROOT)
     except ValueError:
         return path
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """How the DDPM sampler keeps x0 in range: dynamic thresholding vs a static clip vs diffusers' default.
 
-    .venv/bin/python bench/bench_x0_clip.py [--n 500] [--steps 300]
+    .venv/bin/python bench/bench_x0_clip.py [--n 500] [--steps 300] [--out x0_clip_cpu]
 
 Each sampler turns the same starting noise into images with DDIM 25 steps and guidance 2.0 (our
 default) on two networks: the shipped 16x16 digits DDPM and a DDPM trained here for
@@ -85,6 +85,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=500, help="images per variant")
     ap.add_argument("--steps", type=int, default=300, help="training steps of the pneumoniamnist DDPM")
+    ap.add_argument("--out", default="x0_clip_cpu", help="result file name under bench/results (no extension)")
     args = ap.parse_args()
     from gda_core.data import load_dataset
     from gda_core.runtime import atomic_write_json
@@ -93,12 +94,14 @@ def main() -> int:
     t0 = time.perf_counter()
     shipped = ROOT / "checkpoints" / "ddpm-digits"
     shipped_steps = json.loads((shipped / "config.json").read_text())["step"]
+    precision = None
     rows = {f"shipped ddpm-digits (16x16, {shipped_steps} steps)": score(shipped, load_dataset("digits"), args.n)}
     if PNEUMONIA.is_file():
         ds = load_dataset(str(PNEUMONIA))
         with tempfile.TemporaryDirectory(prefix="gda-x0clip-") as tmp:
             run = Path(tmp) / "pneumonia"
             train("ddpm", ds, out=run, steps=args.steps, seed=0, device="cpu")
+            precision = json.loads((run / "config.json").read_text())["train_precision"]  # the trainer's default here
             rows[f"pneumoniamnist DDPM (28x28, {args.steps} steps)"] = score(run, ds, args.n)
     else:
         print(f"skipped the pneumoniamnist row: {PNEUMONIA} not found")
@@ -110,8 +113,9 @@ def main() -> int:
     table = "\n".join(lines)
     meta = {"n": args.n, "sampler": "DDIM 25 steps, eta 0, guidance 2.0", "features": "domain-cnn, real = training split",
             "wall_s": round(time.perf_counter() - t0, 1), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-            "command": f"python bench/bench_x0_clip.py --n {args.n} --steps {args.steps}"}  # fmt: skip
-    out = ROOT / "bench" / "results" / "x0_clip_cpu.json"
+            "pneumoniamnist_train_precision": precision, "cpu_threads": torch.get_num_threads(),
+            "command": f"python bench/bench_x0_clip.py --n {args.n} --steps {args.steps} --out {args.out}"}  # fmt: skip
+    out = ROOT / "bench" / "results" / f"{Path(args.out).name}.json"
     atomic_write_json(out, {"meta": meta, "rows": rows, "markdown": table})
     print(table)
     print(f"\nwrote {out}")

@@ -58,6 +58,12 @@ def test_train_cpu_bf16_flag(tmp_path):
     native = fastpath.cpu_native_bf16()
     assert cfg["train_precision"] == ("bfloat16" if native else "float32")
     assert ("bfloat16 autocast" if native else "cpu_bf16 ignored") in p.stderr
+    # --no-cpu-bf16 is recorded as an explicit float32 choice (a family's default would be null).
+    run2 = tmp_path / "run2"
+    cli("train", "--dataset", "digits", "--model", "vae", "--steps", "2", "--per-class", "10", "--set", "latent_dim=8",
+        "--set", "base_channels=8", "--batch-size", "16", "--device", "cpu", "--no-cpu-bf16", "--out", str(run2), check=True)  # fmt: skip
+    cfg2 = json.loads((run2 / "config.json").read_text())
+    assert cfg2["train_config"]["cpu_bf16"] is False and cfg2["train_precision"] == "float32"
 
 
 @pytest.mark.parametrize(

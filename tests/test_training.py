@@ -115,7 +115,7 @@ def test_cpu_bf16_trains_in_bf16_only_where_the_cpu_does_it_natively(native, dig
     monkeypatch.setattr(fastpath, "cpu_native_bf16", lambda: native)
     assert cpu_bf16_offered("cpu") is native
     kw = dict(steps=20, model_config={"base_channels": 16, "channel_mults": (1, 2)}, seed=1, device="cpu", log_every=1)
-    plain = train("ddpm", digits, out=tmp_path / "fp32", train_config=TrainConfig(batch_size=32), **kw)
+    plain = train("ddpm", digits, out=tmp_path / "fp32", train_config=TrainConfig(batch_size=32, cpu_bf16=False), **kw)
     events = []
     low = train("ddpm", digits, out=tmp_path / "bf16", train_config=TrainConfig(batch_size=32, cpu_bf16=True), callback=events.append, **kw)
     cfg = json.loads((low / "config.json").read_text())
@@ -136,6 +136,32 @@ def test_cpu_bf16_trains_in_bf16_only_where_the_cpu_does_it_natively(native, dig
     run = ck.load_run(low, "cpu")
     assert all(p.dtype == torch.float32 for p in run.model.parameters())
     assert torch.isfinite(run.model.sample(2, seed=0, steps=4)).all()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_bf16_default_is_the_familys(native, digits, tmp_path, monkeypatch):
+    """TrainConfig() (cpu_bf16=None) trains the DDPM in bf16 where the CPU does it natively, and the
+    families without a measured bf16 time to quality in float32; an explicit False always wins."""
+    from gda_core import fastpath
+    from gda_core.models import get_model_class, list_models
+
+    monkeypatch.setattr(fastpath, "cpu_native_bf16", lambda: native)
+    assert TrainConfig().cpu_bf16 is None
+    assert get_model_class("ddpm").cpu_bf16_default and not get_model_class("vae").cpu_bf16_default
+    assert {m for m in list_models() if get_model_class(m).cpu_bf16_default} == {"ddpm"}
+    kw = dict(steps=2, seed=0, device="cpu", checkpoint_every=10)
+    cases = [("ddpm", TrainConfig(batch_size=16), native), ("ddpm", TrainConfig(batch_size=16, cpu_bf16=False), False),
+             ("vae", TrainConfig(batch_size=16), False), ("vae", TrainConfig(batch_size=16, cpu_bf16=True), native)]  # fmt: skip
+    for i, (family, tc, bf16) in enumerate(cases):
+        events = []
+        out = train(family, digits, out=tmp_path / f"r{i}", model_config=TINY[family], train_config=tc, callback=events.append, **kw)
+        cfg = json.loads((out / "config.json").read_text())
+        assert cfg["train_config"]["cpu_bf16"] == tc.cpu_bf16, "the setting is recorded as given (null: the family's default)"
+        assert cfg["train_precision"] == ("bfloat16" if bf16 else "float32"), (family, tc)
+        start = next(e.message for e in events if e.kind == "start")
+        assert ("cpu_bf16 ignored" in start) == (tc.cpu_bf16 is True and not native), start
+    with pytest.raises(ConfigError, match="cpu_bf16 must be true, false or null"):
+        train("vae", digits, out=tmp_path / "bad", steps=1, model_config=TINY["vae"], train_config=TrainConfig(cpu_bf16="yes"))
 
 
 @pytest.mark.parametrize("family", sorted(TINY))

@@ -63,12 +63,21 @@ class TrainEvent:
         return d
 
 
-def train_precision(dev: torch.device, train_config: TrainConfig) -> torch.dtype | None:
+def cpu_bf16_wanted(family: str, train_config: TrainConfig) -> bool:
+    """Whether a run asks for bf16 on CPU: ``train_config.cpu_bf16``, or the family's default when None."""
+    if train_config.cpu_bf16 is None:
+        return bool(get_model_class(family).cpu_bf16_default)
+    return bool(train_config.cpu_bf16)
+
+
+def train_precision(dev: torch.device, train_config: TrainConfig, family: str | None = None) -> torch.dtype | None:
     """The autocast dtype of training steps: bf16 on CUDA with ``amp`` (where supported), bf16 on a
-    CPU that does it natively with ``cpu_bf16``, otherwise None (float32)."""
+    CPU that does it natively when the run asks for it (``cpu_bf16``, or ``family``'s default when
+    that is None), otherwise None (float32)."""
     if dev.type == "cuda":
         return torch.bfloat16 if train_config.amp and torch.cuda.is_bf16_supported() else None
-    if dev.type == "cpu" and train_config.cpu_bf16 and fastpath.cpu_native_bf16():
+    wanted = cpu_bf16_wanted(family, train_config) if family is not None else bool(train_config.cpu_bf16)
+    if dev.type == "cpu" and wanted and fastpath.cpu_native_bf16():
         return torch.bfloat16
     return None
 
@@ -141,9 +150,10 @@ def train(
         raise ConfigError(f"batch size must be >= 1, got {train_config.batch_size}")
     if not isinstance(train_config.grad_accum, int) or train_config.grad_accum < 1:
         raise ConfigError(f"gradient accumulation must be a positive integer, got {train_config.grad_accum}")
-    for flag in ("amp", "cpu_bf16"):
-        if not isinstance(getattr(train_config, flag), bool):
-            raise ConfigError(f"{flag} must be true or false, got {getattr(train_config, flag)!r}")
+    if not isinstance(train_config.amp, bool):
+        raise ConfigError(f"amp must be true or false, got {train_config.amp!r}")
+    if train_config.cpu_bf16 is not None and not isinstance(train_config.cpu_bf16, bool):
+        raise ConfigError(f"cpu_bf16 must be true, false or null (the family's default), got {train_config.cpu_bf16!r}")
     dev = resolve_device(device)
     get_model_class(family)  # fail fast on an unknown family, before touching the run folder
     with contextlib.ExitStack() as stack:
@@ -211,7 +221,7 @@ def train(
             except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
                 msg = str(exc).strip().splitlines()
                 raise ck.CheckpointError(f"{out / ck.STATE}: does not match this model ({msg[0][:100] if msg else type(exc).__name__})") from None
-        amp_dtype = train_precision(dev, train_config)
+        amp_dtype = train_precision(dev, train_config, family)
         images, labels = dataset.tensors("train", device=dev)
         n = len(labels)
         batch = train_config.batch_size
@@ -287,7 +297,7 @@ def train(
 
         where_ = f" x {ctx.world_size} processes ({ctx.backend})" if ctx.distributed else ""
         precision = ", bfloat16 autocast" if amp_dtype is not None else ""
-        if train_config.cpu_bf16 and dev.type == "cpu" and amp_dtype is None:
+        if train_config.cpu_bf16 is True and dev.type == "cpu" and amp_dtype is None:
             precision = " (cpu_bf16 ignored: this CPU has no native bfloat16, float32 is faster here)"
         emit("start", message=f"training {family} on {dataset.name} ({n} images) on {device_name(dev)}{where_}{precision}")
         barrier(ctx)  # every process has checked and loaded the folder before process 0 writes it
