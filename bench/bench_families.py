@@ -1,7 +1,7 @@
 """Every registered family on one dataset at one budget: size, speed and the six scores.
 
     .venv/bin/python bench/bench_families.py [--dataset digits] [--minutes 4] [--threads 1]
-        [--families vae gan ...] [--jobs 1] [--steps 10]
+        [--families vae gan ...] [--jobs 1] [--steps 10] [--previews assets/families_digits_3min.png]
 
 For each family: train with the family defaults for ``--minutes`` of wall-clock time (the normal
 trainer, batch 64, seed 0), then run the full ``evaluate`` (the six axes, utility with the 1x
@@ -9,7 +9,8 @@ augmentation set) with ``--steps`` sampler steps for the iterative families (dif
 flow), and record parameters, training images/s (images seen / training time), sampling
 images/s (from the speed axis: batch 64, median of 3), the six scores and, for likelihood
 families, held-out bits/dim. ``--jobs 2`` runs two families at a time (one thread each) on a
-2-core machine. Results: bench/results/families_<dataset>_<device>.json and a markdown table.
+2-core machine. Results: bench/results/families_<dataset>_<device>.json and a markdown table;
+``--previews PATH`` also writes the runs' preview grids side by side into one PNG.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def one(family: str, args: argparse.Namespace) -> dict:
         "train_steps": cfg["step"],
         "train_time_s": cfg["train_time_s"],
         "train_images_per_s": cfg["step"] * 64 / max(cfg["train_time_s"], 1e-9),
+        "train_precision": cfg.get("train_precision", "float32"),
         "sample_images_per_s": rep.raw.get("images_per_s"),
         "nfe_per_image": rep.raw.get("nfe_per_image"),
         "sampler_steps": steps,
@@ -82,12 +84,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--runs-dir", default=str(ROOT / "bench" / "runs"))
+    ap.add_argument("--previews", default=None, help="write the runs' preview grids side by side into this PNG")
     args = ap.parse_args(argv)
     from gda_core.models import list_models
     from gda_core.runtime import resolve_device
 
     families = args.families or list_models()
     t0 = time.perf_counter()
+    load_before = os.getloadavg()
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             rows = list(pool.map(one, families, [args] * len(families)))
@@ -101,6 +105,11 @@ def main(argv=None) -> int:
         "jobs": args.jobs,
         "cpu_count": os.cpu_count(),
         "wall_s": round(time.perf_counter() - t0, 1),
+        "cpu": _cpu_model(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": " ".join(["python", "bench/bench_families.py", *(argv if argv is not None else sys.argv[1:])]),
         "rows": rows,
     }
     res = ROOT / "bench" / "results"
@@ -115,7 +124,48 @@ def main(argv=None) -> int:
         bpd = "-" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.2f}"
         fam = r["family"] + (f" ({r['sampler_steps']} steps)" if r["sampler_steps"] else "")
         print(f"| {fam} | {r['parameters'] / 1e6:.2f} M | {r['train_images_per_s']:.0f} | {r['sample_images_per_s']:.1f} | {sc} | {bpd} |")
+    if args.previews:
+        order = [f for f in PREVIEW_ORDER if f in families] + [f for f in families if f not in PREVIEW_ORDER]
+        print(f"\nwrote {compose_previews([Path(args.runs_dir) / f'{f}-{args.dataset}' for f in order], Path(args.previews))}")
     return 0
+
+
+# The previews' order in the README image: the one-shot generators, then the iterative families.
+PREVIEW_ORDER = ("vae", "gan", "stylegan2", "ddpm", "ldm", "flow", "realnvp")
+
+
+def _cpu_model() -> str:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_speed import _cpu_model as model
+
+    return model()
+
+
+def compose_previews(run_dirs: list[Path], out: Path, gap: int = 16, scale: int = 3) -> Path:
+    """The runs' preview.png grids side by side on a grey background (gap pixels between them),
+    enlarged ``scale`` times (nearest neighbour: 16-px digits stay sharp in the README)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from gda_core.runtime import atomic_write_bytes
+
+    grids = [np.asarray(Image.open(d / "preview.png").convert("RGB")) for d in run_dirs if (d / "preview.png").is_file()]
+    grids = [g.repeat(scale, axis=0).repeat(scale, axis=1) for g in grids]
+    if not grids:
+        raise SystemExit("error: no preview.png in the runs")
+    h = max(g.shape[0] for g in grids)
+    canvas = np.full((h, sum(g.shape[1] for g in grids) + gap * (len(grids) - 1), 3), 128, np.uint8)
+    x = 0
+    for g in grids:
+        canvas[: g.shape[0], x : x + g.shape[1]] = g
+        x += g.shape[1] + gap
+    buf = io.BytesIO()
+    Image.fromarray(canvas).save(buf, format="PNG")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, buf.getvalue())
+    return out
 
 
 if __name__ == "__main__":
