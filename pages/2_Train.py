@@ -157,8 +157,8 @@ with tab_new:
                     help="This processor does bfloat16 arithmetic natively: each training step runs 1.4-1.7x faster (measured in "
                     "bench/bench_speed.py), at lower precision. "
                     + (
-                        "On by default for this family: in the same minutes it trained more steps and reached a better FID than "
-                        "float32 (README, 'Training in bfloat16 on CPU'). Off: float32."
+                        "On by default for this family: in the same minutes it trained 1.4-1.7x the steps and scored better than "
+                        "float32 on most measures (README, 'Training in bfloat16 on CPU'). Off: float32."
                         if cls.cpu_bf16_default
                         else "Off by default for this family (its quality in bf16 is not measured): float32."
                     ),
