@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_speed import _cpu_model  # noqa: E402
+
 from gda_core.models import TrainConfig, build_model, list_models  # noqa: E402
 from gda_core.runtime import device_name, resolve_device  # noqa: E402
 from gda_core.training import train_precision  # noqa: E402
@@ -92,12 +94,6 @@ def main() -> int:
         print(f"| {r['family']} | {r['shape']} | {r['params']:,} | {r['train_precision']} | {r['train_images_per_s']} | {r['sample_images_per_s']} | "
               f"{r['nfe_per_image']:.0f} |")  # fmt: skip
     return 0
-
-
-def _cpu_model() -> str:
-    from bench_speed import _cpu_model as model
-
-    return model()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 ITERATIVE = {"ddpm", "ldm", "flow"}
 
@@ -86,6 +87,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs-dir", default=str(ROOT / "bench" / "runs"))
     ap.add_argument("--previews", default=None, help="write the runs' preview grids side by side into this PNG")
     args = ap.parse_args(argv)
+    import bench_speed
+
     from gda_core.models import list_models
     from gda_core.runtime import resolve_device
 
@@ -105,7 +108,7 @@ def main(argv=None) -> int:
         "jobs": args.jobs,
         "cpu_count": os.cpu_count(),
         "wall_s": round(time.perf_counter() - t0, 1),
-        "cpu": _cpu_model(),
+        "cpu": bench_speed._cpu_model(),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -132,13 +135,6 @@ def main(argv=None) -> int:
 
 # The previews' order in the README image: the one-shot generators, then the iterative families.
 PREVIEW_ORDER = ("vae", "gan", "stylegan2", "ddpm", "ldm", "flow", "realnvp")
-
-
-def _cpu_model() -> str:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from bench_speed import _cpu_model as model
-
-    return model()
 
 
 def compose_previews(run_dirs: list[Path], out: Path, gap: int = 16, scale: int = 3) -> Path:

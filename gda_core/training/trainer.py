@@ -63,20 +63,15 @@ class TrainEvent:
         return d
 
 
-def cpu_bf16_wanted(family: str, train_config: TrainConfig) -> bool:
-    """Whether a run asks for bf16 on CPU: ``train_config.cpu_bf16``, or the family's default when None."""
-    if train_config.cpu_bf16 is None:
-        return bool(get_model_class(family).cpu_bf16_default)
-    return bool(train_config.cpu_bf16)
-
-
 def train_precision(dev: torch.device, train_config: TrainConfig, family: str | None = None) -> torch.dtype | None:
     """The autocast dtype of training steps: bf16 on CUDA with ``amp`` (where supported), bf16 on a
-    CPU that does it natively when the run asks for it (``cpu_bf16``, or ``family``'s default when
-    that is None), otherwise None (float32)."""
+    CPU that does it natively when the run asks for it (``cpu_bf16``, or ``family``'s
+    ``cpu_bf16_default`` when that is None), otherwise None (float32)."""
     if dev.type == "cuda":
         return torch.bfloat16 if train_config.amp and torch.cuda.is_bf16_supported() else None
-    wanted = cpu_bf16_wanted(family, train_config) if family is not None else bool(train_config.cpu_bf16)
+    wanted = train_config.cpu_bf16
+    if wanted is None:
+        wanted = family is not None and get_model_class(family).cpu_bf16_default
     if dev.type == "cpu" and wanted and fastpath.cpu_native_bf16():
         return torch.bfloat16
     return None
