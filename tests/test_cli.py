@@ -76,6 +76,8 @@ def test_train_cpu_bf16_flag(tmp_path):
         (["train", "--dataset", "digits", "--model", "vae", "--steps", "1", "--image-size", "30", "--out", "{tmp}/x"], "multiple of 4"),
         (["train", "--dataset", "digits", "--model", "vae", "--steps", "1", "--resume", "--out", "{tmp}/x"], "nothing to resume"),
         (["train", "--dataset", "pneumoniamnist", "--data-dir", "{tmp}", "--model", "vae", "--steps", "1", "--out", "{tmp}/x"], "pneumoniamnist.npz not found"),
+        (["train", "--dataset", "digits", "--model", "vae", "--steps", "1", "--lr", "-1", "--out", "{tmp}/x"], "learning rate must be a positive number"),
+        (["train", "--dataset", "digits", "--model", "vae", "--steps", "1", "--lr", "nan", "--out", "{tmp}/x"], "learning rate must be a positive number"),
         (["sample", "--checkpoint", "{tmp}/missing", "--out", "{tmp}/a.png"], "does not exist"),
         (["sample", "--checkpoint", "{tmp}", "--out", "{tmp}/a.gif"], "must end in .png, .npz or .zip"),
         (["train", "--dataset", "{tmp}/fake.npz", "--model", "vae", "--steps", "1", "--out", "{tmp}/x"], "fake.npz"),

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,20 +15,7 @@ from gda_core import checkpoints as ck
 from gda_core.models.layers import optimizer_step
 from gda_core.training.distributed import SINGLE, DistContext, SyncedOptimizer, shard
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _torchrun(nproc: int, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1"]
-    cmd += ["--master_port", str(_free_port()), "-m", "gda_core", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+from .torchrun import ROOT, report, torchrun
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -44,8 +29,8 @@ TINY_DDPM = ["--model", "ddpm", "--set", "base_channels=8", "--set", "channel_mu
 def test_torchrun_gloo_trains_checkpoints_once_resumes_and_loads_in_one_process(tmp_path):
     out = tmp_path / "run"
     common = ["train", "--dataset", "digits", *TINY_DDPM, "--batch-size", "16", "--out", str(out), "--checkpoint-every", "10"]
-    r = _torchrun(2, *common, "--steps", "20", "--json")
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = torchrun(2, *common, "--steps", "20", "--json")
+    assert r.returncode == 0, report(r)
     events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     # Only process 0 reports and writes: one event per checkpoint, not one per process.
     ckpt_steps = [e["step"] for e in events if e["kind"] == "checkpoint"]
@@ -59,8 +44,8 @@ def test_torchrun_gloo_trains_checkpoints_once_resumes_and_loads_in_one_process(
     assert [h["step"] for h in hist] == [10, 20]
 
     # Resume under torchrun to 30 steps: continues from 20, same folder and format.
-    r = _torchrun(2, *common, "--steps", "30", "--resume")
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = torchrun(2, *common, "--steps", "30", "--resume")
+    assert r.returncode == 0, report(r)
     assert r.stdout.count("run saved to") == 1
     cfg = ck.read_config(out)
     assert cfg["step"] == 30
@@ -69,11 +54,11 @@ def test_torchrun_gloo_trains_checkpoints_once_resumes_and_loads_in_one_process(
     # The data-parallel checkpoint is an ordinary run: a single process samples from it...
     png = tmp_path / "s.png"
     r = _cli("sample", "--checkpoint", str(out), "--n", "4", "--steps", "3", "--out", str(png))
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, report(r)
     assert png.stat().st_size > 100
     # ...and resumes it with a different number of processes (the data order is global).
     r = _cli("train", "--dataset", "digits", *TINY_DDPM, "--batch-size", "16", "--out", str(out), "--steps", "35", "--resume")
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, report(r)
     assert ck.read_config(out)["step"] == 35
 
 
@@ -81,11 +66,11 @@ def test_torchrun_gan_with_accumulation_keeps_processes_in_sync(tmp_path):
     # A GAN steps two optimisers per train_step and its spectral-norm buffers change in every
     # forward: the trainer checks at the end that both processes hold identical weights.
     out = tmp_path / "gan"
-    r = _torchrun(
+    r = torchrun(
         2, "train", "--dataset", "digits", "--model", "gan", "--set", "g_channels=16", "--set", "d_channels=16",
         "--steps", "12", "--batch-size", "16", "--grad-accum", "2", "--out", str(out),
     )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, report(r)
     cfg = ck.read_config(out)
     assert cfg["train_config"]["grad_accum"] == 2 and cfg["world_size"] == 2
 

@@ -18,6 +18,8 @@ from gda_core.models import TrainConfig, build_model
 from gda_core.models.realnvp import ActNorm, squeeze, unsqueeze
 from gda_core.training import train
 
+from .torchrun import report, torchrun
+
 SMALL = {"levels": 2, "steps_per_level": 2, "hidden_channels": 8, "class_dim": 4}
 
 
@@ -232,22 +234,9 @@ def test_short_training_on_digits_beats_the_uniform_bound(tmp_path):
 def test_torchrun_two_processes_share_the_actnorm_initialisation(tmp_path):
     """Under torchrun each process initialises actnorm on its own shard; process 0's values must
     win everywhere (the trainer refuses a run whose processes end with different weights)."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
-           "-m", "gda_core", "train", "--dataset", "digits", "--model", "realnvp", "--steps", "4", "--batch-size", "16",
-           "--set", "steps_per_level=1", "--set", "hidden_channels=8", "--out", str(tmp_path / "run")]  # fmt: skip
-    r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=240)
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = torchrun(2, "train", "--dataset", "digits", "--model", "realnvp", "--steps", "4", "--batch-size", "16",
+                 "--set", "steps_per_level=1", "--set", "hidden_channels=8", "--out", str(tmp_path / "run"))  # fmt: skip
+    assert r.returncode == 0, report(r)
     run = ck.load_run(tmp_path / "run", device="cpu")
     assert int(run.model.initialized) == 1 and run.config["world_size"] == 2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 
 import numpy as np
@@ -69,6 +70,53 @@ def test_resume_continues_from_saved_step(digits, tmp_path):
     ref = train("vae", digits, out=tmp_path / "ref", steps=80, **kw)
     a, b = ck.load_run(out).model.state_dict(), ck.load_run(ref).model.state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+
+
+def test_resume_checks_a_hand_edited_config_and_takes_its_settings(digits, tmp_path):
+    """Resuming takes the run's saved training settings (here its gradient accumulation, whatever the
+    caller passes) and refuses a config.json edited into something a new run would refuse, naming
+    the file, before touching the weights."""
+    out = tmp_path / "run"
+    kw = dict(model_config=TINY["vae"], seed=1)
+    train("vae", digits, out=out, steps=4, train_config=TrainConfig(batch_size=16, grad_accum=2), **kw)
+    path = out / "config.json"
+    saved = path.read_text()
+    train("vae", digits, out=out, steps=6, resume=True, train_config=TrainConfig(batch_size=16), **kw)
+    cfg = json.loads(path.read_text())
+    assert cfg["step"] == 6 and cfg["train_config"]["grad_accum"] == 2
+    weights = (out / "model.safetensors").read_bytes()
+    for key, value, fragment in [
+        ("lr", -1.0, "learning rate must be a positive number"),
+        ("ema_decay", 1.5, "ema_decay must be a number in [0, 1)"),
+        ("cpu_bf16", "yes", "cpu_bf16 must be true, false or null"),
+        ("grad_accum", 0, "gradient accumulation must be a positive integer"),
+        ("warmup", 10, "unknown keys ['warmup']"),
+    ]:
+        bad = json.loads(saved)
+        bad["train_config"][key] = value
+        path.write_text(json.dumps(bad))
+        with pytest.raises(ck.CheckpointError, match=re.escape(fragment)) as info:
+            train("vae", digits, out=out, steps=8, resume=True, **kw)
+        assert "config.json" in str(info.value)
+    bad = json.loads(saved)
+    bad["seed"] = "three"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ck.CheckpointError, match="'seed' must be an integer"):
+        train("vae", digits, out=out, steps=8, resume=True, **kw)
+    assert (out / "model.safetensors").read_bytes() == weights, "a refused resume leaves the run as it was"
+
+
+def test_train_config_is_validated_before_anything_runs(digits, tmp_path):
+    for tc, fragment in [
+        (TrainConfig(lr=0.0), "learning rate must be a positive number"),
+        (TrainConfig(lr=float("inf")), "learning rate must be a positive number"),
+        (TrainConfig(ema_decay=1.0), "ema_decay must be a number in [0, 1)"),
+        (TrainConfig(batch_size=2.5), "batch size must be a positive integer"),
+        (TrainConfig(amp="no"), "amp must be true or false"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(fragment)):
+            train("vae", digits, out=tmp_path / "x", steps=1, model_config=TINY["vae"], train_config=tc)
+    assert not (tmp_path / "x" / "model.safetensors").exists()
 
 
 def test_batches_are_a_function_of_step():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,40 @@ class TrainConfig:
     # for it in any family. CPUs without native bf16 train in float32 whatever is set (emulated bf16
     # is slower); an explicit True there is ignored with a note in the run's first message.
     cpu_bf16: bool | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """A validated TrainConfig from JSON (a run's config.json), refusing unknown keys."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"train_config must be a JSON object, got {type(d).__name__}")
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"train_config: unknown keys {sorted(unknown)}")
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise ConfigError (one line) for a value the trainer cannot use."""
+
+        def integer(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        if not integer(self.batch_size) or self.batch_size < 1:
+            raise ConfigError(f"batch size must be a positive integer, got {self.batch_size!r}")
+        if not integer(self.grad_accum) or self.grad_accum < 1:
+            raise ConfigError(f"gradient accumulation must be a positive integer, got {self.grad_accum!r}")
+        if self.lr is not None and (not number(self.lr) or self.lr <= 0):
+            raise ConfigError(f"learning rate must be a positive number, got {self.lr!r}")
+        if not number(self.ema_decay) or not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be a number in [0, 1), got {self.ema_decay!r}")
+        if not isinstance(self.amp, bool):
+            raise ConfigError(f"amp must be true or false, got {self.amp!r}")
+        if self.cpu_bf16 is not None and not isinstance(self.cpu_bf16, bool):
+            raise ConfigError(f"cpu_bf16 must be true, false or null (the family's default), got {self.cpu_bf16!r}")
 
 
 class GenerativeModel(nn.Module):

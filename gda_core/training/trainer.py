@@ -141,23 +141,11 @@ def train(
         raise ConfigError(f"minutes must be positive, got {minutes}")
     out = Path(out).expanduser()
     train_config = train_config or TrainConfig()
-    if train_config.batch_size < 1:
-        raise ConfigError(f"batch size must be >= 1, got {train_config.batch_size}")
-    if not isinstance(train_config.grad_accum, int) or train_config.grad_accum < 1:
-        raise ConfigError(f"gradient accumulation must be a positive integer, got {train_config.grad_accum}")
-    if not isinstance(train_config.amp, bool):
-        raise ConfigError(f"amp must be true or false, got {train_config.amp!r}")
-    if train_config.cpu_bf16 is not None and not isinstance(train_config.cpu_bf16, bool):
-        raise ConfigError(f"cpu_bf16 must be true, false or null (the family's default), got {train_config.cpu_bf16!r}")
+    train_config.validate()
     dev = resolve_device(device)
     get_model_class(family)  # fail fast on an unknown family, before touching the run folder
     with contextlib.ExitStack() as stack:
         ctx, dev = stack.enter_context(process_group(dev))
-        accum = train_config.grad_accum
-        if train_config.batch_size < ctx.world_size * accum:
-            raise ConfigError(
-                f"batch size {train_config.batch_size} is smaller than processes x accumulation steps ({ctx.world_size} x {accum})"
-            )
         if ctx.is_main:
             stack.enter_context(run_lock(out))
             # Temp files of writes interrupted by a kill (we hold the lock: nobody else is writing here).
@@ -172,10 +160,20 @@ def train(
             if saved_cfg["family"] != family:
                 raise ConfigError(f"{out}: cannot resume a '{saved_cfg['family']}' run as '{family}'")
             model_config = saved_cfg["model_config"]
-            seed = int(saved_cfg.get("seed", seed))
-            train_config = TrainConfig(**saved_cfg.get("train_config", asdict(train_config)))
+            seed = saved_cfg.get("seed", seed)
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                raise ck.CheckpointError(f"{out / ck.CONFIG}: 'seed' must be an integer, got {seed!r}")
+            try:  # the saved settings win; a hand-edited config.json is checked as a new one would be
+                train_config = TrainConfig.from_dict(saved_cfg.get("train_config", asdict(train_config)))
+            except ConfigError as exc:
+                raise ck.CheckpointError(f"{out / ck.CONFIG}: {exc}") from None
         elif (out / ck.STATE).exists() or (out / ck.WEIGHTS).exists():
             raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        accum = train_config.grad_accum
+        if train_config.batch_size < ctx.world_size * accum:
+            raise ConfigError(
+                f"batch size {train_config.batch_size} is smaller than processes x accumulation steps ({ctx.world_size} x {accum})"
+            )
         mc = {"image_size": dataset.image_size, "channels": dataset.channels, "num_classes": dataset.num_classes, **(model_config or {})}
         for key, actual in (("image_size", dataset.image_size), ("channels", dataset.channels), ("num_classes", dataset.num_classes)):
             if mc[key] != actual:
