@@ -7,7 +7,8 @@
 - ``ours``: our DDPM with its default config, through our trainer (its default training precision:
   bf16 autocast on a CPU with native bf16, float32 elsewhere; ``ours:cpu_bf16=false`` forces float32);
 - ``ours:key=value,...``: the same with DDPMConfig overrides, e.g.
-  ``ours:base_channels=32,channel_mults=1-2-2`` (tuples written with '-'), to compare UNet layouts;
+  ``ours:base_channels=32,channel_mults=1-2-2`` (tuples written with '-', words as they are:
+  ``x0_clip=static``), to compare UNet layouts or training settings (``min_snr_gamma=5``);
   the key ``cpu_bf16=true|false`` is a TrainConfig setting instead (train in bf16 autocast on a CPU
   with native bf16, or not; sampling stays float32, so only the training precision differs). ``diffusers``
   and ``diffusers-ref`` take ``:cpu_bf16=true`` too: the same autocast around their forward pass and
@@ -78,10 +79,13 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     overrides: dict = {}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
-        if "-" in value:
+        if "-" in value and value.replace("-", "").isdigit():
             overrides[key] = tuple(int(v) for v in value.split("-"))
         else:
-            overrides[key] = json.loads(value) if value not in ("", "cosine", "linear") else value
+            try:
+                overrides[key] = json.loads(value)
+            except ValueError:  # a bare word: cosine, min_snr, ...
+                overrides[key] = value
     if set(overrides) - {"cpu_bf16"} and kind != "ours":
         raise SystemExit(f"error: diffusers models take only cpu_bf16=true, got {spec!r}")
     return kind, overrides

@@ -143,6 +143,14 @@ def _resolve(run_or_model, dataset, device):
     return model, dataset, run
 
 
+
+def _sampling_config(config) -> dict | None:
+    """A model config as it enters the evaluation cache key: every field but ``training_only``."""
+    if not hasattr(config, "to_dict"):
+        return None
+    skip = set(getattr(type(config), "training_only", ()))
+    return {k: v for k, v in config.to_dict().items() if k not in skip}
+
 def evaluate(
     run_or_model,
     dataset=None,
@@ -225,10 +233,11 @@ def evaluate(
         "kid_subsets": int(kid_subsets),
         "dataset": {"spec": ds.spec.to_dict(), "train_sha256": data_hash(train_u8, train_y), "test_sha256": data_hash(test_u8, test_y)},
         # The same weights sample differently under another config (e.g. DDPM's x0_clip) or after a
-        # change to the family's sampling code, so both are part of the key.
+        # change to the family's sampling code, so both are part of the key (less the fields that
+        # only steer training, ``ModelConfig.training_only``: they cannot change what given weights sample).
         "model": {
             "family": family,
-            "config": model.config.to_dict() if hasattr(getattr(model, "config", None), "to_dict") else None,
+            "config": _sampling_config(getattr(model, "config", None)),
             "sampling_version": getattr(model, "sampling_version", None),
         },
     }

@@ -39,6 +39,9 @@ class ModelConfig:
     image_size: int = 16
     channels: int = 1
     num_classes: int = 10
+    # Fields that only steer training (the loss, the init) and so cannot change what a given set of
+    # weights samples: left out of the evaluation cache key, so adding one keeps cached reports valid.
+    training_only: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -10,8 +10,9 @@ DPM-Solver++(2M) from ``gda_core.schedulers``; guidance w mixes eps_u + w (eps_c
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -38,6 +39,10 @@ class DDPMConfig(ModelConfig):
     default_guidance: float = 2.0
     zero_init: bool = False  # ADM-style zero init of each residual branch and the output conv (see layers.ResBlock)
     x0_clip: str = "dynamic"  # how sampling keeps x0 in [-1, 1]: "dynamic" (Imagen) or "static"; see schedulers.diffusion._pred_x0
+    # Min-SNR-gamma loss weighting (Hang et al. 2023), as the LDM's: each image's noise MSE is weighted
+    # by min(SNR_t, gamma) / SNR_t, so the nearly clean timesteps stop dominating the gradient. 0 = off.
+    min_snr_gamma: float = 0.0
+    training_only: ClassVar[tuple[str, ...]] = ("min_snr_gamma",)  # zero_init predates this list and stays in the key
 
     @classmethod
     def from_dict(cls, d: dict) -> "DDPMConfig":
@@ -59,6 +64,8 @@ class DDPMConfig(ModelConfig):
             raise ConfigError(f"zero_init must be true or false, got {self.zero_init!r}")
         if self.x0_clip not in X0_CLIPS:
             raise ConfigError(f"x0_clip must be one of {', '.join(X0_CLIPS)}, got {self.x0_clip!r}")
+        if not (0 <= self.min_snr_gamma < math.inf):
+            raise ConfigError(f"min_snr_gamma must be >= 0 (0 = off), got {self.min_snr_gamma}")
 
 
 class UNet(nn.Module):
@@ -160,7 +167,12 @@ class DDPM(GenerativeModel):
         noise = torch.randn_like(x0)
         drop = torch.rand(b, device=x0.device) < self.config.cond_drop
         y_in = torch.where(drop, torch.full_like(y, self.config.num_classes), y)
-        return F.mse_loss(self.unet(self.schedule.add_noise(x0, noise, t), t, y_in), noise)
+        pred = self.unet(self.schedule.add_noise(x0, noise, t), t, y_in)
+        gamma = self.config.min_snr_gamma
+        if gamma == 0:
+            return F.mse_loss(pred, noise)
+        snr = self.schedule.snr(t, x0.device)
+        return ((pred.float() - noise).pow(2).flatten(1).mean(1) * snr.clamp(max=gamma) / snr).mean()
 
     def train_step(self, x, y, optimizers, *, step, amp_dtype):
         opt = optimizers["unet"]

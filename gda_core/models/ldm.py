@@ -484,8 +484,7 @@ class LDM(GenerativeModel):
         if gamma > 0:
             # Min-SNR-gamma weighting (Hang et al. 2023) for eps-prediction: min(SNR, gamma) / SNR, with the SNR
             # of the unit-variance latents (the schedule's SNR / latent_clip^2, see the module docstring).
-            ab = self.schedule.abar(t, y0.device)
-            snr = ab / (1 - ab) / self.config.latent_clip**2
+            snr = self.schedule.snr(t, y0.device) / self.config.latent_clip**2
             err = err * snr.clamp(max=gamma) / snr
         return err.mean()
 

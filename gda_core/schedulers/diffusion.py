@@ -44,6 +44,11 @@ class NoiseSchedule:
     def abar(self, t: torch.Tensor, device, dtype=torch.float32) -> torch.Tensor:
         return self.alphas_cumprod.to(device)[t.long()].to(dtype)
 
+    def snr(self, t: torch.Tensor, device) -> torch.Tensor:
+        """Signal-to-noise ratio abar_t / (1 - abar_t) of timesteps t, float32."""
+        ab = self.alphas_cumprod.to(device)[t.long()]
+        return (ab / (1 - ab)).float()
+
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """q(x_t | x_0) (eq. 4 of DDPM)."""
         ab = self.abar(t, x0.device, x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
