@@ -64,7 +64,8 @@ FIELD_HELP = {
     "ae_lr": "learning rate of the autoencoder phase",
     "kl_weight": "weight of the autoencoder's KL term: keeps the latent close to Gaussian (small, e.g. 1e-6)",
     "recon_loss": "autoencoder reconstruction loss: l1 (sharper) or mse",
-    "min_snr_gamma": "Min-SNR loss weighting of the diffusion timesteps (0 = off): speeds up training",
+    "min_snr_gamma": "Min-SNR weighting of the diffusion loss over timesteps (0 = off; 5 is usual). On in the LDM, where it "
+    "learned faster; off in the DDPM, where it gave more precise but less varied samples and a worse FID",
     "latent_clip": "predicted latents are clipped to +- this many standard deviations while sampling (must be > 0)",
     # Flow matching
     "time_sampling": "how training times t are drawn: uniform or logit-normal (more weight to the middle of the path)",
