@@ -143,13 +143,13 @@ def _resolve(run_or_model, dataset, device):
     return model, dataset, run
 
 
-
 def _sampling_config(config) -> dict | None:
     """A model config as it enters the evaluation cache key: every field but ``training_only``."""
     if not hasattr(config, "to_dict"):
         return None
     skip = set(getattr(type(config), "training_only", ()))
     return {k: v for k, v in config.to_dict().items() if k not in skip}
+
 
 def evaluate(
     run_or_model,

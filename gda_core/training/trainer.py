@@ -101,6 +101,11 @@ def _batch_indices(step: int, n: int, batch: int, seed: int) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.long)
 
 
+def _check_batch(tc: TrainConfig, world_size: int) -> None:
+    if tc.batch_size < world_size * tc.grad_accum:
+        raise ConfigError(f"batch size {tc.batch_size} is smaller than processes x accumulation steps ({world_size} x {tc.grad_accum})")
+
+
 def train(
     family: str,
     dataset: Dataset,
@@ -146,6 +151,7 @@ def train(
     get_model_class(family)  # fail fast on an unknown family, before touching the run folder
     with contextlib.ExitStack() as stack:
         ctx, dev = stack.enter_context(process_group(dev))
+        _check_batch(train_config, ctx.world_size)  # before the run folder is touched
         if ctx.is_main:
             stack.enter_context(run_lock(out))
             # Temp files of writes interrupted by a kill (we hold the lock: nobody else is writing here).
@@ -169,11 +175,8 @@ def train(
                 raise ck.CheckpointError(f"{out / ck.CONFIG}: {exc}") from None
         elif (out / ck.STATE).exists() or (out / ck.WEIGHTS).exists():
             raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        _check_batch(train_config, ctx.world_size)  # again: a resumed run trains with its saved settings
         accum = train_config.grad_accum
-        if train_config.batch_size < ctx.world_size * accum:
-            raise ConfigError(
-                f"batch size {train_config.batch_size} is smaller than processes x accumulation steps ({ctx.world_size} x {accum})"
-            )
         mc = {"image_size": dataset.image_size, "channels": dataset.channels, "num_classes": dataset.num_classes, **(model_config or {})}
         for key, actual in (("image_size", dataset.image_size), ("channels", dataset.channels), ("num_classes", dataset.num_classes)):
             if mc[key] != actual:
