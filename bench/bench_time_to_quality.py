@@ -13,6 +13,9 @@
   with native bf16, or not; sampling stays float32, so only the training precision differs). ``diffusers``
   and ``diffusers-ref`` take ``:cpu_bf16=true`` too: the same autocast around their forward pass and
   loss (without it they train in float32, as diffusers does on CPU);
+- ``flow[:key=value,...]``: our flow-matching family (same UNet) through the same trainer, sampled
+  with its own default sampler and steps (Heun, 20), e.g. ``flow:cpu_bf16=false flow:cpu_bf16=true``
+  to measure what bf16 training does to it;
 - ``diffusers``: UNet2DModel with OUR default layout (bench/diffusers_baseline.matched_unet);
 - ``diffusers-ref``: UNet2DModel in the layout of diffusers' train_unconditional example, shrunk to
   our default's parameter count (bench/diffusers_baseline.reference_unet).
@@ -74,8 +77,8 @@ def _labels(train_y: np.ndarray, n: int) -> np.ndarray:
 def parse_spec(spec: str) -> tuple[str, dict]:
     """'ours:base_channels=16,channel_mults=1-3-5' -> ('ours', {...}); ConfigError-free: bad keys fail in DDPMConfig."""
     kind, _, rest = spec.partition(":")
-    if kind not in ("ours", "diffusers", "diffusers-ref"):
-        raise SystemExit(f"error: unknown model spec {spec!r} (ours, ours:key=value,..., diffusers, diffusers-ref)")
+    if kind not in ("ours", "flow", "diffusers", "diffusers-ref"):
+        raise SystemExit(f"error: unknown model spec {spec!r} (ours, ours:key=value,..., flow[:key=value,...], diffusers, diffusers-ref)")
     overrides: dict = {}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
@@ -86,7 +89,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
                 overrides[key] = json.loads(value)
             except ValueError:  # a bare word: cosine, min_snr, ...
                 overrides[key] = value
-    if set(overrides) - {"cpu_bf16"} and kind != "ours":
+    if set(overrides) - {"cpu_bf16"} and kind not in ("ours", "flow"):
         raise SystemExit(f"error: diffusers models take only cpu_bf16=true, got {spec!r}")
     return kind, overrides
 
@@ -106,14 +109,17 @@ def worker(args) -> int:
     tag = str(args.index)
     cfg = DDPMConfig(image_size=ds.image_size, channels=ds.channels, num_classes=ds.num_classes)
     t0, c0 = time.perf_counter(), time.process_time()
-    if kind == "ours":
+    if kind in ("ours", "flow"):
         from gda_core.checkpoints import load_run
         from gda_core.models import TrainConfig
         from gda_core.training import train
 
         run_dir = work / f"run_{tag}"
-        tc = TrainConfig(cpu_bf16=overrides.pop("cpu_bf16", None))  # None: the trainer's default for the DDPM
-        train("ddpm", ds, out=run_dir, minutes=args.minutes, seed=args.seed, device="cpu", model_config=overrides or None, train_config=tc)
+        tc = TrainConfig(cpu_bf16=overrides.pop("cpu_bf16", None))  # None: the trainer's default for the family
+        family = "ddpm" if kind == "ours" else "flow"
+        # The DDPM samples as diffusers does here (DDIM 25); the flow model with its own defaults (Heun, 20 steps).
+        how = {"steps": 25, "sampler": "ddim"} if kind == "ours" else {}
+        train(family, ds, out=run_dir, minutes=args.minutes, seed=args.seed, device="cpu", model_config=overrides or None, train_config=tc)
         train_cpu = time.process_time() - c0
         run = load_run(run_dir, device="cpu")
         model = run.model.eval()
@@ -125,7 +131,7 @@ def worker(args) -> int:
         chunks = []
         for start in range(0, args.n, 64):
             stop = min(args.n, start + 64)
-            chunks.append(model.sample(stop - start, labels[start:stop], seed=start, steps=25, guidance=args.guidance, sampler="ddim"))
+            chunks.append(model.sample(stop - start, labels[start:stop], seed=start, guidance=args.guidance, **how))
         imgs = torch.cat(chunks)
     else:
         import diffusers_baseline as base
@@ -255,7 +261,7 @@ def main() -> int:
         "minutes": args.minutes,
         "seed": args.seed,
         "n_samples": args.n,
-        "sampler": f"DDIM 25 steps, eta 0, guidance {args.guidance} (both)",
+        "sampler": f"DDIM 25 steps, eta 0, guidance {args.guidance} (DDPMs); flow: its default sampler and steps, same guidance",
         "conditioning": "class-conditional for both (num_class_embeds = classes + null label, 10% label dropout)",
         "concurrency": f"all {len(args.models)} trainings run at the same time, one process with 1 thread each",
         "features": "domain-cnn (gda_core.metrics), real = training split",
@@ -284,7 +290,7 @@ def _table(rows: dict, ref: dict) -> str:
         "| model | params | train steps in budget | train wall s / CPU s | train img/s | FID (lower better) | precision | recall | density | coverage |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    labels = {"ours": "GDA Studio DDPM (our trainer)", "diffusers": "diffusers UNet2DModel, our layout (bare loop)",
+    labels = {"ours": "GDA Studio DDPM (our trainer)", "flow": "GDA Studio flow matching (our trainer)", "diffusers": "diffusers UNet2DModel, our layout (bare loop)",
               "diffusers-ref": "diffusers UNet2DModel, train_unconditional layout (bare loop)"}  # fmt: skip
     for name, r in rows.items():
         kind, _, rest = name.partition(":")

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cpu-bf16", action=argparse.BooleanOptionalAction, default=None,
         help="train in bfloat16 autocast on a CPU that does bf16 natively (AVX512-BF16/AMX; float32 elsewhere); default: the "
-        "family's (on for ddpm, off for the others); --no-cpu-bf16 keeps float32; GPUs use bf16 already",
+        "family's (on for ddpm and flow, off for the others); --no-cpu-bf16 keeps float32; GPUs use bf16 already",
     )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override, e.g. --set latent_dim=64 (repeatable)")
     p.add_argument("--seed", type=int, default=0)

@@ -196,7 +196,7 @@ def test_cpu_bf16_default_is_the_familys(native, digits, tmp_path, monkeypatch):
     monkeypatch.setattr(fastpath, "cpu_native_bf16", lambda: native)
     assert TrainConfig().cpu_bf16 is None
     assert get_model_class("ddpm").cpu_bf16_default and not get_model_class("vae").cpu_bf16_default
-    assert {m for m in list_models() if get_model_class(m).cpu_bf16_default} == {"ddpm"}
+    assert {m for m in list_models() if get_model_class(m).cpu_bf16_default} == {"ddpm", "flow"}
     kw = dict(steps=2, seed=0, device="cpu", checkpoint_every=10)
     cases = [("ddpm", TrainConfig(batch_size=16), native), ("ddpm", TrainConfig(batch_size=16, cpu_bf16=False), False),
              ("vae", TrainConfig(batch_size=16), False), ("vae", TrainConfig(batch_size=16, cpu_bf16=True), native)]  # fmt: skip

@@ -85,8 +85,8 @@ class TrainConfig:
     grad_accum: int = 1
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     # bf16 autocast on a CPU that does bf16 natively (AVX512-BF16 / AMX), the CPU counterpart of
-    # ``amp``. None: the family's ``cpu_bf16_default`` (on for the DDPM, whose time to quality in bf16
-    # is measured: README, "Training in bfloat16 on CPU"; off for the others, unmeasured). True asks
+    # ``amp``. None: the family's ``cpu_bf16_default`` (on for the DDPM and the flow model, whose time to
+    # quality in bf16 is measured: README, "Training in bfloat16 on CPU"; off for the others, unmeasured). True asks
     # for it in any family. CPUs without native bf16 train in float32 whatever is set (emulated bf16
     # is slower); an explicit True there is ignored with a note in the run's first message.
     cpu_bf16: bool | None = None
