@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_time_to_quality import DEFAULT_DATA, _labels, _rel  # noqa: E402
+from bench_time_to_quality import DEFAULT_DATA, _labels, _rel, sample_u8, scores  # noqa: E402
 
 
 def decay(schedule: str, n: int) -> float:
@@ -91,11 +91,7 @@ def worker(args) -> int:
         with torch.no_grad():
             for p_ema, a in zip(model.unet_ema.parameters(), avg, strict=True):
                 p_ema.copy_(a)
-        chunks = []
-        for start in range(0, args.n, 64):
-            stop = min(args.n, start + 64)
-            chunks.append(model.sample(stop - start, labels[start:stop], seed=start, steps=25, guidance=args.guidance, sampler="ddim"))
-        u8 = torch.cat(chunks).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+        u8 = sample_u8(args.n, lambda a, b: model.sample(b - a, labels[a:b], seed=a, steps=25, guidance=args.guidance, sampler="ddim"))
         np.save(work / f"{args.seed}_{i}_samples.npy", u8, allow_pickle=False)
     (work / f"{args.seed}_stats.json").write_text(json.dumps(stats))
     return 0
@@ -124,7 +120,7 @@ def main() -> int:
     import bench_speed
 
     from gda_core.data import load_dataset
-    from gda_core.metrics import fid, get_extractor, prdc
+    from gda_core.metrics import get_extractor
     from gda_core.runtime import atomic_write_json
 
     ds = load_dataset(args.data)
@@ -146,7 +142,7 @@ def main() -> int:
             stats = json.loads((Path(tmp) / f"{s}_stats.json").read_text())
             for i, sched in enumerate(args.schedules):
                 f_fake = ext(torch.from_numpy(np.load(Path(tmp) / f"{s}_{i}_samples.npy", allow_pickle=False)))
-                rows.append({**stats, "schedule": sched, "fid": round(fid(f_real, f_fake), 3), **{k: round(v, 4) for k, v in prdc(f_real, f_fake).items()}})
+                rows.append({**stats, "schedule": sched, **scores(f_real, f_fake)})
     lines = ["| seed | EMA schedule | train steps | FID (lower better) | precision | recall | density | coverage |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['seed']} | {r['schedule']} | {r['train_steps']} | {r['fid']} | {r['precision']} | {r['recall']} | {r['density']} | {r['coverage']} |")

@@ -74,6 +74,20 @@ def _labels(train_y: np.ndarray, n: int) -> np.ndarray:
     return np.tile(order, -(-n // len(order)))[:n]
 
 
+def sample_u8(n: int, draw) -> np.ndarray:
+    """n images as one uint8 (N, C, H, W) array, drawn 64 at a time: ``draw(start, stop)``
+    returns images in [0, 1] for sample indices start..stop-1 (image i from sample seed i)."""
+    chunks = [draw(start, min(n, start + 64)) for start in range(0, n, 64)]
+    return torch.cat(chunks).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+
+
+def scores(f_real: torch.Tensor, f_fake: torch.Tensor) -> dict:
+    """FID and precision / recall / density / coverage of fake against real domain features."""
+    from gda_core.metrics import fid, prdc
+
+    return {"fid": round(fid(f_real, f_fake), 3), **{k: round(v, 4) for k, v in prdc(f_real, f_fake).items()}}
+
+
 def parse_spec(spec: str) -> tuple[str, dict]:
     """'ours:base_channels=16,channel_mults=1-3-5' -> ('ours', {...}); ConfigError-free: bad keys fail in DDPMConfig."""
     kind, _, rest = spec.partition(":")
@@ -128,11 +142,7 @@ def worker(args) -> int:
         train_wall = float(run.config["train_time_s"])  # the trainer's own budget clock
         params = model.num_parameters()
         t1 = time.perf_counter()
-        chunks = []
-        for start in range(0, args.n, 64):
-            stop = min(args.n, start + 64)
-            chunks.append(model.sample(stop - start, labels[start:stop], seed=start, guidance=args.guidance, **how))
-        imgs = torch.cat(chunks)
+        u8 = sample_u8(args.n, lambda a, b: model.sample(b - a, labels[a:b], seed=a, guidance=args.guidance, **how))
     else:
         import diffusers_baseline as base
         from diffusers.training_utils import EMAModel
@@ -173,13 +183,8 @@ def worker(args) -> int:
         params = sum(p.numel() for p in unet.parameters())
         ddim = base.ddim_scheduler(cfg)
         t1 = time.perf_counter()
-        chunks = []
-        for start in range(0, args.n, 64):
-            stop = min(args.n, start + 64)
-            chunks.append(base.sample(unet, ddim, labels[start:stop], seeds[start:stop], steps=25, guidance=args.guidance, num_classes=cfg.num_classes))
-        imgs = torch.cat(chunks)
+        u8 = sample_u8(args.n, lambda a, b: base.sample(unet, ddim, labels[a:b], seeds[a:b], steps=25, guidance=args.guidance, num_classes=cfg.num_classes))
     sample_wall = time.perf_counter() - t1
-    u8 = imgs.clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
     np.save(work / f"{tag}_samples.npy", u8, allow_pickle=False)
     stats = {
         "model": args.worker,
@@ -225,7 +230,7 @@ def main() -> int:
 
     from gda_core.data import load_dataset
     from gda_core.fastpath import cpu_native_bf16
-    from gda_core.metrics import fid, get_extractor, prdc
+    from gda_core.metrics import get_extractor
     from gda_core.runtime import atomic_write_json
 
     ds = load_dataset(args.data)
@@ -252,9 +257,9 @@ def main() -> int:
             stats = json.loads((Path(tmp) / f"{i}_stats.json").read_text())
             u8 = np.load(Path(tmp) / f"{i}_samples.npy", allow_pickle=False)
             f_fake = ext(torch.from_numpy(u8))
-            rows[w] = {**stats, "fid": round(fid(f_real, f_fake), 3), **{k: round(v, 4) for k, v in prdc(f_real, f_fake).items()}}
+            rows[w] = {**stats, **scores(f_real, f_fake)}
     f_test = ext(torch.from_numpy(np.ascontiguousarray(test_u8)).permute(0, 3, 1, 2).contiguous())
-    ref = {"n": len(test_u8), "fid": round(fid(f_real, f_test), 3), **{k: round(v, 4) for k, v in prdc(f_real, f_test).items()}}
+    ref = {"n": len(test_u8), **scores(f_real, f_test)}
 
     meta = {
         "dataset": f"{ds.name} {ds.image_size}x{ds.image_size}x{ds.channels}, {len(train_y)} training images, {ds.num_classes} classes",
