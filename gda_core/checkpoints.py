@@ -68,7 +68,7 @@ class Run:
     @property
     def data_spec(self) -> DataSpec:
         d = dict(self.config.get("data") or {})
-        allowed = {"source", "image_size", "channels", "per_class", "seed", "data_dir"}
+        allowed = {"source", "image_size", "channels", "per_class", "seed", "data_dir", "subset_seed"}
         return DataSpec(**{k: v for k, v in d.items() if k in allowed})
 
     @property

@@ -270,39 +270,36 @@ def start_training(manager: JobManager, *, owner: str | None, family: str, datas
                          family=family, dataset=dataset, out=out, **kwargs)  # fmt: skip
 
 
-#: Evaluation presets: ``quick`` finishes in about a minute on a laptop CPU for 16 px digits.
-EVAL_PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"n_samples": 300, "augment": (1,), "deepfool_steps": 20, "budget": {"epochs": 5, "min_steps": 60, "max_steps": 200}},
-    "full": {},
-}
-
-
-def evaluation_options(preset: str) -> dict[str, Any]:
-    """Keyword arguments of ``gda_core.metrics.evaluate`` for a preset name (``quick`` / ``full``)."""
-    if preset not in EVAL_PRESETS:
-        raise ConfigError(f"unknown evaluation preset '{preset}'; choose one of {', '.join(EVAL_PRESETS)}")
-    opts = dict(EVAL_PRESETS[preset])
-    if "budget" in opts:
-        from .metrics import ClassifierBudget
-
-        opts["budget"] = ClassifierBudget(**opts["budget"])
-    return opts
-
-
-def evaluation_job(job: Job, *, run_dir: str | Path, preset: str = "quick", seed: int = 0, device: str = "auto"):
-    """Job body: ``gda_core.metrics.evaluate`` on one run folder; returns the Report."""
-    from .metrics import evaluate
+def evaluation_job(job: Job, *, run_dir: str | Path, preset: str = "quick", seed: int = 0, device: str = "auto", sampling: dict | None = None):
+    """Job body: ``gda_core.metrics.evaluate`` on one run folder at a preset and sampler settings
+    (``sampling``: steps, guidance, sampler, temperature); returns the Report."""
+    from .metrics.evaluation import evaluate, evaluation_options
 
     def on_progress(stage: str, fraction: float) -> None:
         job.update(progress=fraction, message=stage)
 
-    return evaluate(str(run_dir), seed=seed, device=device, progress=on_progress, cancel=job.cancel_event, **evaluation_options(preset))
+    return evaluate(str(run_dir), seed=seed, device=device, progress=on_progress, cancel=job.cancel_event, **evaluation_options(preset),
+                    **(sampling or {}))  # fmt: skip
 
 
 def start_evaluation(manager: JobManager, *, owner: str | None, run_dir: str | Path, preset: str = "quick", **kwargs: Any) -> Job:
     run_dir = Path(run_dir)
     return manager.start("evaluate", evaluation_job, owner=owner, title=f"evaluate {run_dir.name} ({preset})",
                          meta={"run_dir": str(run_dir), "preset": preset}, run_dir=run_dir, preset=preset, **kwargs)  # fmt: skip
+
+
+def curve_job(job: Job, *, run_dir: str | Path, steps: list[int], sampling: dict | None = None, device: str = "auto") -> dict:
+    """Job body: ``gda_core.metrics.curve.quality_cost_curve`` on one run folder."""
+    from .metrics.curve import quality_cost_curve
+
+    return quality_cost_curve(str(run_dir), steps=steps, device=device, progress=lambda stage, f: job.update(progress=f, message=stage),
+                              cancel=job.cancel_event, **(sampling or {}))  # fmt: skip
+
+
+def start_curve(manager: JobManager, *, owner: str | None, run_dir: str | Path, steps: list[int], **kwargs: Any) -> Job:
+    run_dir = Path(run_dir)
+    return manager.start("curve", curve_job, owner=owner, title=f"quality against cost of {run_dir.name}", meta={"run_dir": str(run_dir)},
+                         run_dir=run_dir, steps=list(steps), **kwargs)  # fmt: skip
 
 
 def cached_reports(run_dir: str | Path) -> list[tuple[Path, Any]]:

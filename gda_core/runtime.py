@@ -42,6 +42,17 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     raise ConfigError(f"unknown device '{device}'; choose one of {', '.join(DEVICE_CHOICES)}")
 
 
+def cache_root() -> Path:
+    """Where GDA Studio caches what it can recompute (extractors, stage outputs, study generators):
+    $GDA_CACHE_DIR, else platformdirs' user cache dir for 'gda-studio'."""
+    env = os.environ.get("GDA_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("gda-studio"))
+
+
 def device_name(device: torch.device | str) -> str:
     """Human-readable device name: the GPU model for CUDA, else 'CPU' / 'Apple MPS'."""
     device = torch.device(device)

@@ -1,4 +1,6 @@
-"""Compare: score several checkpoints on six axes, radar chart, raw figures, reading, exports."""
+"""Compare: several checkpoints on the six axes, each score with its 95 % interval; what is within
+noise, whether the reports are comparable, the paper's claims on these models, per-class figures,
+quality against cost, exports."""
 
 from __future__ import annotations
 
@@ -9,15 +11,28 @@ import pandas as pd
 import streamlit as st
 
 from gda_core.errors import GDAError
-from gda_core.jobs import cached_reports, start_evaluation
-from gda_core.metrics import AXES, AXIS_HELP, BPD_HELP, HEADLINE_RAW, RAW_META, radar_figure, reading, write_comparison
+from gda_core.jobs import cached_reports, start_curve, start_evaluation
+from gda_core.metrics import (
+    AXES,
+    AXIS_HELP,
+    BPD_HELP,
+    claim_sentence,
+    claims_from_reports,
+    comparability,
+    per_class_rows,
+    radar_figure,
+    reading,
+    table_rows,
+    write_comparison,
+)
+from gda_core.metrics.curve import curve_figure
 from pages import common
 
 common.setup()
 st.title("Compare")
 st.caption(
-    "Score models on the six axes of the extended generative trilemma. Every score is in [0, 1] and higher is better; "
-    "the raw figures behind them say which way is better one by one."
+    "Score models on the six axes of the extended generative trilemma. Every score is in [0, 1], higher is better, and comes with its "
+    "95% interval (the shaded band on the radar): where two models' intervals say their difference could be noise, the reading says so."
 )
 manager = common.job_manager()
 me = common.owner()
@@ -37,45 +52,46 @@ selected = st.multiselect(
     key="compare_sel",
     on_change=common.keep,
     args=("compare_sel",),
-    help="Pick two or more. Each is scored against the dataset it was trained on.",
+    help="Pick two or more. Each is scored against the dataset it was trained on. Saved evaluations are drawn at once.",
 )
-preset = st.radio(
+# A newcomer sees the saved evaluations of the selected checkpoints straight away (shipped ones have them).
+if not st.session_state.get("compare_cleared"):
+    for p in selected:
+        if p not in reports and (cached := cached_reports(p)):
+            reports[p] = cached[0][1]
+
+c0, c1 = st.columns([1, 2])
+preset = c0.radio(
     "Evaluation budget",
     ("quick", "full"),
     horizontal=True,
     key="compare_preset",
-    help="quick: 300 samples and short classifier training (about a minute per model on a CPU, noisier). full: as many samples as training images and the standard classifier budget (the figures to report).",
+    help="quick: 300 samples, short classifier training, one seed (about a minute per model on a CPU; bootstrap intervals). "
+    "full: as many samples as training images, the standard classifier budget and 3 seeds (the figures to report).",
 )
+with c1.expander("Sampler settings for the evaluation (iterative models)"):
+    s1, s2, s3, s4 = st.columns(4)
+    steps = s1.number_input("steps (0 = default)", 0, 1000, 0, key="compare_steps", help="Sampling steps of diffusion and flow models.")
+    guidance = s2.number_input("guidance (0 = default)", 0.0, 20.0, 0.0, 0.5, key="compare_guidance", help="Classifier-free guidance scale.")
+    sampler = s3.text_input("sampler (blank = default)", "", key="compare_sampler", help="e.g. ddim or dpmpp (ddpm, ldm); heun or euler (flow)")
+    temperature = s4.number_input("temperature", 0.0, 2.0, 1.0, 0.05, key="compare_temp", help="Scale of the starting noise (1 = as trained).")
+sampling = {"steps": int(steps) or None, "guidance": float(guidance) or None, "sampler": sampler.strip() or None, "temperature": float(temperature)}
 
 with st.expander("About the six axes", expanded=False):
     for a in AXES:
         st.markdown(f"- **{a}**: {AXIS_HELP[a]}")
 
-c1, c2, c3 = st.columns(3)
-if c1.button("Evaluate selected", type="primary", key="compare_eval", disabled=not selected,
+b1, b2 = st.columns(2)
+if b1.button("Evaluate selected", type="primary", key="compare_eval", disabled=not selected,
              help="Run the evaluations in the background (results already computed with the same settings are reused instantly)."):  # fmt: skip
     busy = {j.meta.get("run_dir") for j in manager.list(owner=me, kind="evaluate") if not j.done}
     for p in selected:
         if p not in busy:
-            start_evaluation(manager, owner=me, run_dir=p, preset=preset)
+            start_evaluation(manager, owner=me, run_dir=p, preset=preset, sampling=sampling)
     st.rerun()
-if c2.button(
-    "Load cached evaluations",
-    key="compare_load",
-    disabled=not selected,
-    help="Use the latest saved evaluation of each selected checkpoint (from its eval/ folder).",
-):
-    missing = []
-    for p in selected:
-        cached = cached_reports(p)
-        if cached:
-            reports[p] = cached[0][1]
-        else:
-            missing.append(by_path[p].path.name)
-    if missing:
-        st.warning(f"No saved evaluation for: {', '.join(missing)}. Press Evaluate selected.")
-if c3.button("Clear results", key="compare_clear", help="Forget the results shown here (saved evaluations stay on disk)."):
+if b2.button("Clear results", key="compare_clear", help="Forget the results shown here (saved evaluations stay on disk)."):
     reports.clear()
+    st.session_state["compare_cleared"] = True
 
 eval_running = any(not j.done for j in manager.list(owner=me, kind="evaluate"))
 
@@ -98,8 +114,11 @@ def eval_jobs() -> None:
 eval_jobs()
 
 shown = [p for p in selected if p in reports]
+missing = [by_path[p].path.name for p in selected if p not in reports]
+if missing and shown:
+    st.caption(f"No saved evaluation yet for {', '.join(missing)}: press **Evaluate selected**.")
 if not shown:
-    st.info("No results yet for the selected checkpoints: press **Evaluate selected** (or **Load cached evaluations**).")
+    st.info("No results yet for the selected checkpoints: press **Evaluate selected**.")
     st.stop()
 
 names: list[str] = []
@@ -108,6 +127,8 @@ for p in shown:
     names.append(n if n not in names else f"{n} ({len(names) + 1})")
 reps = [reports[p] for p in shown]
 
+for w in comparability(reps, names):
+    st.warning(w)
 st.plotly_chart(radar_figure(reps, names), key="compare_radar", theme=None)  # plotly colours: distinct per model
 
 # Exact likelihood, next to the six axes, when at least one model has one (flows such as RealNVP).
@@ -119,54 +140,60 @@ if any(r.bits_per_dim is not None for r in reps):
 
 st.subheader("Reading")
 for line in reading(reps, names):
-    st.markdown(f"- {line}")
+    st.markdown(f"- {common.plain(line)}")
+
+st.subheader("The paper's claims on these models")
+st.caption("Diffusion > GAN > VAE on fidelity and utility, GAN > diffusion > VAE on privacy, VAE > GAN > diffusion on speed "
+           "(arXiv 2504.10555), checked here from the intervals: supported, contradicted, or cannot tell at this budget.")  # fmt: skip
+for c in claims_from_reports(reps, names):
+    icon = {"supported": "✅", "contradicted": "❌", "inconclusive": "➖"}[c["verdict"]]
+    st.markdown(f"{icon} {common.plain(claim_sentence(c))}")
 
 st.subheader("Figures")
-rows = []
-for a in AXES:
-    rows.append({"metric": f"{a} score", "what it measures": AXIS_HELP[a], "unit": "0-1", "better": "higher ↑",
-                 **{n: r.scores.get(a) for n, r in zip(names, reps, strict=False)}})  # fmt: skip
-raw_keys: list[str] = []
-for r in reps:
-    raw_keys += [k for k in r.raw if k not in raw_keys]
-raw_keys = [k for k in HEADLINE_RAW if k in raw_keys] + [k for k in raw_keys if k not in HEADLINE_RAW]  # bits/dim next to the axes
-for k in raw_keys:
-    unit, better, desc = RAW_META.get(k, ("", "", ""))
-    for r in reps:
-        unit = unit or r.units.get(k, "")
-        better = better or r.better.get(k, "")
-        desc = desc or r.descriptions.get(k, "")
-    arrow = {"higher": "higher ↑", "lower": "lower ↓"}.get(better, "for information")
-    rows.append(
-        {
-            "metric": k,
-            "what it measures": desc,
-            "unit": unit,
-            "better": arrow,
-            **{n: r.raw.get(k) for n, r in zip(names, reps, strict=False)},
-        }
-    )
-table = pd.DataFrame(rows)
-st.dataframe(
-    table,
-    hide_index=True,
-    column_config={
-        "what it measures": st.column_config.TextColumn(width="large"),
-        **{n: st.column_config.NumberColumn(format="%.4g") for n in names},
-    },
-    key="compare_table",
-)
+st.caption("Each cell: mean [95% interval]. How each interval was made is listed under Provenance.")
+table = pd.DataFrame(table_rows(reps, names))
+st.dataframe(table, hide_index=True, column_config={"what it measures": st.column_config.TextColumn(width="large")}, key="compare_table")
+
+pc = per_class_rows(reps, names)
+if pc:
+    with st.expander("Per class: fidelity, diversity and utility within each class (minority classes first to check)"):
+        st.dataframe(pd.DataFrame(pc), hide_index=True, key="compare_per_class")
 
 warn = [(n, w) for n, r in zip(names, reps, strict=False) for w in r.warnings]
 if warn:
     with st.expander(f"Warnings ({len(warn)})"):
         for n, w in warn:
-            st.markdown(f"- **{n}**: {w}")
-with st.expander("Provenance (seeds, sample counts, device, checkpoint hashes)"):
+            st.markdown(f"- **{common.plain(n)}**: {common.plain(w)}")
+with st.expander("Provenance (seeds, sample counts, device, checkpoint hashes, how each interval was made)"):
     for n, r in zip(names, reps, strict=False):
         p = r.provenance
-        st.markdown(f"- **{n}**: seed {p.get('seed')}, {p.get('n_samples')} samples, {p.get('device')}, extractor {p.get('extractor')}, "
-                    f"checkpoint sha256 {str(p.get('checkpoint_sha256') or 'n/a')[:12]}, {p.get('time_s')} s")  # fmt: skip
+        methods = sorted({e.method for e in r.uncertainty.values()})
+        st.markdown(f"- **{common.plain(n)}**: seeds {p.get('seeds') or p.get('seed')}, {p.get('n_samples')} samples, {p.get('device')}, "
+                    f"extractor {p.get('extractor')}, checkpoint sha256 {str(p.get('checkpoint_sha256') or 'n/a')[:12]}, {p.get('time_s')} s; "
+                    f"intervals: {common.plain('; '.join(methods) or 'none')}")  # fmt: skip
+
+# -- quality against cost ---------------------------------------------------------------------------
+iterative = [p for p in selected if by_path[p].family in common.iterative_families()]
+if iterative:
+    with st.expander("Quality against cost: FID, precision and recall against images/s over sampling steps"):
+        q1, q2 = st.columns([2, 3])
+        which = q1.selectbox("Model", iterative, format_func=lambda p: by_path[p].label, key="curve_run")
+        steps_list = q2.multiselect("Steps", [2, 4, 5, 10, 20, 25, 50, 100], default=[5, 10, 25, 50], key="curve_steps")
+        if st.button("Draw the curve", key="curve_go", disabled=not steps_list, help="Samples at each step count in the background."):
+            start_curve(manager, owner=me, run_dir=which, steps=steps_list,
+                        sampling={k: v for k, v in sampling.items() if k != "steps"})  # fmt: skip
+            st.rerun()
+        curve_running = any(not j.done for j in manager.list(owner=me, kind="curve"))
+
+        @st.fragment(run_every=1.0 if curve_running else None)
+        def curve_jobs() -> None:
+            jobs = manager.list(owner=me, kind="curve")
+            common.show_job_progress(jobs, key="qcancel", limit=3, cancel_help="Stop this curve.")
+            done = [j for j in jobs if j.status == "done" and j.result is not None]
+            if done:
+                st.plotly_chart(curve_figure(done[0].result), key="curve_chart", theme=None)
+
+        curve_jobs()
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -180,37 +207,12 @@ st.subheader("Export")
 key = tuple((n, str(r.provenance.get("checkpoint_sha256")), str(r.provenance.get("created"))) for n, r in zip(names, reps, strict=False))
 e = st.columns(4)
 try:
-    e[0].download_button(
-        "HTML report",
-        export_bytes("html", key, reps, names),
-        "comparison.html",
-        "text/html",
-        key="exp_html",
-        help="Radar, table, reading and provenance in one self-contained web page.",
-    )
-    e[1].download_button(
-        "JSON",
-        export_bytes("json", key, reps, names),
-        "comparison.json",
-        "application/json",
-        key="exp_json",
-        help="All scores and raw figures, machine-readable.",
-    )
-    e[2].download_button(
-        "CSV",
-        export_bytes("csv", key, reps, names),
-        "comparison.csv",
-        "text/csv",
-        key="exp_csv",
-        help="The figures table for a spreadsheet.",
-    )
-    e[3].download_button(
-        "Radar PNG",
-        export_bytes("png", key, reps, names),
-        "comparison.png",
-        "image/png",
-        key="exp_png",
-        help="The radar chart as an image.",
-    )
+    for col, kind, mime, label, hint in (
+        (e[0], "html", "text/html", "HTML report", "Radar, table, reading, claims and provenance in one self-contained web page."),
+        (e[1], "json", "application/json", "JSON", "All scores, intervals and raw figures, machine-readable."),
+        (e[2], "csv", "text/csv", "CSV", "The figures table with interval bounds, for a spreadsheet."),
+        (e[3], "png", "image/png", "Radar PNG", "The radar chart with its interval bands as an image."),
+    ):
+        col.download_button(label, export_bytes(kind, key, reps, names), f"comparison.{kind}", mime, key=f"exp_{kind}", help=hint)
 except GDAError as exc:
     common.show_error(exc)

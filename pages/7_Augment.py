@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gda_core.augment import FILTER_HELP, MODES, parse_filters, quick_budget, run_study
+from gda_core.augment import FILTER_HELP, MODES, parse_filters, plan_study, quick_budget, run_study
 from gda_core.augment.export import npz_bytes, provenance, zip_bytes
 from gda_core.augment.generate import generate_synthetic
 from gda_core.augment.select import SelectionContext
@@ -55,12 +55,16 @@ def augment_job(job, *, run_path: str, ratio: float, mode: str, seed: int, spec:
     return {"all": synth, "kept": kept, "report": report, "run_path": run_path}
 
 
-def study_job(job, *, dataset, run_paths: list[str], levels, ratios, seeds: int, augs, spec: str | None, budget: str):
-    ds = dataset  # resolved by the script thread (session state is not readable from a job thread)
-    runs = [common.load_run_cached(p) for p in run_paths]
-    return run_study(runs, ds, per_class_levels=levels, ratios=ratios, seeds=seeds, geometric_aug=augs, select=spec or None,
-                     budget=quick_budget() if budget == "quick" else DEFAULT_BUDGET, device=str(runs[0].model.device),
-                     progress=lambda f, m: job.update(progress=f, message=m), cancel=job.cancel_event)  # fmt: skip
+def study_job(job, *, dataset, options: dict):
+    """The leakage-free protocol (gda_core.augment.run_study); each finished cell is logged for the page."""
+
+    def progress(frac: float, msg: str) -> None:
+        job.update(progress=frac, message=msg)
+        if not msg.startswith("training "):
+            job.log({"cell": msg})
+
+    # The dataset is resolved by the script thread (session state is not readable from a job thread).
+    return run_study(dataset, **options, progress=progress, cancel=job.cancel_event)
 
 
 def job_panel(kind: str, key: str, result_key: str) -> None:
@@ -173,60 +177,93 @@ if res is not None:
 
 # -- 2. utility study --------------------------------------------------------------------------------
 
-st.header("2. Utility study")
+st.header("2. Does synthetic data help? The study")
 st.caption(
-    "Does adding synthetic images help? A fixed small classifier is trained on a few real images per class plus ratio x synthetic "
-    "images and tested on the real test split, for several seeds. Uses the current dataset (Data page)."
+    "The paper's protocol on your data. For each scarcity level (real images per class) and seed, each generator is trained on exactly "
+    "the real images the classifier sees, a fixed small classifier is trained on those real images plus ratio x synthetic ones and "
+    "tested on the real test split. Every figure comes with its 95% interval; the reading says where synthetic data helped, where it "
+    "did not, and where this budget cannot tell. Uses the current dataset (Data page), without its per-class limit."
 )
 cur = common.current_dataset(show=True)
 if cur is not None:
-    infos = [r for r in common.all_runs() if (r.image_size, r.channels, r.num_classes) == (cur.image_size, cur.channels, cur.num_classes)]
-    if not infos:
-        st.info(f"No checkpoint makes {cur.image_size}x{cur.image_size} {'grey' if cur.channels == 1 else 'RGB'} images of {cur.num_classes} classes like the current dataset: train one on the Train page.")
-    else:
+    SOURCES = {
+        "per-level": "Train one generator per level (leakage-free)",
+        "shared": "One generator per seed on all training images (leaks at scarce levels)",
+        "checkpoint": "Existing checkpoints as they are (leak at scarce levels)",
+    }
+    source = st.radio("Generators", list(SOURCES), format_func=SOURCES.get, key="study_source", horizontal=True,
+                      help="A generator trained on more real images than the classifier is given passes it information from images it was "
+                           "denied, which flatters synthetic data exactly where data is scarce. The first option avoids that.")  # fmt: skip
+    opts: dict = {}
+    n_gen = 0
+    if source == "checkpoint":
+        infos = [r for r in common.all_runs() if (r.image_size, r.channels, r.num_classes) == (cur.image_size, cur.channels, cur.num_classes)]
         by_path = {str(r.path): r for r in infos}
         sel = st.multiselect("Checkpoints", list(by_path), default=list(by_path)[:1], format_func=lambda p: by_path[p].label, key="study_runs",
-                             help="Models whose images are added. They are used as they are (see the note in the results).")  # fmt: skip
-        c1, c2, c3 = st.columns(3)
-        levels = c1.multiselect("Real images per class", [5, 10, 20, 50, 100, 200, "all"], default=[10, 50, "all"], key="study_levels",
-                                help="Scarcity levels: the real training images kept per class (a seeded stratified subset).")  # fmt: skip
-        ratios = c2.multiselect("Ratios", [0, 0.5, 1, 2, 3, 5], default=[0, 1, 2, 3], key="study_ratios",
-                                help="Synthetic images per real image; 0 = real images only (the baseline).")  # fmt: skip
-        seeds = c3.slider("Seeds", 1, 5, 3, key="study_seeds", help="Repeats per cell (subset, classifier and sampling seeds); the table shows mean ± std.")
-        c4, c5, c6 = st.columns(3)
-        aug_opts = c4.multiselect("Geometric augmentation", ["off", "on"], default=["off", "on"], key="study_aug",
-                                  help="The classifier's random 1-pixel shifts: compare synthetic images with cheap classical augmentation.")  # fmt: skip
-        spec = c5.text_input("Selection (optional)", "", key="study_spec", placeholder="confidence:0.5,privacy:0.9",
-                             help="Also run every cell with these filters, e.g. " + ", ".join(f"{k}:0.5" for k in FILTER_HELP))  # fmt: skip
-        budget = c6.radio("Classifier budget", ["quick", "standard"], horizontal=True, key="study_budget",
-                          help="quick: at most 200 steps per classifier (CPU-friendly, noisier); standard: the evaluation budget (150-800 steps).")  # fmt: skip
-        ok = bool(sel and levels and ratios and aug_opts)
-        spec_error = None
-        try:
-            parse_filters(spec)
-        except GDAError as exc:
-            spec_error = str(exc)
-            st.error(spec_error)
-        n_cells = len(levels) * seeds * len(aug_opts) * (1 + len(sel) * len([r for r in ratios if r > 0]) * (2 if spec.strip() else 1))
-        if st.button(f"Run study ({n_cells} classifier trainings)", type="primary", key="study_go", disabled=not ok or spec_error is not None,
-                     help="Runs in the background with progress; the table, chart and reading appear when it ends."):  # fmt: skip
-            manager.start("study", study_job, owner=me, title=f"Study on {cur.name}", dataset=cur, run_paths=sel, levels=levels, ratios=ratios,
-                          seeds=int(seeds), augs=[a == "on" for a in aug_opts], spec=spec.strip() or None, budget=budget)  # fmt: skip
-            st.rerun()
+                             help="Models whose images are added, used as they are at every level.")  # fmt: skip
+        if not infos:
+            st.info(f"No checkpoint makes {cur.image_size}x{cur.image_size} {'grey' if cur.channels == 1 else 'RGB'} images of {cur.num_classes} classes like the current dataset.")
+        opts["checkpoints"] = [common.load_run_cached(p) for p in sel]
+    else:
+        g1, g2 = st.columns([3, 1])
+        fams = g1.multiselect("Model families", common.model_families(), default=[f for f in ("vae", "gan", "ddpm") if f in common.model_families()],
+                              key="study_models", help="Each is trained per level and seed with the budget on the right.")  # fmt: skip
+        minutes = g2.number_input("Minutes per generator", 0.1, 120.0, 1.0, 0.5, key="study_minutes",
+                                  help="Training budget of each generator (wall clock). Scarce levels need less than 'all'.")  # fmt: skip
+        opts.update(models=fams, budget_minutes=float(minutes), scope=source)
+    c1, c2, c3 = st.columns(3)
+    levels = c1.multiselect("Real images per class", [5, 10, 20, 50, 100, 200, "all"], default=[10, 50, "all"], key="study_levels",
+                            help="Scarcity levels: the real training images kept per class (a seeded stratified subset).")  # fmt: skip
+    ratios = c2.multiselect("Ratios", [0, 0.5, 1, 2, 3, 5], default=[0, 1, 2, 3], key="study_ratios",
+                            help="Synthetic images per real image; 0 = real images only (the baseline).")  # fmt: skip
+    seeds = c3.slider("Seeds", 1, 5, 3, key="study_seeds", help="Repeats of everything (subset, generator, classifier, sampling): 3 or more for intervals.")
+    c4, c5, c6 = st.columns(3)
+    aug_opts = c4.multiselect("Geometric augmentation", ["off", "on"], default=["off"], key="study_aug",
+                              help="The classifier's random 1-pixel shifts: compare synthetic images with cheap classical augmentation.")  # fmt: skip
+    spec = c5.text_input("Selection (optional)", "", key="study_spec", placeholder="confidence:0.5,privacy:0.9",
+                         help="Also run every cell with these filters, e.g. " + ", ".join(f"{k}:0.5" for k in FILTER_HELP))  # fmt: skip
+    budget = c6.radio("Classifier budget", ["quick", "standard"], horizontal=True, key="study_budget",
+                      help="quick: at most 200 steps per classifier (CPU-friendly, noisier); standard: the evaluation budget (150-800 steps).")  # fmt: skip
+    opts.update(per_class_levels=levels, ratios=ratios, seeds=int(seeds), geometric_aug=[a == "on" for a in aug_opts], select=spec.strip() or None,
+                budget=quick_budget() if budget == "quick" else DEFAULT_BUDGET, device="auto", cache_dir=str(common.runs_dir() / "study-cache"))  # fmt: skip
+    if source != "checkpoint":
+        n_gen = len(opts["models"]) * len(levels) * int(seeds) if source == "per-level" else len(opts["models"]) * int(seeds)
+        st.caption(f"{n_gen} generators to train (about {n_gen * opts['budget_minutes']:.0f} minutes; ones already trained with the same "
+                   "settings are reused), then the classifiers.")  # fmt: skip
+    problem = None
+    try:
+        plan_study(cur, **opts)
+    except GDAError as exc:
+        problem = str(exc)
+        st.error(problem)
+    if st.button("Run study", type="primary", key="study_go", disabled=problem is not None,
+                 help="Runs in the background with progress per cell; cancel any time and resume later (finished cells are kept)."):  # fmt: skip
+        ss["study_last"] = {"dataset": cur, "options": opts}
+        manager.start("study", study_job, owner=me, title=f"Study on {cur.name}", dataset=cur, options=opts)
+        st.rerun()
 
 job_panel("study", "studyjob", "study_result")
+last_study = next(iter(manager.list(owner=me, kind="study")), None)
+if last_study is not None:
+    done_cells = [r["cell"] for r in last_study.snapshot_logs() if "cell" in r]
+    if done_cells:
+        with st.expander(f"Cells finished ({len(done_cells)})", expanded=not last_study.done):
+            st.dataframe(pd.DataFrame({"cell": done_cells[::-1]}), hide_index=True, width="stretch", key="study_cells")
+    if last_study.status in ("cancelled", "failed") and ss.get("study_last") and st.button(
+        "Resume study", key="study_resume", help="Start the same study again: generators and cells already finished are reused."
+    ):
+        manager.start("study", study_job, owner=me, title=f"Study on {ss['study_last']['dataset'].name} (resumed)", **ss["study_last"])
+        st.rerun()
 study = ss.get("study_result")
 if study is not None:
-    for note in study.notes:
-        st.warning(note)
     st.plotly_chart(study.figure(), key="study_chart")
     st.subheader("Reading")
-    for line in study.reading()[len(study.notes):]:
-        st.markdown(f"- {line}")
+    for line in study.reading():
+        st.markdown(f"- {common.plain(line)}")
     st.subheader("Table")
     st.dataframe(pd.DataFrame(study.table()), hide_index=True, width="stretch")
     d1, d2 = st.columns(2)
     d1.download_button("Study (JSON)", json.dumps(study.to_dict(), indent=2, default=str), "study.json", "application/json", key="study_dl_json",
-                       help="Every per-seed row, the summary, the reading and the configuration.")  # fmt: skip
+                       help="Every cell with its generator's provenance, the summary with intervals, the claims and the reading.")  # fmt: skip
     d2.download_button("Report (HTML)", study.html(), "study.html", "text/html", key="study_dl_html",
                        help="Interactive chart, reading and table in one file.")  # fmt: skip

@@ -157,6 +157,30 @@ def device_label() -> str:
         return f"unavailable ({exc})"
 
 
+_MARKDOWN_SPECIAL = "\\`*_{}[]<>()#+-.!|~$"
+
+
+def plain(text: object) -> str:
+    """Text shown literally inside st.markdown: user-provided names (classes, files, runs) and
+    sentences that quote them must not be read as markdown (links, emphasis, tables)."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(text))
+
+
+def model_families() -> list[str]:
+    """The registered generative families, in registry order."""
+    from gda_core.models import list_models
+
+    return list_models()
+
+
+@st.cache_resource(show_spinner=False)
+def iterative_families() -> tuple[str, ...]:
+    """Families whose sampling takes a number of steps (the ones with a quality-against-cost curve)."""
+    from gda_core.models import get_model_class, list_models
+
+    return tuple(f for f in list_models() if "steps" in get_model_class(f).controls)
+
+
 def show_error(exc: BaseException) -> None:
     """A user-facing one-line error (never a traceback)."""
     st.error(
@@ -178,13 +202,15 @@ def _path_stamp(source: str) -> float:
 
 
 @st.cache_resource(show_spinner="Loading dataset...", max_entries=16)
-def _load_dataset_cached(source: str, image_size, channels: str, per_class, seed: int, data_dir, stamp: float):
-    return load_dataset(source, image_size=image_size, channels=channels, per_class=per_class, seed=seed, data_dir=data_dir)
+def _load_dataset_cached(source: str, image_size, channels: str, per_class, seed: int, data_dir, subset_seed, stamp: float):
+    return load_dataset(source, image_size=image_size, channels=channels, per_class=per_class, seed=seed, data_dir=data_dir,
+                        subset_seed=subset_seed)  # fmt: skip
 
 
-def load_dataset_cached(source: str, *, image_size=None, channels: str = "keep", per_class=None, seed: int = 0, data_dir=None):
+def load_dataset_cached(source: str, *, image_size=None, channels: str = "keep", per_class=None, seed: int = 0, data_dir=None,
+                        subset_seed=None):  # fmt: skip
     """gda_core.data.load_dataset, cached per options (shared, read-only Dataset)."""
-    return _load_dataset_cached(str(source), image_size, channels, per_class, int(seed), data_dir, _path_stamp(str(source)))
+    return _load_dataset_cached(str(source), image_size, channels, per_class, int(seed), data_dir, subset_seed, _path_stamp(str(source)))
 
 
 def data_options() -> dict:
@@ -212,10 +238,8 @@ def current_dataset(show: bool = True):
 
 def dataset_for_run(run) -> object:
     """The dataset a run was trained on (its recorded DataSpec), cached."""
-    spec = run.data_spec
-    return load_dataset_cached(
-        spec.source, image_size=spec.image_size, channels=spec.channels, per_class=spec.per_class, seed=spec.seed, data_dir=spec.data_dir
-    )
+    spec = run.data_spec.to_dict()
+    return load_dataset_cached(spec.pop("source"), **spec)
 
 
 def dataset_names() -> list[str]:

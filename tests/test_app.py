@@ -421,13 +421,12 @@ def _fake_report_run(runs_dir: Path, info, name: str, scale: float) -> Path:
     return dst
 
 
-def test_compare_page_loads_cached_evaluations_and_exports(runs_dir):
+def test_compare_page_draws_saved_evaluations_at_once_and_exports(runs_dir):
     info = _any_run(runs_dir)
     a = _fake_report_run(runs_dir, info, "model-a", 1.0)
     b = _fake_report_run(runs_dir, info, "model-b", 0.7)
     at = _open("5_Compare.py")
-    at.multiselect(key="compare_sel").set_value([str(a), str(b)]).run()
-    at.button(key="compare_load").click().run()
+    at.multiselect(key="compare_sel").set_value([str(a), str(b)]).run()  # no button: saved reports are drawn when selected
     _ok(at)
     assert not _errors(at)
     assert at.get("plotly_chart"), "radar chart missing"
@@ -436,14 +435,73 @@ def test_compare_page_loads_cached_evaluations_and_exports(runs_dir):
     better = dict(zip(table["metric"], table["better"], strict=True))
     assert better["fidelity score"].startswith("higher") and better["nearest_ssim_mean"].startswith("lower")
     assert len(at.get("download_button")) == 4
-    assert any("model-a" in m.value for m in at.markdown), "plain-language reading missing"
+    assert any("model\\-a" in m.value for m in at.markdown), "plain-language reading missing"
+    # These old-style reports carry no intervals: the page says so instead of drawing them as exact.
+    assert any("no intervals" in w.value for w in at.warning)
+
+
+def test_compare_page_opens_with_the_shipped_evaluations_drawn(runs_dir):
+    """A newcomer's first view: the shipped checkpoints, their saved full evaluations, the radar with
+    interval bands, the reading with its noise words, the paper's claims: no button to find."""
+    shipped = [r for r in list_runs(runs_dir) if r.shipped]
+    if len(shipped) < 2:
+        pytest.skip("needs two shipped checkpoints with saved evaluations")
+    at = _open("5_Compare.py")
+    fig = at.get("plotly_chart")[0]
+    assert '"fill":"toself"' in fig.proto.spec.replace(" ", ""), "interval bands missing"
+    text = " ".join(m.value for m in at.markdown)
+    assert "within noise" in text or "clearly" in text
+    assert any(w in text for w in ("Supported", "Contradicted", "Cannot tell"))
+    cells = at.dataframe[0].value.iloc[0, 4:]
+    assert all("[" in str(c) for c in cells), cells  # every score shown with its interval
+    assert not any("Evaluate selected" in i.value for i in at.info)
 
 
 def test_compare_page_without_results_explains_what_to_do(runs_dir):
-    _any_run(runs_dir)
+    info = _any_run(runs_dir)
+    bare = runs_dir / "no-eval-yet"
+    shutil.copytree(info.path, bare, ignore=shutil.ignore_patterns("train_state.pt", ".lock", "eval"))
     at = _open("5_Compare.py")
+    at.multiselect(key="compare_sel").set_value([str(bare)]).run()
     assert any("Evaluate selected" in i.value for i in at.info)
     assert at.radio(key="compare_preset").help
+
+
+# -- Augment: the study ------------------------------------------------------------------------------
+
+
+def test_augment_page_study_progress_per_cell_cancel_and_resume(runs_dir):
+    from pages import common
+
+    at = _open("7_Augment.py")
+    assert at.radio(key="study_source").value == "per-level"  # the leakage-free protocol is the default
+    at.multiselect(key="study_models").set_value(["vae"]).run()
+    at.number_input(key="study_minutes").set_value(0.1).run()
+    at.multiselect(key="study_levels").set_value([10]).run()
+    at.multiselect(key="study_ratios").set_value([0, 1]).run()
+    at.slider(key="study_seeds").set_value(1).run()
+    at.radio(key="study_budget").set_value("quick").run()
+    _ok(at)
+    assert any("1 generators to train" in c.value for c in at.caption)
+    at.button(key="study_go").click().run()
+    job = common.job_manager().list(owner=at.session_state["owner"], kind="study")[0]
+    job.cancel()
+    _wait_for_jobs(at, 120)
+    at.run()
+    assert job.status == "cancelled"
+    at.button(key="study_resume").click().run()  # the same study again: what finished is reused
+    _wait_for_jobs(at, 300)
+    at.run()
+    _ok(at)
+    assert not _errors(at), _errors(at)
+    study = at.session_state["study_result"]
+    assert {(c["per_class"], c["ratio"]) for c in study.cells} == {(10, 0.0), (10, 1.0)}
+    assert study.cells[0]["generator"]["n_train"] == 100  # trained on exactly the 10 images per class the classifier saw
+    assert at.get("plotly_chart") and len(at.get("download_button")) >= 2
+    cells = next(d.value for d in at.dataframe if list(d.value.columns) == ["cell"])
+    assert any("real only" in c for c in cells["cell"]) and any("+1x" in c for c in cells["cell"])
+    text = " ".join(m.value for m in at.markdown)
+    assert "10/class" in text and ("within noise" in text or "helped" in text or "did not help" in text or "One seed" in text)
 
 
 # -- Learn ------------------------------------------------------------------------------------------

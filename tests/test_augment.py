@@ -237,25 +237,27 @@ def breast_vae(tmp_path_factory):
     return ds, out
 
 
-def test_study_end_to_end_and_reproducible(breast_vae):
+def test_study_with_a_checkpoint_as_is_is_labelled_and_reproducible(breast_vae, tmp_path):
+    """The explicit 'checkpoint used as is' option: one checkpoint at every level, its rows labelled,
+    the same numbers on a second run, the selection filter's cells beside the plain ones."""
     ds, run_dir = breast_vae
-    kw = dict(per_class_levels=(10,), ratios=(0, 1), seeds=1, geometric_aug=(False,), select="confidence:0.5", budget=TINY, device="cpu")
-    a = run_study([run_dir], ds, **kw)
-    b = run_study([run_dir], ds, **kw)
-    assert [(r["acc"], r["bacc"]) for r in a.rows] == [(r["acc"], r["bacc"]) for r in b.rows]
-    assert {(r["ratio"], r["selected"], r["n_synthetic"]) for r in a.rows} == {(0.0, False, 0), (1.0, False, 20), (1.0, True, 10)}
-    assert all(r["n_real"] == 20 for r in a.rows)
-    d = a.to_dict()
-    json.dumps(d)
-    assert d["checkpoints"][0]["trained_per_class"] is None and "used as they are" in a.notes[0]
+    kw = dict(checkpoints=[run_dir], per_class_levels=(10,), ratios=(0, 1), seeds=1, geometric_aug=(False,), select="confidence:0.5",
+              budget=TINY, device="cpu")  # fmt: skip
+    a = run_study(ds, cache_dir=tmp_path / "a", **kw)
+    b = run_study(ds, cache_dir=tmp_path / "b", **kw)
+    assert [(c["accuracy"], c["balanced_accuracy"]) for c in a.cells] == [(c["accuracy"], c["balanced_accuracy"]) for c in b.cells]
+    assert {(c["ratio"], c["selected"], c["n_synthetic"]) for c in a.cells} == {(0.0, False, 0), (1.0, False, 20), (1.0, True, 10)}
+    assert all(c["n_real"] == 20 and c["model_label"] == "vae-breast (checkpoint used as is)" for c in a.cells)
+    gen = a.cells[0]["generator"]
+    assert gen["scope"] == "checkpoint" and gen["n_train"] == len(ds.train_labels) and gen["train_indices_sha256"]
+    assert "used at every level" in a.notes[0] and "denied" in a.notes[0]
+    d = json.loads(json.dumps(a.to_dict()))
+    assert not d["claims"]  # claims need generators trained per level
     table = a.table()
-    assert len(table) == 4 and {"balanced accuracy", "accuracy", "synthetic"} <= set(table[0])
-    reading = a.reading()
-    assert any("10/class" in line and ("helped" in line or "did not help" in line or "no clear difference" in line) for line in reading)
-    fig = a.figure()
-    assert len(fig.data) == 2
-    assert a.png()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert type(a).from_dict(d).summary() == a.summary()
+    assert len(table) == 3 and {"accuracy [95% CI]", "gain over real only", "synthetic"} <= set(table[0])
+    assert any("10/class" in line for line in a.reading())
+    assert len(a.figure().data) == 2 and a.png()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert type(a).from_dict(d).summary == a.summary
 
 
 # -- CLI --------------------------------------------------------------------------------------------

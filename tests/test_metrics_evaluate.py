@@ -117,7 +117,12 @@ def test_comparison_outputs(tmp_path, memorising_report, noise_report):
     assert "memoriser has the highest fidelity" in text and "noise has the highest privacy" in text
     assert "memorisation" in text
     fig = radar_figure(reps, names)
-    assert len(fig.data) == 2
+    lines = [t for t in fig.data if t.fill != "toself"]
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert [t.name for t in lines] == names and len(bands) == 2  # each model: its scores and its 95% interval band
+    for band, rep in zip(bands, reps, strict=True):  # the band runs round the upper bounds, then back round the lower ones
+        upper, lower = list(band.r[:7]), list(band.r[7:])[::-1]
+        assert upper[:6] == [rep.intervals[a][1] for a in AXES] and lower[:6] == [rep.intervals[a][0] for a in AXES]
     for suffix in (".html", ".json", ".csv", ".png"):
         out = write_comparison(reps, names, tmp_path / f"cmp{suffix}")
         assert out.stat().st_size > 100
@@ -332,7 +337,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 
 @pytest.mark.parametrize("name", sorted(p.parent.name for p in SHIPPED.glob("*/eval")))
 def test_shipped_reports_are_current_cache_entries(name):
-    """The shipped reports must be what evaluate() serves for the default settings: a change to the
+    """The shipped reports must be what evaluate() serves for the full preset: a change to the
     cache key (settings, model config, sampling_version) without re-evaluating the shipped
     checkpoints would make the app recompute them (minutes) instead of opening them at once."""
 
@@ -341,7 +346,11 @@ def test_shipped_reports_are_current_cache_entries(name):
 
     def progress(stage: str, frac: float) -> None:
         if stage not in ("loading", "cached"):
-            raise NotCached(f"{name}: evaluate() started computing ({stage}); re-run `python -m gda_core evaluate --checkpoint checkpoints/{name} --no-cache`")
+            raise NotCached(f"{name}: evaluate() started computing ({stage}); re-run `python -m gda_core evaluate --checkpoint checkpoints/{name} --preset full --no-cache --out /tmp/r.json`")
 
-    rep = evaluate(str(SHIPPED / name), device="cpu", progress=progress)
+    from gda_core.metrics.evaluation import evaluation_options
+
+    # The Compare page's "full" preset: what a newcomer sees drawn when the page opens.
+    rep = evaluate(str(SHIPPED / name), device="cpu", progress=progress, **evaluation_options("full"))
+    assert all(rep.intervals[a] is not None for a in AXES) and rep.per_class
     assert (SHIPPED / name / "eval" / f"{rep.provenance['settings_sha256']}.json").is_file()

@@ -54,22 +54,40 @@ def test_prdc_matches_package_on_random_features(seed, capsys):
     assert 0 < p < 1 and 0 < r < 1  # the case is not degenerate
 
 
+def _hand_prdc(real, fake, k, strict):
+    """The four figures by brute force, with a strict (`<`, the prdc package) or non-strict (`<=`,
+    ours) ball membership; radii = distance to the k-th nearest OTHER point."""
+    inside = np.less if strict else np.less_equal
+    d = np.linalg.norm(real[:, None].astype(np.float64) - fake[None], axis=2)  # (N real, M fake)
+    r_real = np.sort(np.linalg.norm(real[:, None].astype(np.float64) - real[None], axis=2), 1)[:, k]
+    r_fake = np.sort(np.linalg.norm(fake[:, None].astype(np.float64) - fake[None], axis=2), 1)[:, k]
+    return {
+        "precision": inside(d, r_real[:, None]).any(0).mean(),
+        "recall": inside(d, r_fake[None, :]).any(1).mean(),
+        "density": inside(d, r_real[:, None]).sum(0).mean() / k,
+        "coverage": inside(d.min(1), r_real).mean(),
+    }
+
+
 def test_prdc_on_clustered_features_differs_only_by_ties(capsys):
     # Integer-valued clustered features: many exact distance ties, where `<=` counts and `<` does not.
     rng = np.random.default_rng(3)
     centres = rng.integers(0, 6, size=(5, 4))
     real = (centres[rng.integers(0, 5, 200)] + rng.integers(0, 2, (200, 4))).astype(np.float32)
     fake = (centres[rng.integers(0, 5, 150)] + rng.integers(0, 3, (150, 4))).astype(np.float32)
-    p, r = precision_recall(real, fake, k=3)
-    d, c = density_coverage(real, fake, k=5)
-    ref3, ref5 = _prdc_ref(real, fake, 3), _prdc_ref(real, fake, 5)
-    # Non-strict balls are supersets of strict ones: never smaller ...
-    assert p >= ref3["precision"] and r >= ref3["recall"] and d >= ref5["density"] and c >= ref5["coverage"]
-    # ... and the difference is exactly the tie cases: recount with a strict comparison by hand.
-    dist = np.linalg.norm(real[:, None] - fake[None], axis=2)
-    rr = np.sort(np.linalg.norm(real[:, None] - real[None], axis=2), 1)[:, 3]
-    assert p == pytest.approx((dist <= rr[:, None]).any(0).mean())
-    assert ref3["precision"] == pytest.approx((dist < rr[:, None]).any(0).mean())
+    ours = {**dict(zip(("precision", "recall"), precision_recall(real, fake, k=3), strict=True)),
+            **dict(zip(("density", "coverage"), density_coverage(real, fake, k=5), strict=True))}  # fmt: skip
+    pkg = {**{k: _prdc_ref(real, fake, 3)[k] for k in ("precision", "recall")}, **{k: _prdc_ref(real, fake, 5)[k] for k in ("density", "coverage")}}
+    hand_le = {**{k: v for k, v in _hand_prdc(real, fake, 3, strict=False).items() if k in ("precision", "recall")},
+               **{k: v for k, v in _hand_prdc(real, fake, 5, strict=False).items() if k in ("density", "coverage")}}  # fmt: skip
+    hand_lt = {**{k: v for k, v in _hand_prdc(real, fake, 3, strict=True).items() if k in ("precision", "recall")},
+               **{k: v for k, v in _hand_prdc(real, fake, 5, strict=True).items() if k in ("density", "coverage")}}  # fmt: skip
+    for key in ("precision", "recall", "density", "coverage"):
+        # Every figure: ours is exactly the non-strict count, the package exactly the strict one ...
+        assert ours[key] == pytest.approx(hand_le[key], abs=1e-12), key
+        assert pkg[key] == pytest.approx(hand_lt[key], abs=1e-12), key
+        # ... and the ties matter in this case (the test would not notice a switch to `<` otherwise).
+        assert hand_le[key] > hand_lt[key], key
 
 
 def test_prdc_extremes():
@@ -144,6 +162,22 @@ def test_kid_near_zero_for_same_distribution_and_positive_otherwise():
     diff, _ = kid(a, b + 1.0, subsets=10, subset_size=200)
     assert abs(same) < 0.05 < diff
     assert kid(a, b, subsets=3, subset_size=100, seed=4) == kid(a, b, subsets=3, subset_size=100, seed=4)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.4])
+def test_kid_matches_an_independent_unbiased_mmd(shift):
+    """With one subset as large as the sets, KID is the unbiased MMD^2 of the whole sets (a
+    permutation does not change it): compare with sklearn's polynomial kernel and the textbook
+    estimator (Gretton et al. 2012, eq. 3)."""
+    from sklearn.metrics.pairwise import polynomial_kernel
+
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(150, 10)), rng.normal(size=(150, 10)) * 1.1 + shift
+    n, d = len(a), a.shape[1]
+    kxx, kyy, kxy = (polynomial_kernel(p, q, degree=3, gamma=1.0 / d, coef0=1.0) for p, q in ((a, a), (b, b), (a, b)))
+    ref = (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean()
+    ours, spread = kid(a, b, subsets=1, subset_size=n)
+    assert ours == pytest.approx(ref, rel=1e-9, abs=1e-12) and spread == 0.0
 
 
 # -- SSIM / privacy --------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 - :func:`generate_synthetic`: ``ratio`` x the real training size, class-balanced or rebalancing.
 - Selection filters (:class:`ConfidenceFilter`, :class:`RealismFilter`, :class:`ClusterFilter`,
   :class:`PrivacyFilter`), :func:`parse_filters` for spec strings, :func:`select`.
-- :func:`run_study` -> :class:`StudyResult`: does adding synthetic images help a downstream
-  classifier at each scarcity level?
+- :func:`run_study` -> :class:`StudyResult`: the leakage-free protocol: per scarcity level a
+  generator trained on exactly the classifier's real subset; does adding its images help?
 - :func:`export_zip` / :func:`export_npz` / :func:`export_folder`: files that load back with
   gda_core.data.load_dataset, with provenance.
 """
@@ -27,7 +27,8 @@ from .select import (
     realism_scores,
     select,
 )
-from .study import StudyResult, chart_png, quick_budget, run_study
+from .study import SCOPES, plan_study, quick_budget, run_study, scarce_subset
+from .study_report import StudyResult
 
 __all__ = [
     "FILTERS",
@@ -39,9 +40,9 @@ __all__ = [
     "PrivacyFilter",
     "RealismFilter",
     "SelectionContext",
+    "SCOPES",
     "StudyResult",
     "SyntheticSet",
-    "chart_png",
     "checkpoint_info",
     "cluster_quotas",
     "export",
@@ -50,10 +51,12 @@ __all__ = [
     "export_zip",
     "generate_synthetic",
     "parse_filters",
+    "plan_study",
     "provenance_path",
     "quick_budget",
     "realism_scores",
     "run_study",
+    "scarce_subset",
     "select",
     "target_counts",
 ]

@@ -2,8 +2,8 @@
 
     python -m gda_core augment --checkpoint RUN_DIR --ratio 2 [--select confidence:0.5,privacy:0.9]
         [--rebalance] [--merge] [--seed S] --out DIR | FILE.zip | FILE.npz
-    python -m gda_core study --checkpoints RUN_A RUN_B [--dataset D] --per-class 10,50,all
-        --ratios 0,1,2,3 --seeds 3 [--select ...] --out study.json | study.html | study.png | study.md
+    python -m gda_core study --dataset D --models vae,gan,ddpm --per-class 10,50,all --ratios 0,1,2,3
+        --seeds 3 --budget-minutes M [--select ...] --out study.json | study.html | study.png | study.md
 """
 
 from __future__ import annotations
@@ -45,13 +45,11 @@ def _printer(quiet: bool):
 
 
 def _load_data(source: str | None, run, args):
-    from ..data import load_dataset
+    from ..data import load_dataset, load_spec
 
     if source is None:
-        spec = run.data_spec
         # The data the checkpoint was trained on (its recorded spec, per_class limit included).
-        return load_dataset(spec.source, image_size=spec.image_size, channels=spec.channels, per_class=spec.per_class,
-                            seed=spec.seed, data_dir=args.data_dir or spec.data_dir)  # fmt: skip
+        return load_spec(run.data_spec, **({"data_dir": args.data_dir} if args.data_dir else {}))
     mc = run.model.config
     return load_dataset(source, image_size=mc.image_size, channels="grey" if mc.channels == 1 else "rgb", data_dir=args.data_dir)
 
@@ -89,8 +87,45 @@ def cmd_augment(args) -> int:
     return 0
 
 
-def cmd_study(args) -> int:
+def _model_configs(items: list[str]) -> dict[str, dict]:
+    """``--set vae.latent_dim=8`` -> {'vae': {'latent_dim': 8}}."""
+    import json
+
+    out: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        fam, dot, field = key.strip().partition(".")
+        if not sep or not dot or not fam or not field:
+            raise ConfigError(f"--set expects FAMILY.KEY=VALUE (e.g. vae.latent_dim=8), got '{item}'")
+        try:
+            out.setdefault(fam, {})[field] = json.loads(value)
+        except json.JSONDecodeError:
+            out.setdefault(fam, {})[field] = value
+    return out
+
+
+def _budget(items: list[str] | None, cast, name: str):
+    if items is None:
+        return None
+    try:
+        return [cast(x) for x in items]
+    except ValueError:
+        raise ConfigError(f"{name} must be numbers (one, or one per level), got {','.join(items)}") from None
+
+
+def _study_dataset(args):
     from ..checkpoints import load_run
+    from ..data import load_dataset, load_spec
+
+    if args.dataset is not None:
+        return load_dataset(args.dataset, data_dir=args.data_dir)
+    if not args.checkpoints:
+        raise ConfigError("give --dataset (the real data to study)")
+    run = load_run(args.checkpoints[0], device=args.device)
+    return load_spec(run.data_spec, per_class=None, subset_seed=None, **({"data_dir": args.data_dir} if args.data_dir else {}))
+
+
+def cmd_study(args) -> int:
     from ..metrics import DEFAULT_BUDGET
     from .select import parse_filters
     from .study import quick_budget, run_study
@@ -98,36 +133,43 @@ def cmd_study(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in STUDY_SUFFIXES:
         raise ConfigError(f"--out must end in one of {', '.join(STUDY_SUFFIXES)}, got '{out.name}'")
+    if not args.models and not args.checkpoints:
+        raise ConfigError("give --models (families trained per level, e.g. vae,gan,ddpm) or --checkpoints (used as they are)")
     if args.select:
         parse_filters(args.select)
-    runs = [load_run(p, device=args.device) for p in args.checkpoints]
-    ds = _load_data(args.dataset, runs[0], args)
-    if args.dataset is None and runs[0].data_spec.per_class is not None:
-        from ..data import load_dataset
-
-        spec = runs[0].data_spec
-        ds = load_dataset(spec.source, image_size=spec.image_size, channels=spec.channels, seed=spec.seed, data_dir=args.data_dir or spec.data_dir)
-    aug = {"off": (False,), "on": (True,), "both": (False, True)}[args.geometric_aug]
+    ds = _study_dataset(args)
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("guidance", args.guidance), ("steps", args.steps)) if v is not None}
     res = run_study(
-        runs, ds, per_class_levels=args.per_class, ratios=args.ratios, seeds=args.seeds, geometric_aug=aug, select=args.select,
-        mode="rebalance" if args.rebalance else "balanced", budget=quick_budget() if args.budget == "quick" else DEFAULT_BUDGET,
-        temperature=args.temperature, device=args.device, progress=_printer(args.quiet),
+        ds, models=args.models, checkpoints=args.checkpoints, model_configs=_model_configs(args.set), per_class_levels=args.per_class,
+        ratios=args.ratios, seeds=args.seeds, scope=args.generator_scope, budget_minutes=_budget(args.budget_minutes, float, "--budget-minutes"),
+        budget_steps=_budget(args.budget_steps, float, "--budget-steps"), geometric_aug={"off": (False,), "on": (True,), "both": (False, True)}[args.geometric_aug],
+        select=args.select, mode="rebalance" if args.rebalance else "balanced",
+        budget=quick_budget() if args.classifier_budget == "quick" else DEFAULT_BUDGET, sampling=sampling, device=args.device,
+        cache_dir=args.cache, progress=_printer(args.quiet),
     )  # fmt: skip
+    written = _write_study(res, out)
+    print(res.markdown())
+    print()
+    for line in res.reading():
+        print(f"- {line}")
+    print("wrote " + " and ".join(str(p) for p in written))
+    return 0
+
+
+def _write_study(res, out: Path) -> list[Path]:
+    """The requested file; a .json also gets its .html report beside it."""
     suffix = out.suffix.lower()
     if suffix == ".json":
         atomic_write_json(out, res.to_dict())
-    elif suffix in (".html", ".htm"):
+        atomic_write_text(out.with_suffix(".html"), res.html())
+        return [out, out.with_suffix(".html")]
+    if suffix in (".html", ".htm"):
         atomic_write_text(out, res.html())
     elif suffix == ".png":
         atomic_write_bytes(out, res.png())
     else:
         atomic_write_text(out, res.markdown() + "\n\n" + "\n".join(f"- {s}" for s in res.reading()) + "\n")
-    print(res.markdown())
-    print()
-    for line in res.reading():
-        print(f"- {line}")
-    print(f"wrote {out}")
-    return 0
+    return [out]
 
 
 def register(subparsers) -> None:
@@ -148,21 +190,34 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="FOLDER (class folders of PNGs), FILE.zip or FILE.npz (MedMNIST layout)")
     p.set_defaults(func=cmd_augment)
 
-    p = subparsers.add_parser("study", help="utility study: does synthetic data help a classifier at each scarcity level?")
-    p.add_argument("--checkpoints", nargs="+", required=True, help="run folders")
-    p.add_argument("--dataset", default=None, help="real dataset (default: the first checkpoint's, all training images)")
+    p = subparsers.add_parser("study", help="the paper's protocol: per scarcity level, generators trained on exactly the classifier's real subset",
+                              description="Leakage-free utility study: for each scarcity level and seed, each generator is trained on "
+                              "exactly the real subset the downstream classifier sees; the classifier is trained on real + ratio x synthetic "
+                              "images and tested on the real test split. Reports means with 95%% intervals and checks the paper's claims.")  # fmt: skip
+    p.add_argument("--dataset", default=None, help="real dataset: a name or a .npz / .zip / folder (default: the first checkpoint's)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--per-class", type=_csv, default=["10", "50", "all"], help="scarcity levels: real images per class, comma-separated ('all' = every image)")
-    p.add_argument("--ratios", type=_csv, default=["0", "1", "2", "3"], help="synthetic images per real image, comma-separated (0 = real only)")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds per cell")
-    p.add_argument("--geometric-aug", choices=["off", "on", "both"], default="both", help="classifier's random 1-pixel shifts")
+    p.add_argument("--models", type=_csv, default=None, help="families to train per level, comma-separated (e.g. vae,gan,ddpm)")
+    p.add_argument("--checkpoints", nargs="+", default=None, help="use these run folders as they are at every level (labelled as such)")
+    p.add_argument("--generator-scope", choices=("per-level", "shared"), default="per-level",
+                   help="per-level (default): one generator per level and seed on exactly that subset; shared: one per seed on all training "
+                        "images, used at every level (leaks at scarce levels; labelled as such)")  # fmt: skip
+    p.add_argument("--per-class", type=_csv, default=["10", "50", "all"], help="scarcity levels: real images per class ('all' = every image)")
+    p.add_argument("--ratios", type=_csv, default=["0", "1", "2", "3"], help="synthetic images per real image (0 = real only)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per cell (subset, generator, classifier and sampling seeds)")
+    p.add_argument("--budget-minutes", type=_csv, default=None, help="generator training minutes: one number, or one per level")
+    p.add_argument("--budget-steps", type=_csv, default=None, help="generator training steps: one number, or one per level")
+    p.add_argument("--set", action="append", default=[], metavar="FAMILY.KEY=VALUE", help="generator config override, e.g. vae.latent_dim=8")
+    p.add_argument("--geometric-aug", choices=["off", "on", "both"], default="off", help="classifier's random 1-pixel shifts")
     p.add_argument("--select", default=None, help="also run every cell with these selection filters")
     p.add_argument("--rebalance", action="store_true", help="rebalance mode for the synthetic sets")
-    p.add_argument("--budget", choices=["quick", "standard"], default="standard", help="downstream classifier budget")
-    p.add_argument("--temperature", type=_float, default=1.0)
+    p.add_argument("--classifier-budget", choices=["quick", "standard"], default="standard", help="downstream classifier budget")
+    p.add_argument("--temperature", type=_float, default=None)
+    p.add_argument("--guidance", type=_float, default=None)
+    p.add_argument("--steps", type=int, default=None, help="sampling steps of iterative generators")
+    p.add_argument("--cache", default=None, help="where generators and stage outputs are kept (default: the user cache); re-runs reuse them")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--out", required=True, help="study.json, study.html (chart + table + reading), study.png (chart) or study.md")
+    p.add_argument("--out", required=True, help="study.json (+ study.html beside it), study.html, study.png (chart) or study.md")
     p.set_defaults(func=cmd_study)
 
 

@@ -1,40 +1,51 @@
-"""Utility study: does adding synthetic images help a classifier trained on few real ones?
+"""The utility study, leakage-free: does adding synthetic images help a classifier trained on few
+real ones, and does this data support the paper's rankings?
 
-For every checkpoint x scarcity level (real images per class) x ratio (synthetic images per real
-image) x geometric augmentation (off / on) x seed, the fixed downstream classifier
-(gda_core.metrics.train_classifier: same architecture, optimiser and budget rule for every cell)
-is trained on the real subset plus the synthetic images and tested on the real test split;
-accuracy and balanced accuracy are recorded and aggregated as mean +- standard deviation over the
-seeds. With a selection spec every cell with synthetic images is also run with the filtered set
-(the filters keep a fraction of the ratio x N candidates, so selected rows add fewer images).
+The protocol (docs/protocol.md), for every scarcity level L (real images per class), seed s,
+model m and ratio r (synthetic images per real image):
 
-Seeds: seed s draws the real subset (stratified, seed s), the classifier initialisation and
-shuffling (seed s) and the synthetic images (sampling seeds ``(s + 1) * 1_000_000 + i``). Ratio 0
-is the real-only baseline, shared by all checkpoints. Synthetic sets for smaller ratios are the
-per-class prefixes of the largest one, so ratios differ only in how many images are added.
+    subset(L, s)  -> generator(m, L, s)  -> synthetic pool  -> classifier(real subset + r x synthetic)
+                                                            -> scores (fidelity, privacy, TSTR utility)
 
-Honesty note (also written into every result): the checkpoints are used as they are. A
-generator trained on more real images than a scarcity level (for instance on the full training
-split, while the study keeps 10 per class) passes information from images the downstream
-classifier never saw; an honest low-data study trains one generator per scarcity level on that
-very subset. Each checkpoint's own training ``per_class`` is recorded so a reader can tell.
+- **subset**: a seeded stratified subset of the training split (``stratified_subset(labels, L, s)``);
+  the record keeps the SHA-256 of its indices and their count.
+- **generator**: trained on exactly that subset with seed s and the level's budget (minutes or
+  steps) - the default ``scope="per-level"``. A generator trained on more images than the
+  classifier sees would pass it information from images it is denied (leakage), flattering
+  synthetic data exactly where it matters. ``scope="shared"`` (one generator per seed on the
+  whole training split, used at every level) and given checkpoints (``scope="checkpoint"``) stay
+  as explicit options, labelled as such in every table and chart.
+- **cells**: the fixed downstream classifier (``gda_core.metrics.train_classifier``, seed s) on the
+  real subset plus the first r x |subset| synthetic images (class balance of the subset), tested
+  on the real test split. Ratio 0 is the real-only baseline.
+
+Every stage output is cached on disk: generators by (family, config, subset hash, seed, budget) as
+ordinary run folders (loadable everywhere a checkpoint is), synthetic pools, scores and cells by
+hashes of their inputs. Re-running or extending a study reuses them; a study killed at any moment
+resumes (an unfinished generator resumes from its last checkpoint).
 """
 
 from __future__ import annotations
 
-import html
-import io
+import dataclasses
+import hashlib
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import Cancelled, ConfigError
+from ..runtime import cache_root
+from ..stages import StageCache, stage_key
+from .study_report import SCOPE_NOTE, StudyResult, fmt_ratio, level_label
 
 QUICK_BUDGET_KW = {"epochs": 10, "min_steps": 60, "max_steps": 200, "batch_size": 64}
-METRIC_LABEL = {"bacc": "balanced accuracy", "acc": "accuracy"}
+SCOPES = ("per-level", "shared", "checkpoint")
+STUDY_VERSION = 1
+SCORE_IMAGES = 1000  # synthetic images per generator for its fidelity / privacy scores (at most the training split)
 
 
 def quick_budget():
@@ -43,29 +54,35 @@ def quick_budget():
     return ClassifierBudget(**QUICK_BUDGET_KW)
 
 
-def _level_label(level) -> str:
-    return "all" if level == "all" else f"{level}/class"
+def default_cache() -> Path:
+    """Where studies keep generators and stage outputs unless told otherwise."""
+    return cache_root() / "study"
 
 
-def _parse_levels(levels) -> list:
+# ---------------------------------------------------------------------------------------------
+# Options
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_levels(levels) -> list:
     out = []
     for lv in levels:
-        if isinstance(lv, str) and lv.strip().lower() in ("all", "full", "none"):
+        if isinstance(lv, str) and lv.strip().lower() in ("all", "full"):
             out.append("all")
             continue
         try:
             v = int(lv)
         except (TypeError, ValueError):
             raise ConfigError(f"scarcity level must be a positive integer or 'all', got {lv!r}") from None
-        if v < 1:
-            raise ConfigError(f"scarcity level must be >= 1 image per class, got {v}")
+        if v < 1 or (isinstance(lv, float) and lv != v):
+            raise ConfigError(f"scarcity level must be >= 1 image per class, got {lv}")
         out.append(v)
     if not out:
         raise ConfigError("give at least one scarcity level (images per class, or 'all')")
     return list(dict.fromkeys(out))
 
 
-def _parse_ratios(ratios) -> list[float]:
+def parse_ratios(ratios) -> list[float]:
     out = []
     for r in ratios:
         try:
@@ -77,494 +94,502 @@ def _parse_ratios(ratios) -> list[float]:
         out.append(v)
     if not out:
         raise ConfigError("give at least one ratio")
-    out = sorted(set(out))
-    return out
+    return sorted(set(out))
 
 
-def _parse_seeds(seeds) -> list[int]:
-    if isinstance(seeds, (int, np.integer)):
+def parse_seeds(seeds) -> list[int]:
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         if seeds < 1 or seeds > 100:
             raise ConfigError(f"number of seeds must be in 1..100, got {seeds}")
         return list(range(int(seeds)))
-    out = [int(s) for s in seeds]
+    try:
+        out = [int(s) for s in seeds]
+    except (TypeError, ValueError):
+        raise ConfigError(f"seeds must be a count or a list of integers, got {seeds!r}") from None
     if not out:
         raise ConfigError("give at least one seed")
     return list(dict.fromkeys(out))
 
 
-def _sd(a: np.ndarray) -> float:
-    return float(a.std(ddof=1)) if len(a) > 1 else 0.0
-
-
-def _fmt_ratio(r: float) -> str:
-    return f"{int(r)}x" if float(r).is_integer() else f"{r:g}x"
+def _per_level(value, levels: list, name: str, cast) -> list | None:
+    """A budget given once or once per level -> one value per level (None: not given)."""
+    if value is None:
+        return None
+    vals = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(vals) == 1:
+        vals = vals * len(levels)
+    if len(vals) != len(levels):
+        raise ConfigError(f"give one {name} for every level ({len(levels)}) or one for all, got {len(vals)}")
+    out = []
+    for v in vals:
+        try:
+            x = cast(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {v!r}") from None
+        if not (isinstance(x, (int, float)) and math.isfinite(x) and x > 0):
+            raise ConfigError(f"{name} must be positive, got {v!r}")
+        out.append(x)
+    return out
 
 
 @dataclass
-class StudyResult:
-    """Per-seed rows, the study's configuration, the checkpoints' provenance and notes."""
+class GeneratorSpec:
+    """A model of the study: a family trained per level (or shared), or a given checkpoint."""
 
-    rows: list[dict]
-    config: dict
-    checkpoints: list[dict]
-    notes: list[str] = field(default_factory=list)
+    name: str
+    family: str
+    model_config: dict = field(default_factory=dict)
+    run: object = None  # a loaded Run for scope "checkpoint"
 
-    # -- serialisation --------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return {"format": "gda-study/1", "config": self.config, "checkpoints": self.checkpoints, "notes": self.notes,
-                "summary": self.summary(), "reading": self.reading(), "rows": self.rows}  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, d: dict) -> StudyResult:
-        if not isinstance(d, dict) or d.get("format") != "gda-study/1":
-            raise ConfigError("not a GDA Studio study result (format gda-study/1)")
-        return cls(rows=list(d["rows"]), config=dict(d["config"]), checkpoints=list(d["checkpoints"]), notes=list(d.get("notes", [])))
-
-    # -- aggregation ----------------------------------------------------------------------------
-    def summary(self) -> list[dict]:
-        """Mean and std over seeds per (model, per_class, geometric_aug, selected, ratio).
-
-        The ratio-0 baseline (no synthetic images) is listed under every model, and under the
-        selected variant too, so each line of the chart starts from it.
-        """
-        groups: dict[tuple, list[dict]] = {}
-        variants = [False, True] if any(r["selected"] for r in self.rows) else [False]
-        for r in self.rows:
-            sel_list = variants if r["ratio"] == 0 else [r["selected"]]
-            for sel in sel_list:
-                key = (r["model"], r["per_class"], r["geometric_aug"], sel, r["ratio"])
-                groups.setdefault(key, []).append(r)
-        order = {m["name"]: i for i, m in enumerate(self.checkpoints)}
-        levels = self.config.get("per_class_levels", [])
-        out = []
-        for key, rs in groups.items():
-            model, level, aug, sel, ratio = key
-            acc = np.array([r["acc"] for r in rs], dtype=np.float64)
-            bacc = np.array([r["bacc"] for r in rs], dtype=np.float64)
-            out.append({
-                "model": model, "per_class": level, "geometric_aug": aug, "selected": sel, "ratio": ratio,
-                "n_real": int(round(np.mean([r["n_real"] for r in rs]))), "n_synthetic": int(round(np.mean([r["n_synthetic"] for r in rs]))),
-                "acc_mean": float(acc.mean()), "acc_std": _sd(acc), "bacc_mean": float(bacc.mean()), "bacc_std": _sd(bacc), "seeds": len(rs),
-            })  # fmt: skip
-        out.sort(key=lambda s: (order.get(s["model"], 99), levels.index(s["per_class"]) if s["per_class"] in levels else 99,
-                                s["geometric_aug"], s["selected"], s["ratio"]))  # fmt: skip
-        return out
-
-    def table(self) -> list[dict]:
-        """Display rows: one per (model, scarcity level, aug, selection, ratio), numbers as text."""
-        rows = []
-        for s in self.summary():
-            rows.append({
-                "model": s["model"], "real / class": _level_label(s["per_class"]), "geometric aug": "on" if s["geometric_aug"] else "off",
-                "selection": (self.config.get("select") or "") if s["selected"] else "none", "synthetic": _fmt_ratio(s["ratio"]),
-                "real images": s["n_real"], "synthetic images": s["n_synthetic"],
-                "accuracy": f"{s['acc_mean']:.3f} ± {s['acc_std']:.3f}", "balanced accuracy": f"{s['bacc_mean']:.3f} ± {s['bacc_std']:.3f}",
-                "seeds": s["seeds"],
-            })  # fmt: skip
-        return rows
-
-    def markdown(self) -> str:
-        rows = self.table()
-        if not rows:
-            return "(no results)"
-        cols = list(rows[0])
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-        return "\n".join(lines)
-
-    # -- reading --------------------------------------------------------------------------------
-    def reading(self, metric: str = "bacc") -> list[str]:
-        """Plain-language findings, including plainly when synthetic data did not help."""
-        what = METRIC_LABEL[metric]
-        lines = list(self.notes)
-        summ = self.summary()
-        idx = {(s["model"], s["per_class"], s["geometric_aug"], s["selected"], s["ratio"]): s for s in summ}
-        fam = {c["name"]: c.get("family", "").upper() for c in self.checkpoints}
-        levels = self.config.get("per_class_levels", [])
-        augs = self.config.get("geometric_aug", [False])
-        ratios = [r for r in self.config.get("ratios", []) if r > 0]
-        has_zero = 0 in self.config.get("ratios", [])
-        if not has_zero:
-            lines.append("No ratio 0 (real images only) was run, so there is no baseline to compare the synthetic images with.")
-            return lines
-        for c in self.checkpoints:
-            m = c["name"]
-            for level in levels:
-                for aug in augs:
-                    base = idx.get((m, level, aug, False, 0.0))
-                    if base is None:
-                        continue
-                    b, bs = base[f"{metric}_mean"], base[f"{metric}_std"]
-                    parts, better, worse = [], [], []
-                    for r in ratios:
-                        s = idx.get((m, level, aug, False, r))
-                        if s is None:
-                            continue
-                        v, vs = s[f"{metric}_mean"], s[f"{metric}_std"]
-                        d = v - b
-                        noise = max(0.01, (bs + vs) / 2)
-                        tag = "within the seed-to-seed spread" if abs(d) <= noise else ("higher" if d > 0 else "lower")
-                        parts.append(f"+{_fmt_ratio(r)} {v:.3f} ({d:+.3f}, {tag})")
-                        (better if tag == "higher" else worse if tag == "lower" else []).append((r, v, d))
-                    if not parts:
-                        continue
-                    head = f"{m} ({fam[m]}) at {_level_label(level)}, geometric aug {'on' if aug else 'off'}: real only {b:.3f} ± {bs:.3f} {what}; " + "; ".join(parts) + "."
-                    if better:
-                        r, v, d = max(better, key=lambda t: t[2])
-                        concl = f" Synthetic data helped: adding {_fmt_ratio(r)} {fam[m]} images raised {what} from {b:.2f} to {v:.2f}."
-                        if worse:
-                            r2, v2, _ = min(worse, key=lambda t: t[2])
-                            concl += f" But {_fmt_ratio(r2)} lowered it to {v2:.2f}."
-                    elif worse:
-                        r, v, d = min(worse, key=lambda t: t[2])
-                        concl = f" Synthetic data did not help: adding {_fmt_ratio(r)} {fam[m]} images lowered {what} from {b:.2f} to {v:.2f}."
-                    else:
-                        concl = " Synthetic data made no clear difference (every change is within the seed-to-seed spread)."
-                    lines.append(head + concl)
-                    if self.config.get("select"):
-                        sel_parts = []
-                        for r in ratios:
-                            a, s2 = idx.get((m, level, aug, False, r)), idx.get((m, level, aug, True, r))
-                            if a and s2:
-                                sel_parts.append(f"{_fmt_ratio(r)}: {a[f'{metric}_mean']:.3f} -> {s2[f'{metric}_mean']:.3f} with {s2['n_synthetic']} of {a['n_synthetic']} images kept")
-                        if sel_parts:
-                            lines.append(f"  Selection ({self.config['select']}) for {m} at {_level_label(level)}, aug {'on' if aug else 'off'}: " + "; ".join(sel_parts) + ".")
-        if len(augs) > 1 and self.checkpoints:
-            m0 = self.checkpoints[0]["name"]
-            for level in levels:
-                a0, a1 = idx.get((m0, level, False, False, 0.0)), idx.get((m0, level, True, False, 0.0))
-                if a0 and a1:
-                    d = a1[f"{metric}_mean"] - a0[f"{metric}_mean"]
-                    lines.append(f"Geometric augmentation alone (random 1-pixel shifts, no synthetic images) at {_level_label(level)}: {what} {a0[f'{metric}_mean']:.3f} -> {a1[f'{metric}_mean']:.3f} ({d:+.3f}).")
-        return lines
-
-    # -- charts ---------------------------------------------------------------------------------
-    def _lines(self, metric: str):
-        """(aug, label, model, level, selected, xs, ys, errs) per line."""
-        out = []
-        summ = self.summary()
-        keys = list(dict.fromkeys((s["geometric_aug"], s["model"], s["per_class"], s["selected"]) for s in summ))
-        for aug, m, level, sel in keys:
-            pts = [s for s in summ if (s["geometric_aug"], s["model"], s["per_class"], s["selected"]) == (aug, m, level, sel)]
-            pts.sort(key=lambda s: s["ratio"])
-            label = f"{m} · {_level_label(level)}" + (" · selected" if sel else "")
-            out.append((aug, label, m, level, sel, [p["ratio"] for p in pts], [p[f"{metric}_mean"] for p in pts], [p[f"{metric}_std"] for p in pts]))
-        return out
-
-    def figure(self, metric: str = "bacc"):
-        """Plotly line chart: metric vs ratio, one line per model x scarcity level (error bars = std
-        over seeds); one panel per geometric-augmentation setting."""
-        import plotly.graph_objects as go
-        from plotly.colors import qualitative
-        from plotly.subplots import make_subplots
-
-        augs = self.config.get("geometric_aug", [False])
-        fig = make_subplots(rows=1, cols=len(augs), shared_yaxes=True,
-                            subplot_titles=[f"geometric aug {'on' if a else 'off'}" for a in augs])  # fmt: skip
-        palette = qualitative.Plotly
-        colours: dict[tuple, str] = {}
-        shown: set[str] = set()
-        for aug, label, m, level, sel, xs, ys, errs in self._lines(metric):
-            colour = colours.setdefault((m, level), palette[len(colours) % len(palette)])
-            fig.add_trace(
-                go.Scatter(x=xs, y=ys, error_y={"type": "data", "array": errs, "visible": True}, mode="lines+markers", name=label,
-                           legendgroup=label, showlegend=label not in shown, line={"color": colour, "dash": "dash" if sel else "solid"}),
-                row=1, col=augs.index(aug) + 1,
-            )  # fmt: skip
-            shown.add(label)
-        for i in range(len(augs)):
-            fig.update_xaxes(title_text="synthetic images per real image (ratio)", row=1, col=i + 1, tickvals=self.config.get("ratios"))
-        fig.update_yaxes(title_text=f"{METRIC_LABEL[metric]} on the real test split", row=1, col=1)
-        fig.update_layout(height=420, title=f"Utility of synthetic images ({METRIC_LABEL[metric]}, mean ± std over {len(self.config.get('seeds', []))} seeds)",
-                          legend={"orientation": "h", "y": -0.25}, margin={"l": 50, "r": 20, "t": 70, "b": 40})  # fmt: skip
-        return fig
-
-    def png(self, metric: str = "bacc", *, width: int = 1400, height: int = 640) -> bytes:
-        """The chart drawn with PIL (no browser or kaleido needed): same content as ``figure``."""
-        return chart_png(self, metric, width=width, height=height)
-
-    def html(self, metric: str = "bacc") -> str:
-        fig = self.figure(metric).to_html(full_html=False, include_plotlyjs=True)
-        rows = self.table()
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in (rows[0] if rows else []))
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
-        read = "".join(f"<li>{html.escape(s)}</li>" for s in self.reading(metric))
-        ck = "".join(
-            f"<li><b>{html.escape(c['name'])}</b> ({html.escape(c.get('family', ''))}): trained on {html.escape(str(c.get('trained_on')))}, "
-            f"per_class {html.escape(str(c.get('trained_per_class')))}, weights sha256 {html.escape(str(c.get('weights_sha256', ''))[:16])}</li>"
-            for c in self.checkpoints
-        )
-        return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>GDA Studio utility study</title>
-<style>body{{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 6px}}</style></head><body>
-<h1>Utility study: {html.escape(str(self.config.get('dataset')))}</h1>
-{fig}
-<h2>Reading</h2><ul>{read}</ul>
-<h2>Table</h2><table><tr>{head}</tr>{body}</table>
-<h2>Checkpoints</h2><ul>{ck}</ul>
-</body></html>
-"""
+    @property
+    def label(self) -> str:
+        return self.name
 
 
-# ---------------------------------------------------------------------------------------------
-# PIL chart
-# ---------------------------------------------------------------------------------------------
-
-_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127)]
+def indices_sha256(idx: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(idx, dtype="<i8")).tobytes()).hexdigest()
 
 
-def chart_png(result: StudyResult, metric: str = "bacc", *, width: int = 1400, height: int = 640) -> bytes:
-    from PIL import Image, ImageDraw, ImageFont
-
-    def font(size):
-        try:
-            return ImageFont.load_default(size=size)
-        except TypeError:  # Pillow < 10.1
-            return ImageFont.load_default()
-
-    f_small, f_mid, f_big = font(14), font(16), font(20)
-    img = Image.new("RGB", (width, height), "white")
-    d = ImageDraw.Draw(img)
-    augs = result.config.get("geometric_aug", [False])
-    ratios = result.config.get("ratios", [0.0])
-    lines = result._lines(metric)
-    vals = [y + e for *_, ys, es in lines for y, e in zip(ys, es, strict=True)] + [y - e for *_, ys, es in lines for y, e in zip(ys, es, strict=True)]
-    lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
-    pad = max(0.02, (hi - lo) * 0.08)
-    lo, hi = max(0.0, lo - pad), min(1.0, hi + pad)
-    if hi <= lo:
-        hi = lo + 0.05
-    n_seeds = len(result.config.get("seeds", []))
-    d.text((20, 12), f"Utility of synthetic images: {METRIC_LABEL[metric]} on the real test split (mean ± std over {n_seeds} seeds) - {result.config.get('dataset')}", fill="black", font=f_big)
-    legend_w = 330
-    left, top, bottom = 100, 60, height - 70
-    panel_w = (width - left - legend_w - 40 * (len(augs) - 1)) // max(1, len(augs))
-    xmin, xmax = min(ratios), max(ratios)
-    xspan = (xmax - xmin) or 1.0
-    colours: dict[tuple, tuple] = {}
-    for pi, aug in enumerate(augs):
-        x0 = left + pi * (panel_w + 40)
-        x1 = x0 + panel_w
-
-        def px(x, x0=x0):
-            return x0 + 15 + (x - xmin) / xspan * (panel_w - 30)
-
-        def py(y):
-            return bottom - (y - lo) / (hi - lo) * (bottom - top)
-
-        d.rectangle([x0, top, x1, bottom], outline=(120, 120, 120))
-        d.text((x0 + 5, top - 22), f"geometric augmentation {'on' if aug else 'off'}", fill="black", font=f_mid)
-        ticks = np.linspace(lo, hi, 6)
-        for t in ticks:
-            y = py(t)
-            d.line([x0, y, x1, y], fill=(230, 230, 230))
-            if pi == 0:
-                d.text((x0 - 42, y - 8), f"{t:.2f}", fill="black", font=f_small)
-        for r in ratios:
-            x = px(r)
-            d.line([x, bottom, x, bottom + 5], fill="black")
-            d.text((x - 10, bottom + 8), _fmt_ratio(r), fill="black", font=f_small)
-        d.text((x0 + panel_w // 2 - 150, bottom + 30), "synthetic images per real image (ratio)", fill="black", font=f_mid)
-        for a, _label, m, level, sel, xs, ys, es in lines:
-            if a != aug:
-                continue
-            col = colours.setdefault((m, level), _COLOURS[len(colours) % len(_COLOURS)])
-            pts = [(px(x), py(y)) for x, y in zip(xs, ys, strict=True)]
-            if len(pts) > 1:
-                if sel:
-                    for (ax, ay), (bx, by) in zip(pts, pts[1:], strict=False):
-                        for t0 in np.arange(0, 1, 0.1):
-                            d.line([ax + (bx - ax) * t0, ay + (by - ay) * t0, ax + (bx - ax) * (t0 + 0.05), ay + (by - ay) * (t0 + 0.05)], fill=col, width=3)
-                else:
-                    d.line(pts, fill=col, width=3)
-            for (x, y), yv, e in zip(pts, ys, es, strict=True):
-                d.line([x, py(yv - e), x, py(yv + e)], fill=col, width=2)
-                d.line([x - 5, py(yv - e), x + 5, py(yv - e)], fill=col, width=2)
-                d.line([x - 5, py(yv + e), x + 5, py(yv + e)], fill=col, width=2)
-                d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=col)
-    # y label (rotated)
-    lab = Image.new("RGB", (320, 24), "white")
-    ImageDraw.Draw(lab).text((0, 2), METRIC_LABEL[metric], fill="black", font=f_mid)
-    lab = lab.rotate(90, expand=True)
-    img.paste(lab, (8, top + (bottom - top) // 2 - 160))
-    # legend
-    lx, ly = width - legend_w + 10, top
-    d.text((lx, ly), "model · real images per class", fill="black", font=f_mid)
-    ly += 26
-    seen = set()
-    for _a, label, m, level, sel, *_ in lines:
-        if label in seen:
-            continue
-        seen.add(label)
-        col = colours.get((m, level), (0, 0, 0))
-        d.line([lx, ly + 8, lx + 30, ly + 8], fill=col, width=3 if not sel else 1)
-        d.text((lx + 38, ly), label, fill="black", font=f_small)
-        ly += 20
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------
-# Running a study
-# ---------------------------------------------------------------------------------------------
-
-
-def _model_name(run, used: list[str]) -> str:
-    name = run.name
-    while name in used:
-        name = f"{name}'"
-    return name
-
-
-def run_study(
-    checkpoints: Sequence,
-    dataset,
-    *,
-    per_class_levels: Sequence = (10, 50, "all"),
-    ratios: Sequence = (0, 1, 2, 3),
-    seeds: int | Sequence[int] = 3,
-    geometric_aug: Sequence[bool] = (False, True),
-    select=None,
-    mode: str = "balanced",
-    budget=None,
-    selection_budget=None,
-    temperature: float = 1.0,
-    guidance: float | None = None,
-    steps: int | None = None,
-    device: str = "cpu",
-    progress: Callable[[float, str], None] | None = None,
-    cancel: threading.Event | None = None,
-) -> StudyResult:
-    """Run the utility study (module docstring) and return a :class:`StudyResult`.
-
-    ``checkpoints``: run folders or loaded Runs (same image size, channels and classes as
-    ``dataset``). ``per_class_levels``: real images per class (ints or "all"). ``ratios``:
-    synthetic images per real image (0 = real only). ``seeds``: a count or a list.
-    ``select``: None, a spec string ("confidence:0.5,privacy:0.9") or a list of filters.
-    ``budget``: the downstream classifier's ClassifierBudget (default: DEFAULT_BUDGET);
-    ``selection_budget`` for the selection filters' real-data classifier (default: ``budget``).
-    ``progress(fraction, message)``; ``cancel`` raises Cancelled between steps.
-    """
-    from ..checkpoints import Run, load_run
+def scarce_subset(train_labels: np.ndarray, level, seed: int) -> np.ndarray:
+    """The training indices of scarcity level ``level`` ('all' or images per class) for ``seed``:
+    what both the per-level generator and the downstream classifier are trained on."""
     from ..data.base import stratified_subset
-    from ..metrics import DEFAULT_BUDGET, accuracy, train_classifier
-    from ..runtime import resolve_device
-    from .generate import checkpoint_info, generate_synthetic, target_counts
-    from .select import SelectionContext, parse_filters
-    from .select import select as run_select
 
-    levels = _parse_levels(per_class_levels)
-    ratio_list = _parse_ratios(ratios)
-    seed_list = _parse_seeds(seeds)
+    return np.arange(len(train_labels)) if level == "all" else stratified_subset(train_labels, int(level), int(seed))
+
+
+def check_dataset(ds, levels: list) -> None:
+    """Refuse, with one line naming the problem, a dataset the study cannot split honestly."""
+    if ds.spec.per_class is not None:
+        raise ConfigError(f"the study draws its own scarce subsets: load '{ds.name}' without a per-class limit (it has {ds.spec.per_class}/class)")
+    counts = ds.class_counts("train")
+    test = ds.class_counts("test")
+    for name, n, t in zip(ds.class_names, counts, test, strict=True):
+        if n < 2:
+            raise ConfigError(f"class '{name}' has {n} training image{'s' * (n != 1)}: too few to split into a scarce subset (2 or more needed)")
+        if t < 1:
+            raise ConfigError(f"class '{name}' has no test images: the study cannot measure it (give the dataset a test split with every class)")
+    for level in levels:
+        if level != "all" and level > min(counts):
+            i = int(np.argmin(counts))
+            raise ConfigError(f"scarcity level {level}/class is more than class '{ds.class_names[i]}' has ({counts[i]} training images); "
+                              "use a smaller level or 'all'")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StudyPlan:
+    ds: object
+    models: list[GeneratorSpec]
+    levels: list
+    ratios: list[float]
+    seeds: list[int]
+    augs: list[bool]
+    scope: str
+    minutes: list[float] | None
+    steps: list[int] | None
+    budget: object  # ClassifierBudget of the downstream classifier
+    selection_budget: object
+    filters: list
+    mode: str
+    sampling: dict
+    device: object
+    cache: StageCache
+    gen_root: Path
+    progress: Callable[[float, str], None] | None = None
+    cancel: threading.Event | None = None
+    done: int = 0
+    total: int = 1
+    subsets: dict = field(default_factory=dict)
+    real_ref: dict = field(default_factory=dict)
+
+    def tick(self, msg: str, units: int = 1) -> None:
+        self.check()
+        self.done += units
+        if self.progress is not None:
+            self.progress(min(1.0, self.done / max(1, self.total)), msg)
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("study cancelled; run it again to resume (finished cells are kept)")
+
+    def subset(self, level, seed) -> tuple[np.ndarray, str]:
+        key = (level, seed)
+        if key not in self.subsets:
+            idx = scarce_subset(self.ds.train_labels, level, seed)
+            self.subsets[key] = (idx, indices_sha256(idx))
+        return self.subsets[key]
+
+    def budget_for(self, level) -> dict:
+        i = self.levels.index(level) if level in self.levels else len(self.levels) - 1
+        return {"minutes": self.minutes[i] if self.minutes else None, "steps": int(self.steps[i]) if self.steps else None}
+
+
+def _models(models, checkpoints, model_configs, device) -> tuple[list[GeneratorSpec], str | None]:
+    from ..checkpoints import Run, load_run
+    from ..models import get_model_class
+
+    specs: list[GeneratorSpec] = []
+    for fam in models or []:
+        get_model_class(fam)
+        cfg = dict((model_configs or {}).get(fam, {}))
+        get_model_class(fam).Config.from_dict({**get_model_class(fam).Config().to_dict(), **cfg})  # a bad override fails here
+        specs.append(GeneratorSpec(name=fam if fam not in [s.name for s in specs] else f"{fam}'", family=fam, model_config=cfg))
+    for c in checkpoints or []:
+        run = c if isinstance(c, Run) else load_run(c, device=device)
+        name = run.name
+        while name in [s.name for s in specs]:
+            name += "'"
+        specs.append(GeneratorSpec(name=name, family=run.family, run=run))
+    if not specs:
+        raise ConfigError("give at least one model family (--models) or checkpoint (--checkpoints)")
+    return specs, ("checkpoint" if checkpoints else None)
+
+
+def plan_study(dataset, *, models=None, checkpoints=None, model_configs=None, per_class_levels=(10, 50, "all"), ratios=(0, 1, 2, 3),
+               seeds=3, scope="per-level", budget_minutes=None, budget_steps=None, geometric_aug=(False,), select=None,
+               mode="balanced", budget=None, selection_budget=None, sampling=None, device="cpu", cache_dir=None, progress=None,
+               cancel=None) -> StudyPlan:  # fmt: skip
+    """Check every option and the dataset (before anything is trained or written) and plan the study."""
+    from ..metrics import DEFAULT_BUDGET
+    from ..runtime import resolve_device
+    from .generate import MODES
+    from .select import parse_filters
+
+    levels, ratio_list, seed_list = parse_levels(per_class_levels), parse_ratios(ratios), parse_seeds(seeds)
     augs = [bool(a) for a in dict.fromkeys(geometric_aug)]
     if not augs:
         raise ConfigError("geometric_aug must list at least one of False / True")
-    if not checkpoints:
-        raise ConfigError("give at least one checkpoint")
-    budget = budget or DEFAULT_BUDGET
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
     dev = resolve_device(device)
+    specs, forced = _models(models, checkpoints, model_configs, dev)
+    scope = forced or scope
+    if scope not in SCOPES:
+        raise ConfigError(f"generator scope must be one of {', '.join(SCOPES[:2])}, got '{scope}'")
+    minutes = _per_level(budget_minutes, levels, "budget in minutes", float)
+    steps = _per_level(budget_steps, levels, "budget in steps", lambda v: int(v) if float(v) == int(float(v)) else float("nan"))
+    if scope != "checkpoint" and minutes is None and steps is None:
+        raise ConfigError("give the generators a training budget: minutes or steps (--budget-minutes / --budget-steps; one, or one per level)")
+    check_dataset(dataset, levels)
+    _check_shapes(specs, dataset)
     filters = parse_filters(select) if isinstance(select, str) else (list(select) if select else [])
-    select_spec = ",".join(f.spec() for f in filters) if filters else None
+    unknown = set(sampling or {}) - {"temperature", "guidance", "steps"}
+    if unknown:
+        raise ConfigError(f"unknown sampling setting(s) {', '.join(sorted(unknown))}; use temperature, guidance or steps")
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache()
+    return StudyPlan(ds=dataset, models=specs, levels=levels, ratios=ratio_list, seeds=seed_list, augs=augs, scope=scope, minutes=minutes,
+                     steps=steps, budget=budget or DEFAULT_BUDGET, selection_budget=selection_budget or budget or DEFAULT_BUDGET,
+                     filters=filters, mode=mode, sampling=dict(sampling or {}), device=dev, cache=StageCache(root / "stages"),
+                     gen_root=root / "generators", progress=progress, cancel=cancel)  # fmt: skip
 
-    runs = []
-    names: list[str] = []
-    for c in checkpoints:
-        run = c if isinstance(c, Run) else load_run(c, device=dev)
-        mc = run.model.config
-        if (mc.image_size, mc.channels, mc.num_classes) != (dataset.image_size, dataset.channels, dataset.num_classes):
+
+def _check_shapes(specs: list[GeneratorSpec], ds) -> None:
+    for s in specs:
+        if s.run is None:
+            continue
+        mc = s.run.model.config
+        if (mc.image_size, mc.channels, mc.num_classes) != (ds.image_size, ds.channels, ds.num_classes):
             raise ConfigError(
-                f"{run.name} makes {mc.image_size}x{mc.image_size}x{mc.channels} images of {mc.num_classes} classes but the dataset has "
-                f"{dataset.image_size}x{dataset.image_size}x{dataset.channels} images of {dataset.num_classes} classes; load the dataset with the checkpoint's image size and channels"
+                f"{s.name} makes {mc.image_size}x{mc.image_size}x{mc.channels} images of {mc.num_classes} classes but the dataset has "
+                f"{ds.image_size}x{ds.image_size}x{ds.channels} images of {ds.num_classes} classes; load the dataset with the checkpoint's "
+                "image size and channels"
             )
-        runs.append(run)
-        names.append(_model_name(run, names))
-    ck_info = [{**checkpoint_info(r), "name": n} for r, n in zip(runs, names, strict=True)]
-    test_x, test_y = dataset.split("test")
-    if len(test_y) == 0:
-        raise ConfigError(f"dataset '{dataset.name}' has no test split to measure on")
-    train_x, train_y = dataset.split("train")
-    k = dataset.num_classes
-    pos_ratios = [r for r in ratio_list if r > 0]
 
-    notes = [
-        "The generative checkpoints were used as they are, not retrained per scarcity level. "
-        + " ".join(
-            f"{c['name']} was trained on {c['trained_on']} with "
-            + (f"{c['trained_per_class']} images per class." if c["trained_per_class"] else "all its training images (no per-class limit).")
-            for c in ck_info
-        )
-        + " Where a generator saw more real images than a scarcity level keeps, its synthetic images carry information from real images the"
-        " classifier was not given, which flatters synthetic data at that level; an honest low-data study trains one generator per level on that very subset."
-    ]
-    for c in ck_info:
-        if str(c["trained_on"]) not in (str(dataset.spec.source), dataset.name):
-            notes.append(f"{c['name']} was trained on '{c['trained_on']}', the study measures on '{dataset.name}'.")
 
-    n_train_per = len(augs) * (1 + len(runs) * len(pos_ratios) * (2 if filters else 1))
-    total_units = len(levels) * len(seed_list) * (n_train_per + len(runs) + (1 if filters else 0))
-    done_units = [0]
+# ---------------------------------------------------------------------------------------------
+# Stage: generators
+# ---------------------------------------------------------------------------------------------
 
-    def tick(msg: str, units: int = 1) -> None:
-        done_units[0] += units
-        if progress is not None:
-            progress(min(1.0, done_units[0] / max(1, total_units)), msg)
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("study cancelled")
 
-    def fit_eval(x, y, seed, aug) -> tuple[float, float]:
-        clf = train_classifier(x, y, k, seed=seed, budget=budget, device=dev, cancel=cancel, augment=aug)
-        return accuracy(clf, test_x, test_y)
+def subset_dataset(ds, idx: np.ndarray, level, seed: int):
+    """The dataset restricted to the training indices ``idx`` (val / test unchanged); its spec
+    reloads exactly this subset (``per_class`` = level, ``subset_seed`` = seed)."""
+    spec = dataclasses.replace(ds.spec, per_class=None if level == "all" else int(level), subset_seed=None if level == "all" else int(seed))
+    return dataclasses.replace(ds, train_images=ds.train_images[idx], train_labels=ds.train_labels[idx], spec=spec, warnings=[])
 
-    rows: list[dict] = []
-    for level in levels:
-        for seed in seed_list:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("study cancelled")
-            idx = np.arange(len(train_y)) if level == "all" else stratified_subset(train_y, int(level), seed)
-            rx, ry = train_x[idx], train_y[idx]
-            base = {"per_class": level, "n_real": int(len(ry)), "seed": seed}
-            # Real-only baseline, shared by every model.
-            if 0.0 in ratio_list:
-                for aug in augs:
-                    acc, bacc = fit_eval(rx, ry, seed, aug)
-                    for n in names:
-                        rows.append({**base, "model": n, "ratio": 0.0, "n_synthetic": 0, "geometric_aug": aug, "selected": False, "acc": acc, "bacc": bacc})
-                    tick(f"{_level_label(level)}, seed {seed}: real only, aug {'on' if aug else 'off'}")
-            else:
-                tick("", len(augs))
-            ctx = None
-            if filters:
-                ctx = SelectionContext(rx, ry, k, seed=seed, device=dev, budget=selection_budget or budget, cancel=cancel)
-                ctx.get_classifier()
-                tick(f"{_level_label(level)}, seed {seed}: selection classifier")
-            for run, name in zip(runs, names, strict=True):
-                if not pos_ratios:
-                    tick("", 1)
-                    continue
-                big_counts = target_counts(ry, k, max(pos_ratios), mode)
-                synth_all = generate_synthetic(run, max(pos_ratios), real_labels=ry, mode=mode, seed=(seed + 1) * 1_000_000,
-                                               temperature=temperature, guidance=guidance, steps=steps, counts=big_counts, cancel=cancel)  # fmt: skip
-                tick(f"{_level_label(level)}, seed {seed}: sampled {len(synth_all)} images from {name}")
-                for r in pos_ratios:
-                    synth = synth_all.per_class_prefix(target_counts(ry, k, r, mode))
-                    variants = [(False, synth)]
-                    if filters:
-                        kept, _ = run_select(synth, filters, ctx)
-                        variants.append((True, kept))
-                    for sel, s in variants:
-                        x = np.concatenate([rx, s.images]) if len(s) else rx
-                        y = np.concatenate([ry, s.labels]) if len(s) else ry
-                        for aug in augs:
-                            acc, bacc = fit_eval(x, y, seed, aug)
-                            rows.append({**base, "model": name, "ratio": r, "n_synthetic": int(len(s)), "geometric_aug": aug, "selected": sel, "acc": acc, "bacc": bacc})
-                            tick(f"{_level_label(level)}, seed {seed}: {name} +{_fmt_ratio(r)}{' selected' if sel else ''}, aug {'on' if aug else 'off'}")
-    config = {
-        "dataset": dataset.name, "dataset_spec": dataset.spec.to_dict(), "test_images": int(len(test_y)),
-        "per_class_levels": levels, "ratios": ratio_list, "seeds": seed_list, "geometric_aug": augs, "mode": mode,
-        "select": select_spec, "budget": budget.to_dict(), "selection_budget": (selection_budget or budget).to_dict() if filters else None,
-        "sampling": {"temperature": temperature, "guidance": guidance, "steps": steps}, "device": str(dev),
+
+def _generator_level(plan: StudyPlan, level):
+    return "all" if plan.scope == "shared" else level
+
+
+def generator(plan: StudyPlan, spec: GeneratorSpec, level, seed: int):
+    """The generator of ``spec`` for (level, seed): trained on exactly the level's subset (or the
+    whole split for scope 'shared'), found in the cache, or resumed. -> (Run, record)."""
+    from ..checkpoints import load_run
+    from ..metrics.extractors import data_hash
+    from ..models import get_model_class
+    from ..training import ensure_trained
+
+    if spec.run is not None:
+        return spec.run, _checkpoint_record(plan, spec)
+    glevel = _generator_level(plan, level)
+    idx, sha = plan.subset(glevel, seed)
+    sub = subset_dataset(plan.ds, idx, glevel, seed)
+    cls = get_model_class(spec.family)
+    config = {**cls.Config().to_dict(), **spec.model_config, "image_size": sub.image_size, "channels": sub.channels, "num_classes": sub.num_classes}
+    budget = plan.budget_for(glevel)
+    data_sha = data_hash(sub.train_images, sub.train_labels)
+    key = stage_key(version=STUDY_VERSION, family=spec.family, config=config, data=data_sha, seed=seed, budget=budget, device=plan.device.type)
+    out = plan.gen_root / f"{spec.family}-{'all' if glevel == 'all' else f'{glevel}pc'}-seed{seed}-{key[:12]}"
+    label = f"{spec.name} {level_label(glevel)} seed {seed}"
+
+    def cb(ev) -> None:
+        if plan.progress is not None and ev.kind in ("start", "step", "done"):
+            plan.progress(min(1.0, (plan.done + ev.fraction) / max(1, plan.total)), f"training {label}: {ev.message or f'step {ev.step}'}")
+
+    ensure_trained(out, spec.family, sub, steps=budget["steps"], minutes=budget["minutes"], model_config=spec.model_config, seed=seed,
+                   device=str(plan.device), callback=cb, cancel=plan.cancel)  # fmt: skip
+    run = load_run(out, device=plan.device)
+    rec = {"checkpoint": str(out), "family": spec.family, "scope": plan.scope, "seed": int(seed), "per_class": glevel,
+           "train_indices_sha256": sha, "n_train": int(len(idx)), "train_data_sha256": data_sha, "steps": run.config.get("step"),
+           "budget": budget, "weights_sha256": run.weights_hash}  # fmt: skip
+    return run, rec
+
+
+def _checkpoint_record(plan: StudyPlan, spec: GeneratorSpec) -> dict:
+    """A given checkpoint's record: the indices it was trained on where its spec says so."""
+    run = spec.run
+    ds_spec = run.data_spec
+    sha = None
+    if str(ds_spec.source) in (str(plan.ds.spec.source), plan.ds.name):
+        lvl = "all" if ds_spec.per_class is None else int(ds_spec.per_class)
+        s = ds_spec.seed if ds_spec.subset_seed is None else ds_spec.subset_seed
+        sha = indices_sha256(scarce_subset(plan.ds.train_labels, lvl, s)) if lvl == "all" or lvl <= max(plan.ds.class_counts("train")) else None
+    return {"checkpoint": str(run.run_dir), "family": run.family, "scope": "checkpoint", "seed": None, "per_class": ds_spec.per_class or "all",
+            "train_indices_sha256": sha, "n_train": run.config.get("train_images"), "trained_on": str(ds_spec.source),
+            "steps": run.config.get("step"), "budget": None, "weights_sha256": run.weights_hash}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage: synthetic images, generator scores
+# ---------------------------------------------------------------------------------------------
+
+
+def synthetic_pool(plan: StudyPlan, run, rec: dict, ry: np.ndarray, seed: int):
+    """The synthetic images for every ratio of one (generator, subset): the largest ratio's set
+    (class balance of the subset); smaller ratios take per-class prefixes. Cached."""
+    from .generate import SyntheticSet, generate_synthetic, target_counts
+
+    k = plan.ds.num_classes
+    top = max(max(plan.ratios), 1.0)  # ratio 1 is also the synthetic-only (TSTR) set
+    counts = target_counts(ry, k, top, plan.mode)
+    key = stage_key(weights=rec["weights_sha256"], counts=counts, seed=seed, sampling=plan.sampling, mode=plan.mode)
+
+    def sample() -> dict:
+        s = generate_synthetic(run, top, real_labels=ry, mode=plan.mode, seed=(seed + 1) * 1_000_000, counts=counts, cancel=plan.cancel,
+                               **plan.sampling)  # fmt: skip
+        return {"images": s.images, "labels": s.labels, "seeds": s.seeds}
+
+    a = plan.cache.arrays("pools", key, sample)
+    return SyntheticSet(a["images"], a["labels"], a["seeds"], list(run.class_names), {"ratio": top, "mode": plan.mode, "seed": seed})
+
+
+def _real_reference(plan: StudyPlan) -> dict:
+    """Features of the full training split (fidelity reference) and its uint8 NCHW images (privacy)."""
+    if "f_real" not in plan.real_ref:
+        import torch
+
+        from ..metrics import get_extractor
+
+        ext = get_extractor("domain-cnn", plan.ds, device=plan.device, cancel=plan.cancel)
+        x = torch.from_numpy(np.ascontiguousarray(plan.ds.train_images)).permute(0, 3, 1, 2).contiguous()
+        plan.real_ref.update(ext=ext, train_x=x, f_real=ext(x))
+    return plan.real_ref
+
+
+def generator_scores(plan: StudyPlan, run, rec: dict, pool, ry: np.ndarray, level, seed: int, baseline_acc: float | None) -> dict:
+    """Fidelity (precision) and diversity (recall) against the full training split, privacy (1 -
+    mean nearest-training SSIM) and utility (TSTR accuracy / the real-only accuracy at this level)
+    of one generator. Cached."""
+    key = stage_key(weights=rec["weights_sha256"], data=rec.get("train_data_sha256"), seed=seed, level=level, n=SCORE_IMAGES,
+                    sampling=plan.sampling, budget=plan.budget.to_dict(), baseline=baseline_acc)  # fmt: skip
+    return plan.cache.json("scores", key, lambda: _scores(plan, run, pool, ry, seed, baseline_acc))
+
+
+def _scores(plan: StudyPlan, run, pool, ry, seed: int, baseline_acc) -> dict:
+    import torch
+
+    from ..metrics import accuracy, nearest_ssim, prdc, train_classifier
+    from ..metrics.privacy import WIN
+    from .generate import generate_synthetic
+
+    ref = _real_reference(plan)
+    n = min(SCORE_IMAGES, len(plan.ds.train_labels))
+    s = generate_synthetic(run, n / len(plan.ds.train_labels), real_labels=plan.ds.train_labels, seed=(seed + 1) * 1_000_000 + 500_000,
+                           cancel=plan.cancel, **plan.sampling)  # fmt: skip
+    x = torch.from_numpy(np.ascontiguousarray(s.images)).permute(0, 3, 1, 2).contiguous()
+    out = prdc(ref["f_real"], ref["ext"](x), k_pr=3, k_dc=5, device=plan.device)
+    if plan.ds.image_size >= WIN:
+        out["privacy"] = 1.0 - float(nearest_ssim(x, ref["train_x"], device=plan.device, cancel=plan.cancel).mean())
+    tstr = pool.per_class_prefix(np.bincount(ry, minlength=plan.ds.num_classes).tolist())
+    clf = train_classifier(tstr.images, tstr.labels, plan.ds.num_classes, seed=seed, budget=plan.budget, device=plan.device, cancel=plan.cancel)
+    out["tstr_acc"] = accuracy(clf, *plan.ds.split("test"))[0]
+    if baseline_acc:
+        out["utility"] = min(1.0, out["tstr_acc"] / baseline_acc)
+    out["n_images"] = int(n)
+    return out
+
+
+def model_speed(plan: StudyPlan, run) -> dict:
+    """Images per second of a generator over several timed batches (cached per weights)."""
+    from ..metrics import sampling_speed
+
+    def measure() -> dict:
+        sp = sampling_speed(run.model, batch_size=64, repeats=5, **{k: v for k, v in plan.sampling.items() if k in ("steps", "guidance")})
+        return {"images_per_s": sp["images_per_s"], "rates": [sp["batch_size"] / t for t in sp["seconds_all"]], "batch_size": sp["batch_size"]}
+
+    # Speed depends on the architecture, not the weights: measured once per family and config.
+    key = stage_key(family=run.family, config=run.model.config.to_dict(), sampling=plan.sampling, device=plan.device.type)
+    return plan.cache.json("speed", key, measure)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage: classifier cells
+# ---------------------------------------------------------------------------------------------
+
+
+def classifier_cell(plan: StudyPlan, x: np.ndarray, y: np.ndarray, seed: int, aug: bool, ident: dict) -> dict:
+    """Train the fixed classifier on (x, y), test it on the real test split. Cached by ``ident``
+    (everything its training set and settings depend on)."""
+    key = stage_key(**ident, seed=seed, aug=aug, budget=plan.budget.to_dict(), device=plan.device.type, version=STUDY_VERSION)
+
+    def fit() -> dict:
+        from ..metrics import predict, train_classifier
+        from ..metrics.intervals import bootstrap_mean, bootstrap_stat
+        from ..metrics.summaries import balanced
+
+        clf = train_classifier(x, y, plan.ds.num_classes, seed=seed, budget=plan.budget, device=plan.device, cancel=plan.cancel, augment=aug)
+        tx, ty = plan.ds.split("test")
+        correct = (predict(clf, tx).numpy() == ty).astype(np.float64)
+        acc, bacc = bootstrap_mean(correct, seed=seed, what="test images"), bootstrap_stat(balanced, correct, ty, seed=seed, what="test images")
+        return {"accuracy": acc.mean, "accuracy_ci95": acc.interval, "balanced_accuracy": bacc.mean, "balanced_accuracy_ci95": bacc.interval}
+
+    return plan.cache.json("cells", key, fit)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it
+# ---------------------------------------------------------------------------------------------
+
+
+def _units(plan: StudyPlan) -> int:
+    pos = [r for r in plan.ratios if r > 0]
+    per_seed = len(plan.augs) * (1 + len(plan.models) * len(pos) * (2 if plan.filters else 1)) + 3 * len(plan.models)
+    return len(plan.levels) * len(plan.seeds) * per_seed
+
+
+def run_study(dataset, **options) -> StudyResult:
+    """Run the protocol (module docstring) and return a :class:`StudyResult`.
+
+    Options (``plan_study``): ``models`` (families, trained per level) and/or ``checkpoints`` (used
+    as they are), ``model_configs`` {family: overrides}, ``per_class_levels``, ``ratios``, ``seeds``
+    (a count or a list), ``scope`` ('per-level' or 'shared'), ``budget_minutes`` / ``budget_steps``
+    (one value or one per level), ``geometric_aug``, ``select`` (a filter spec), ``mode``,
+    ``budget`` (the downstream ClassifierBudget), ``sampling`` ({temperature, guidance, steps}),
+    ``device``, ``cache_dir``, ``progress(fraction, message)``, ``cancel`` (an Event).
+    """
+    plan = plan_study(dataset, **options)
+    plan.total = _units(plan)
+    cells: list[dict] = []
+    gens: dict[tuple, dict] = {}
+    for level in plan.levels:
+        for seed in plan.seeds:
+            cells += _level_seed(plan, level, seed, gens)
+    return StudyResult.build(cells, list(gens.values()), _config(plan), _notes(plan, list(gens.values())))
+
+
+def _level_seed(plan: StudyPlan, level, seed: int, gens: dict) -> list[dict]:
+    """Every cell of one (level, seed): the real-only baseline, then each model's ratios."""
+    idx, sha = plan.subset(level, seed)
+    rx, ry = plan.ds.train_images[idx], plan.ds.train_labels[idx]
+    base = {"per_class": level, "seed": int(seed), "n_real": int(len(ry)), "subset_indices_sha256": sha}
+    baselines = {}
+    for aug in plan.augs:
+        baselines[aug] = classifier_cell(plan, rx, ry, seed, aug, {"real": sha, "data": _data_id(plan)})
+        plan.tick(f"{level_label(level)}, seed {seed}: real only{', geometric aug' if aug else ''}")
+    ctx = None
+    if plan.filters:
+        from .select import SelectionContext
+
+        ctx = SelectionContext(rx, ry, plan.ds.num_classes, seed=seed, device=plan.device, budget=plan.selection_budget, cancel=plan.cancel)
+    cells = []
+    for spec in plan.models:
+        run, rec = generator(plan, spec, level, seed)
+        plan.tick(f"{level_label(level)}, seed {seed}: generator {spec.name} ready")
+        pool = synthetic_pool(plan, run, rec, ry, seed)
+        plan.tick(f"{level_label(level)}, seed {seed}: {len(pool)} images from {spec.name}")
+        label = spec.name + (f" ({SCOPE_NOTE[plan.scope]})" if SCOPE_NOTE.get(plan.scope) else "")
+        scores = generator_scores(plan, run, rec, pool, ry, level, seed, baselines[plan.augs[0]]["accuracy"])
+        gens[(spec.name, level, seed)] = {**rec, "model": spec.name, "model_label": label, "per_class": level, "seed": int(seed),
+                                          "scores": scores, "speed": model_speed(plan, run)}  # fmt: skip
+        plan.tick(f"{level_label(level)}, seed {seed}: {spec.name} scored")
+        head = {**base, "model": spec.name, "model_label": label, "scope": plan.scope, "generator": rec}
+        for aug in plan.augs:
+            cells.append({**head, "ratio": 0.0, "n_synthetic": 0, "geometric_aug": aug, "selected": False, "baseline": True, **baselines[aug]})
+        cells += _ratio_cells(plan, head, rx, ry, pool, ctx, seed)
+    return cells
+
+
+def _ratio_cells(plan: StudyPlan, head: dict, rx, ry, pool, ctx, seed: int) -> list[dict]:
+    from .generate import target_counts
+    from .select import select as run_select
+
+    out = []
+    for r in (r for r in plan.ratios if r > 0):
+        synth = pool.per_class_prefix(target_counts(ry, plan.ds.num_classes, r, plan.mode))
+        variants = [(False, synth)]
+        if plan.filters:
+            variants.append((True, run_select(synth, plan.filters, ctx)[0]))
+        for sel, s in variants:
+            x = np.concatenate([rx, s.images]) if len(s) else rx
+            y = np.concatenate([ry, s.labels]) if len(s) else ry
+            ident = {"real": head["subset_indices_sha256"], "data": _data_id(plan), "generator": head["generator"]["weights_sha256"],
+                     "ratio": r, "select": [f.spec() for f in plan.filters] if sel else None, "pool_seed": seed, "mode": plan.mode,
+                     "sampling": plan.sampling}  # fmt: skip
+            for aug in plan.augs:
+                res = classifier_cell(plan, x, y, seed, aug, ident)
+                out.append({**head, "ratio": r, "n_synthetic": int(len(s)), "geometric_aug": aug, "selected": sel, "baseline": False, **res})
+                plan.tick(f"{level_label(head['per_class'])}, seed {seed}: {head['model']} +{fmt_ratio(r)}{' selected' if sel else ''}")
+    return out
+
+
+def _data_id(plan: StudyPlan) -> str:
+    if "data_id" not in plan.real_ref:
+        from ..metrics.extractors import data_hash
+
+        tx, ty = plan.ds.split("test")
+        plan.real_ref["data_id"] = data_hash(plan.ds.train_images, plan.ds.train_labels) + data_hash(tx, ty)
+    return plan.real_ref["data_id"]
+
+
+def _config(plan: StudyPlan) -> dict:
+    return {
+        "dataset": plan.ds.name, "dataset_spec": plan.ds.spec.to_dict(), "test_images": int(len(plan.ds.test_labels)),
+        "models": [{"name": s.name, "family": s.family, "model_config": s.model_config} for s in plan.models],
+        "scope": plan.scope, "per_class_levels": plan.levels, "ratios": plan.ratios, "seeds": plan.seeds, "geometric_aug": plan.augs,
+        "mode": plan.mode, "select": ",".join(f.spec() for f in plan.filters) or None,
+        "generator_budget": {"minutes": plan.minutes, "steps": plan.steps}, "classifier_budget": plan.budget.to_dict(),
+        "sampling": plan.sampling, "device": str(plan.device), "cache": str(plan.cache.root.parent) if plan.cache.root else None,
         "classifier": "gda_core.metrics.train_classifier (fixed SmallCNN); geometric aug = its random 1-pixel shifts",
     }  # fmt: skip
-    return StudyResult(rows=rows, config=config, checkpoints=ck_info, notes=notes)
+
+
+def _notes(plan: StudyPlan, gens: list[dict]) -> list[str]:
+    if plan.scope == "per-level":
+        return ["Each generator was trained on exactly the real images the classifier at its level sees (same indices; their SHA-256 "
+                "is recorded), so synthetic images carry no information from images the classifier was denied."]  # fmt: skip
+    n = len(plan.ds.train_labels)
+    what = ("one generator per seed trained on all " + f"{n} training images" if plan.scope == "shared"
+            else "the given checkpoints as they are (" + "; ".join(f"{g['model']}: {g.get('n_train')} images of {g.get('trained_on')}" for g in gens[:len(plan.models)]) + ")")  # fmt: skip
+    return [f"Generators: {what}, used at every level. At scarce levels their images carry information from real images the classifier "
+            "was denied, which flatters synthetic data exactly there; the leakage-free protocol trains one generator per level "
+            "(the default)."]  # fmt: skip
+
+
+__all__ = ["SCOPES", "StudyPlan", "StudyResult", "indices_sha256", "plan_study", "quick_budget", "run_study", "scarce_subset"]
+

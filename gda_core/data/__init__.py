@@ -7,7 +7,7 @@ from . import (
     medmnist,  # noqa: F401  (registers the MedMNIST names)
 )
 from .base import CHANNEL_CHOICES, Dataset, DataSpec, images_to_tensor, tensor_to_images
-from .registry import default_data_dir, get_dataset_info, list_datasets, load_dataset, register_dataset
+from .registry import default_data_dir, get_dataset_info, list_datasets, load_dataset, load_spec, register_dataset
 
 __all__ = [
     "CHANNEL_CHOICES",
@@ -18,6 +18,7 @@ __all__ = [
     "images_to_tensor",
     "list_datasets",
     "load_dataset",
+    "load_spec",
     "register_dataset",
     "tensor_to_images",
 ]

@@ -34,9 +34,15 @@ class DataSpec:
     per_class: int | None = None
     seed: int = 0
     data_dir: str | None = None
+    # Seed of the per-class subset when it differs from ``seed`` (which also seeds the split of a
+    # dataset without one): a study draws several subsets of ONE split. None: ``seed``.
+    subset_seed: int | None = None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["subset_seed"] is None:  # keeps specs (and cache keys) of runs without one unchanged
+            d.pop("subset_seed")
+        return d
 
 
 @dataclass
@@ -246,7 +252,7 @@ def finalize(
     if size is None and train_images.shape[1] % 4:
         raise DataError(f"dataset '{name}' images are {train_images.shape[1]} px, not a multiple of 4; pass an image size (e.g. {max(8, train_images.shape[1] // 4 * 4)})")
     if spec.per_class is not None:
-        keep = stratified_subset(train_labels, spec.per_class, spec.seed)
+        keep = stratified_subset(train_labels, spec.per_class, spec.seed if spec.subset_seed is None else spec.subset_seed)
         train_images, train_labels = train_images[keep], train_labels[keep]
     present = np.bincount(train_labels, minlength=num_classes)
     missing = [class_names[i] for i in range(num_classes) if present[i] == 0]

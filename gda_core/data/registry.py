@@ -64,6 +64,7 @@ def load_dataset(
     per_class: int | None = None,
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
+    subset_seed: int | None = None,
 ) -> Dataset:
     """Load a dataset by registered name or by path (.npz in MedMNIST layout, .zip, or folder).
 
@@ -74,6 +75,7 @@ def load_dataset(
         per_class: keep at most this many training images per class (seeded stratified subset).
         seed: seed of the subset and of any split made here.
         data_dir: folder for named datasets' files (default $GDA_DATA_DIR or the user cache).
+        subset_seed: seed of the per-class subset when it must differ from ``seed`` (None: ``seed``).
     """
     validate_options(image_size, channels, per_class)
     spec = DataSpec(
@@ -83,6 +85,7 @@ def load_dataset(
         per_class=per_class,
         seed=int(seed),
         data_dir=str(data_dir) if data_dir is not None else None,
+        subset_seed=None if subset_seed is None else int(subset_seed),
     )
     key = str(source).lower()
     if key in _REGISTRY:
@@ -100,3 +103,10 @@ def load_dataset(
     if suffix == ".zip":
         return folder.load_zip(path, spec)
     raise DataError(f"{path}: unsupported dataset file type '{suffix or path.name}'; give an .npz, a .zip or a folder of class sub-folders")
+
+
+def load_spec(spec: DataSpec, **overrides) -> Dataset:
+    """Load the dataset a ``DataSpec`` (e.g. a run's recorded one) describes; ``overrides`` replace
+    fields (``per_class=None`` for the full training split)."""
+    d = {**spec.to_dict(), **overrides}
+    return load_dataset(d.pop("source"), **d)

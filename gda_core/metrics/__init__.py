@@ -6,6 +6,7 @@ all on a model and returns a ``Report`` whose ``scores`` are the six radar axes 
 
 from __future__ import annotations
 
+from .claims import PAPER_CLAIMS, check_claims, claim_sentence, claims_from_reports
 from .classifier import (
     DEFAULT_BUDGET,
     ClassifierBudget,
@@ -16,6 +17,17 @@ from .classifier import (
     predict,
     train_classifier,
 )
+from .comparison import (
+    comparability,
+    compare,
+    fmt_with_interval,
+    per_class_rows,
+    radar_figure,
+    radar_png,
+    reading,
+    table_rows,
+    write_comparison,
+)
 from .evaluation import balanced_label_order, evaluate, held_out_bits_per_dim
 from .extractors import (
     FeatureExtractor,
@@ -25,28 +37,29 @@ from .extractors import (
     register_extractor,
 )
 from .fid import fid, kid
+from .intervals import Estimate, bootstrap_mean, bootstrap_stat, difference, over_replicates
 from .manifold import density_coverage, knn_radii, prdc, precision_recall
 from .privacy import nearest_ssim, ssim, ssim_matrix
-from .report import (
-    AXES,
-    AXIS_HELP,
-    BPD_HELP,
-    HEADLINE_RAW,
-    RAW_META,
-    Report,
-    compare,
-    normalise_scores,
-    radar_figure,
-    radar_png,
-    reading,
-    write_comparison,
-)
+from .report import AXES, AXIS_HELP, BPD_HELP, HEADLINE_RAW, RAW_META, Report, normalise_scores
 from .robustness import DeepFoolResult, deepfool, deepfool_rho
 from .speed import sampling_speed, speed_score
 from .utility import utility
 
 __all__ = [
     "AXES",
+    "PAPER_CLAIMS",
+    "Estimate",
+    "bootstrap_mean",
+    "bootstrap_stat",
+    "check_claims",
+    "claim_sentence",
+    "claims_from_reports",
+    "comparability",
+    "difference",
+    "fmt_with_interval",
+    "over_replicates",
+    "per_class_rows",
+    "table_rows",
     "AXIS_HELP",
     "BPD_HELP",
     "DEFAULT_BUDGET",

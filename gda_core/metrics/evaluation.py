@@ -1,4 +1,25 @@
-"""One call that scores a model on the six axes: ``evaluate(run_dir_or_model, dataset) -> Report``."""
+"""One call that scores a model on the six axes: ``evaluate(run_dir_or_model, dataset) -> Report``.
+
+The evaluation is a short pipeline of stages (docs/metrics.md):
+
+    plan -> reference -> speed -> per seed: generate -> score -> aggregate (report)
+
+- **plan**: the model, the dataset, every setting, and the cache key of the final report.
+- **reference** (seed-independent, reused by every seed and every model of a dataset): the domain
+  feature extractor, the real features, the real-data (TRTR) classifier with its per-test-image
+  results and DeepFool distances, and the test-to-train SSIM behind the memorisation threshold.
+- **speed**: images per second over several timed batches.
+- **generate**: the synthetic images of one sampling seed (uint8, cached on disk).
+- **score**: everything measured on those images (PRDC, FID/KID, TSTR and augmentation, DeepFool
+  on the TSTR classifier, nearest-training SSIM, per-class figures), with the per-image terms a
+  bootstrap needs.
+- **aggregate**: mean over seeds (or training runs) and a 95 % interval for every figure
+  (``intervals.py``: over seeds where a run's noise includes training a classifier, bootstrap over
+  images where one run suffices; each figure says which).
+
+Every stage output is cached (``gda_core.stages``), so a killed evaluation resumes with its
+finished stages kept and a re-run with one more seed computes only that seed.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +29,9 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,34 +39,24 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled, CheckpointError, ConfigError, GDAError
-from ..runtime import atomic_write_json, resolve_device
+from ..runtime import atomic_write_json, cache_root, resolve_device
 from ..runtime import device_name as _device_name
-from .classifier import DEFAULT_BUDGET, ClassifierBudget
+from ..stages import StageCache, stage_key
+from .classifier import DEFAULT_BUDGET, ClassifierBudget, predict, train_classifier
 from .extractors import data_hash, get_extractor
 from .fid import FID_MIN_SAMPLES, fid, kid
-from .manifold import prdc
+from .manifold import prdc_items
 from .privacy import WIN, nearest_ssim
-from .report import Report
+from .report import AXES, Report, normalise_scores
 from .robustness import deepfool
 from .speed import sampling_speed
-from .utility import utility
+from .summaries import aggregate_replicates, bootstrap_intervals, per_class_summary, reference_intervals
 
-METRICS_VERSION = 1
+METRICS_VERSION = 2
 Progress = Callable[[str, float], None]
-
-# Share of the progress bar per stage (start, end).
-_STAGES = {
-    "loading": (0.0, 0.02),
-    "extractor": (0.02, 0.12),
-    "sampling": (0.12, 0.40),
-    "features": (0.40, 0.44),
-    "fidelity": (0.44, 0.46),
-    "likelihood": (0.46, 0.47),
-    "speed": (0.47, 0.52),
-    "utility": (0.52, 0.84),
-    "robustness": (0.84, 0.92),
-    "privacy": (0.92, 1.0),
-}
+# Sampling seeds of replicate j start at seed + j * SEED_STRIDE, so replicates never share an image seed.
+SEED_STRIDE = 1_000_003
+SYNTHETIC_CACHE_BYTES = 2 << 30  # cached synthetic images kept on disk (oldest pruned first)
 
 
 def balanced_label_order(labels: np.ndarray) -> np.ndarray:
@@ -104,7 +117,7 @@ def _weights_sha(model: torch.nn.Module) -> str:
 
 def _resolve(run_or_model, dataset, device):
     """-> (model, dataset, run or None)."""
-    from ..data import load_dataset
+    from ..data import load_dataset, load_spec
     from ..models.base import GenerativeModel
 
     run = None
@@ -126,11 +139,8 @@ def _resolve(run_or_model, dataset, device):
     if dataset is None:
         if run is None:
             raise ConfigError("evaluating a model object needs an explicit dataset")
-        spec = run.data_spec
         # The full training split (per_class=None): the extractor, TRTR and the privacy search use all real images.
-        dataset = load_dataset(
-            spec.source, image_size=spec.image_size, channels=spec.channels, per_class=None, seed=spec.seed, data_dir=spec.data_dir
-        )
+        dataset = load_spec(run.data_spec, per_class=None, subset_seed=None)
     elif isinstance(dataset, (str, os.PathLike)):
         dataset = load_dataset(dataset, image_size=cfg.image_size, channels="grey" if cfg.channels == 1 else "rgb")
     if (dataset.image_size, dataset.channels) != (cfg.image_size, cfg.channels):
@@ -151,12 +161,495 @@ def _sampling_config(config) -> dict | None:
     return {k: v for k, v in config.to_dict().items() if k not in skip}
 
 
+def _seed_list(seed: int, seeds) -> list[int]:
+    """Replicate seeds: a count K -> [seed, ..., seed + K - 1], or an explicit list."""
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if not 1 <= seeds <= 100:
+            raise ConfigError(f"seeds must be between 1 and 100, got {seeds}")
+        return [int(seed) + j for j in range(int(seeds))]
+    try:
+        out = list(dict.fromkeys(int(s) for s in seeds))
+    except (TypeError, ValueError):
+        raise ConfigError(f"seeds must be a count or a list of integers, got {seeds!r}") from None
+    if not out:
+        raise ConfigError("give at least one seed")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SamplingSettings:
+    """The sampler settings an evaluation uses (None / 1.0: the family's defaults)."""
+
+    steps: int | None = None
+    guidance: float | None = None
+    sampler: str | None = None
+    temperature: float = 1.0
+
+    def validate(self) -> None:
+        if self.steps is not None and (not isinstance(self.steps, (int, np.integer)) or isinstance(self.steps, bool) or self.steps < 1):
+            raise ConfigError(f"steps must be a positive integer, got {self.steps!r}")
+        for name in ("guidance", "temperature"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.sampler is not None and not isinstance(self.sampler, str):
+            raise ConfigError(f"sampler must be a name, got {self.sampler!r}")
+
+    def kwargs(self, model=None) -> dict:
+        """Keyword arguments of ``model.sample``: the controls that are set and that the family has
+        (``model.controls``), so one setting (e.g. 25 steps) can be applied to every model compared."""
+        controls = set(getattr(model, "controls", ("steps", "guidance", "sampler", "temperature")))
+        out = {"steps": self.steps, "guidance": self.guidance, "sampler": self.sampler, "temperature": self.temperature}
+        neutral = {"steps": None, "guidance": None, "sampler": None, "temperature": 1.0}
+        return {k: v for k, v in out.items() if v != neutral[k] and k in controls}
+
+    def to_dict(self) -> dict:
+        return {"steps": self.steps, "guidance": self.guidance, "sampler": self.sampler, "temperature": float(self.temperature)}
+
+
+@dataclass
+class EvalPlan:
+    """Everything the stages need, resolved once."""
+
+    model: object
+    ds: object
+    run: object
+    dev: torch.device
+    family: str
+    seeds: list[int]
+    n_main: int
+    n_total: int
+    labels: np.ndarray
+    sampling: SamplingSettings
+    budget: ClassifierBudget
+    augment: tuple[int, ...]
+    deepfool_steps: int
+    kid_subsets: int
+    speed_batch: int
+    sample_batch: int
+    extractor: str
+    extractor_options: dict
+    cache_dir: object
+    weights_sha: str | None
+    settings: dict
+    settings_sha: str
+    cache_path: Path | None
+    stages: StageCache
+    cancel: threading.Event | None = None
+    progress: Progress | None = None
+    warnings: list[str] = field(default_factory=list)
+    t_start: float = field(default_factory=time.perf_counter)
+
+    def say(self, stage: str, frac: float) -> None:
+        """Report progress (overall fraction in [0, 1]) and honour cancellation."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("evaluation cancelled")
+        if self.progress is not None:
+            self.progress(stage, min(1.0, max(0.0, frac)))
+
+    def slot(self, lo: float, hi: float, label: str) -> Callable[[float], None]:
+        return lambda f: self.say(label, lo + (hi - lo) * min(1.0, max(0.0, f)))
+
+
+def _check_options(n_samples, augment, seeds, sampling: SamplingSettings) -> None:
+    if n_samples is not None and (not isinstance(n_samples, (int, np.integer)) or n_samples < 6):
+        raise ConfigError(f"n_samples must be an integer >= 6, got {n_samples}")
+    if any((not isinstance(k, int)) or k < 1 for k in augment):
+        raise ConfigError(f"augmentation multiples must be positive integers, got {augment}")
+    sampling.validate()
+
+
+def _settings(plan_kw: dict, ds, model, family: str) -> dict:
+    """The evaluation cache key's content: every setting that can change a figure."""
+    train_u8, train_y = ds.split("train")
+    test_u8, test_y = ds.split("test")
+    return {
+        "metrics_version": METRICS_VERSION,
+        **plan_kw,
+        "dataset": {"spec": ds.spec.to_dict(), "train_sha256": data_hash(train_u8, train_y), "test_sha256": data_hash(test_u8, test_y)},
+        # The same weights sample differently under another config (e.g. DDPM's x0_clip) or after a
+        # change to the family's sampling code, so both are part of the key (less the fields that
+        # only steer training, ``ModelConfig.training_only``: they cannot change what given weights sample).
+        "model": {"family": family, "config": _sampling_config(getattr(model, "config", None)),
+                  "sampling_version": getattr(model, "sampling_version", None)},
+    }  # fmt: skip
+
+
+def plan_evaluation(run_or_model, dataset, *, n_samples, seed, seeds, device, extractor, budget, augment, sampling: SamplingSettings,
+                    speed_batch, sample_batch, deepfool_steps, kid_subsets, cache_dir, extractor_options, progress, cancel) -> EvalPlan:  # fmt: skip
+    """Stage 1: resolve the model and dataset, check every option, compute the report's cache key."""
+    dev = resolve_device(device)
+    _check_options(n_samples, augment, seeds, sampling)
+    seed_list = _seed_list(seed, seeds)
+    if progress is not None:
+        progress("loading", 0.0)
+    model, ds, run = _resolve(run_or_model, dataset, dev)
+    train_y = ds.split("train")[1]
+    n_train = len(train_y)
+    n_main = int(n_samples) if n_samples is not None else n_train
+    n_total = max(n_main, n_train * (max(augment) if augment else 1))
+    if n_total >= SEED_STRIDE:
+        raise ConfigError(f"an evaluation samples at most {SEED_STRIDE - 1:,} images per seed; this one needs {n_total:,}")
+    family = getattr(model, "family", None) or type(model).__name__
+    ext_opts = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in (extractor_options or {}).items()}
+    plan_kw = {"n_samples": n_main, "seed": int(seed), "seeds": seed_list, "device": dev.type, "extractor": extractor,
+               "extractor_options": ext_opts, "budget": budget.to_dict(), "augment": list(augment), "sampling": sampling.to_dict(),
+               "speed_batch": int(speed_batch), "deepfool_steps": int(deepfool_steps), "kid_subsets": int(kid_subsets)}  # fmt: skip
+    settings = _settings(plan_kw, ds, model, family)
+    weights_sha = getattr(run, "weights_hash", None) if run is not None else None
+    settings_sha = hashlib.sha256(json.dumps({**settings, "weights": weights_sha}, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    cache_path = Path(run.run_dir) / "eval" / f"{settings_sha}.json" if (run is not None and weights_sha) else None
+    stages = StageCache((Path(cache_dir) if cache_dir is not None else cache_root()) / "stages")
+    return EvalPlan(
+        model=model, ds=ds, run=run, dev=dev, family=family, seeds=seed_list, n_main=n_main, n_total=n_total,
+        labels=np.tile(balanced_label_order(train_y), math.ceil(n_total / n_train))[:n_total], sampling=sampling, budget=budget,
+        augment=tuple(augment), deepfool_steps=int(deepfool_steps), kid_subsets=int(kid_subsets), speed_batch=int(speed_batch),
+        sample_batch=int(sample_batch), extractor=extractor, extractor_options=dict(extractor_options or {}), cache_dir=cache_dir,
+        weights_sha=weights_sha, settings=settings, settings_sha=settings_sha, cache_path=cache_path, stages=stages,
+        cancel=cancel, progress=progress, warnings=list(ds.warnings),
+    )  # fmt: skip
+
+
+def _cached_report(plan: EvalPlan) -> Report | None:
+    """The report cached in the run folder for exactly these settings and weights, if any."""
+    if plan.cache_path is None or not plan.cache_path.exists():
+        return None
+    try:
+        cached = Report.from_dict(json.loads(plan.cache_path.read_text()))
+    except (ValueError, ConfigError, OSError):
+        return None  # unreadable cache entry: recompute and overwrite
+    stale = getattr(plan.model, "has_likelihood", False) and cached.bits_per_dim is None
+    if cached.provenance.get("checkpoint_sha256") != plan.weights_sha or stale:
+        return None
+    return cached
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference: what every seed and every model of a dataset shares
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reference:
+    """Seed-independent inputs: extractor, real images and features, the TRTR classifier's results."""
+
+    ext: object
+    train_x: torch.Tensor  # uint8 NCHW
+    test_x: torch.Tensor
+    train_y: np.ndarray
+    test_y: np.ndarray
+    f_real: torch.Tensor
+    trtr: dict  # acc, bacc, correct (test,), pred (test,), rho (test,)
+    test_ssim: np.ndarray | None  # nearest-training SSIM of each test image (memorisation threshold)
+
+
+def _nchw(images_u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2).contiguous()
+
+
+def real_features(plan: EvalPlan) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """The domain extractor (trained once per dataset, cached), the real training images (uint8
+    NCHW) and their features."""
+    ext_kw = dict(plan.extractor_options)
+    if plan.extractor == "domain-cnn":
+        tick = plan.slot(0.02, 0.10, "training the feature extractor")
+        ext_kw.update(progress=lambda s, t: tick(s / t), cancel=plan.cancel)
+    plan.say("feature extractor", 0.02)
+    ext = get_extractor(plan.extractor, plan.ds, device=plan.dev, cache_dir=plan.cache_dir, **ext_kw)
+    train_x = _nchw(plan.ds.split("train")[0])
+    return ext, train_x, ext(train_x)
+
+
+def build_reference(plan: EvalPlan) -> Reference:
+    """Stage 2: real features, the TRTR classifier's per-test-image results and DeepFool
+    distances, test-to-train SSIM. Cached per dataset and classifier budget."""
+    ds = plan.ds
+    ext, train_x, f_real = real_features(plan)
+    train_y, (test_u8, test_y) = ds.split("train")[1], ds.split("test")
+    test_x = _nchw(test_u8)
+    data = plan.settings["dataset"]
+    key = stage_key(train=data["train_sha256"], test=data["test_sha256"], budget=plan.budget.to_dict(), seed=plan.seeds[0],
+                    deepfool=plan.deepfool_steps, device=plan.dev.type)  # fmt: skip
+
+    def trtr() -> dict[str, np.ndarray]:
+        plan.say("utility: training the real-data classifier", 0.10)
+        clf = train_classifier(train_x, train_y, ds.num_classes, seed=plan.seeds[0], budget=plan.budget, device=plan.dev, cancel=plan.cancel)
+        plan.say("DeepFool on the TRTR classifier", 0.13)
+        return _classifier_items(plan, clf, test_x, test_y)
+
+    ref_items = plan.stages.arrays("trtr", key, trtr) if len(test_y) else {}
+    test_ssim = None
+    if len(test_y) and ds.image_size >= WIN:
+        tick = plan.slot(0.14, 0.16, "test-to-train SSIM")
+
+        def ssim() -> dict:
+            return {"ssim": nearest_ssim(test_x, train_x, device=plan.dev, progress=tick, cancel=plan.cancel).numpy()}
+
+        test_ssim = plan.stages.arrays("test_ssim", stage_key(train=data["train_sha256"], test=data["test_sha256"]), ssim)["ssim"]
+    return Reference(ext, train_x, test_x, np.asarray(train_y), np.asarray(test_y), f_real, ref_items, test_ssim)
+
+
+def _classifier_items(plan: EvalPlan, clf, test_x: torch.Tensor, test_y: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-test-image results of a classifier: prediction, correctness, DeepFool ||r|| / ||x||."""
+    pred = predict(clf, test_x).numpy()
+    res = deepfool(clf, test_x.float().div(255.0), torch.as_tensor(test_y), steps=plan.deepfool_steps, overshoot=0.02, cancel=plan.cancel)
+    return {"pred": pred, "correct": (pred == np.asarray(test_y)).astype(np.float64), "rho": res.per_image.numpy(),
+            "not_flipped": (~res.flipped).numpy()}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed, generation and scoring of one seed
+# ---------------------------------------------------------------------------------------------
+
+SPEED_REPEATS = 5
+
+
+def measure_speed(plan: EvalPlan) -> dict:
+    """Stage 3: images per second over ``SPEED_REPEATS`` timed batches (after a warm-up). Kept
+    like the other stages, so that a resumed or extended evaluation reports the same figure."""
+    plan.say("timing sampling speed", 0.16)
+    kw = plan.sampling.kwargs(plan.model)
+    key = stage_key(model=plan.settings["model"], weights=plan.weights_sha or _weights_sha(plan.model), sampling=kw, batch=plan.speed_batch,
+                    device=_device_name(plan.dev), seed=plan.seeds[0])  # fmt: skip
+    return plan.stages.json("speed", key, lambda: sampling_speed(plan.model, batch_size=plan.speed_batch, seed=plan.seeds[0],
+                                                                   repeats=SPEED_REPEATS, **kw))  # fmt: skip
+
+
+def generate(plan: EvalPlan, j: int, tick: Callable[[float], None]) -> torch.Tensor:
+    """Stage 4: the synthetic images of replicate ``j`` (uint8 (n_total, C, H, W)); image i of
+    replicate j uses sampling seed ``seed + j * SEED_STRIDE + i``. Cached on disk."""
+    base = plan.seeds[0] + (plan.seeds[j] - plan.seeds[0]) * SEED_STRIDE
+    weights = plan.weights_sha or _weights_sha(plan.model)
+    key = stage_key(weights=weights, model=plan.settings["model"], sampling=plan.sampling.to_dict(), n=plan.n_total, base=base,
+                    labels=hashlib.sha256(plan.labels.tobytes()).hexdigest(), device=plan.dev.type)  # fmt: skip
+
+    def sample() -> dict[str, np.ndarray]:
+        chunks, chunk = [], max(1, min(2048, plan.sample_batch * 8))
+        for start in range(0, plan.n_total, chunk):
+            stop = min(plan.n_total, start + chunk)
+            imgs = plan.model.sample(stop - start, torch.as_tensor(plan.labels[start:stop]), seed=base + start, batch_size=plan.sample_batch,
+                                     progress=lambda d, t, s=start: tick((s + d) / plan.n_total), **plan.sampling.kwargs(plan.model))  # fmt: skip
+            # Quantise as saved images would be: uint8 on the CPU (also bounds memory).
+            chunks.append(imgs.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy())
+        return {"images": np.concatenate(chunks)}
+
+    out = plan.stages.arrays("synthetic", key, sample)["images"]
+    plan.stages.prune("synthetic", SYNTHETIC_CACHE_BYTES)
+    return torch.from_numpy(out)
+
+
+def score_seed(plan: EvalPlan, ref: Reference, j: int, lo: float, hi: float) -> dict:
+    """Stages 4-5 for replicate ``j``: generate, then every figure and its per-image terms."""
+    tick = plan.slot(lo, lo + 0.45 * (hi - lo), f"sampling (seed {plan.seeds[j]})")
+    syn = generate(plan, j, tick)
+    # Keyed without the list of seeds, so that adding a seed reuses the seeds already scored.
+    settings = {k: v for k, v in plan.settings.items() if k not in ("seed", "seeds")}
+    base = plan.seeds[0] + (plan.seeds[j] - plan.seeds[0]) * SEED_STRIDE
+    key = stage_key(settings=settings, weights=plan.weights_sha or _weights_sha(plan.model), classifier_seed=plan.seeds[j], base=base,
+                    trtr_seed=plan.seeds[0])  # fmt: skip
+    return plan.stages.json("scores", key, lambda: _score(plan, ref, j, syn, lo + 0.45 * (hi - lo), hi))
+
+
+def _score(plan: EvalPlan, ref: Reference, j: int, syn: torch.Tensor, lo: float, hi: float) -> dict:
+    seed = plan.seeds[j]
+    main_u8 = syn[: plan.n_main]
+    main_y = plan.labels[: plan.n_main]
+    plan.say(f"fidelity and diversity (seed {seed})", lo)
+    f_fake = ref.ext(main_u8)
+    items = {f"prdc_{k}": v for k, v in prdc_items(ref.f_real, f_fake, k_pr=3, k_dc=5, device=plan.dev).items()}
+    raw = {k[5:]: float(v.mean()) for k, v in items.items()}
+    raw["fid"] = fid(ref.f_real, f_fake)
+    raw["kid"], raw["kid_std"] = kid(ref.f_real, f_fake, subsets=plan.kid_subsets, subset_size=1000, seed=seed)
+    items["f_fake"] = f_fake.numpy()
+    per_class = _per_class_prdc(plan, ref, f_fake, main_y)
+    if len(ref.test_y):
+        _utility(plan, ref, syn, seed, raw, items, per_class, plan.slot(lo + 0.05 * (hi - lo), lo + 0.85 * (hi - lo), f"utility (seed {seed})"))
+    if plan.ds.image_size >= WIN:
+        plan.say(f"nearest-training-image SSIM (seed {seed})", lo + 0.85 * (hi - lo))
+        s = nearest_ssim(main_u8, ref.train_x, device=plan.dev, progress=plan.slot(lo + 0.85 * (hi - lo), hi, "privacy"), cancel=plan.cancel).numpy()
+        items["ssim"] = s
+        raw["nearest_ssim_mean"], raw["nearest_ssim_p95"] = float(s.mean()), float(np.quantile(s, 0.95))
+        if ref.test_ssim is not None:
+            thr = float(np.quantile(ref.test_ssim, 0.99))
+            raw["memorization_threshold"], raw["memorization_rate"] = thr, float((s > thr).mean())
+    return {"raw": raw, "per_class": per_class, "items": {k: np.asarray(v).tolist() for k, v in items.items()}}
+
+
+def _per_class_prdc(plan: EvalPlan, ref: Reference, f_fake: torch.Tensor, fake_y: np.ndarray) -> dict:
+    """Fidelity / diversity within each class (None where a class has too few images for k = 5)."""
+    out = {}
+    for c, name in enumerate(plan.ds.class_names):
+        r, f = ref.f_real[torch.as_tensor(ref.train_y == c)], f_fake[torch.as_tensor(fake_y == c)]
+        rec = {"n_real": int(len(r)), "n_synthetic": int(len(f))}
+        if min(len(r), len(f)) >= 6:
+            it = prdc_items(r, f, k_pr=3, k_dc=5, device=plan.dev)
+            rec.update(precision=float(it["precision"].mean()), recall=float(it["recall"].mean()))
+        out[name] = rec
+    return out
+
+
+def _utility(plan: EvalPlan, ref: Reference, syn: torch.Tensor, seed: int, raw: dict, items: dict, per_class: dict, tick) -> None:
+    """TSTR, real + k x synthetic augmentation, DeepFool on the TSTR classifier, per-class accuracy."""
+    n, k = len(ref.train_y), plan.ds.num_classes
+    syn_y = torch.as_tensor(plan.labels, dtype=torch.long)
+    sets = [("tstr", syn[:n], syn_y[:n])]
+    for m in plan.augment:
+        sets.append((f"aug_{m}x", torch.cat([ref.train_x, syn[: m * n]]), torch.cat([torch.as_tensor(ref.train_y), syn_y[: m * n]])))
+    for i, (name, x, y) in enumerate(sets):
+        tick(i / (len(sets) + 1))
+        clf = train_classifier(x, y, k, seed=seed, budget=plan.budget, device=plan.dev, cancel=plan.cancel)
+        if name == "tstr":
+            tick(1 / (len(sets) + 1))
+            res = _classifier_items(plan, clf, ref.test_x, ref.test_y)
+            items.update({f"tstr_{key}": v for key, v in res.items()})
+            raw["deepfool_rho_tstr"] = float(res["rho"].mean())
+            pred = res["pred"]
+        else:
+            pred = predict(clf, ref.test_x).numpy()
+        raw[f"{name}_acc"], raw[f"{name}_bacc"] = _acc(pred, ref.test_y)
+        items[f"{name}_correct"] = (pred == ref.test_y).astype(np.float64)
+    for c, cname in enumerate(plan.ds.class_names):
+        mask = ref.test_y == c
+        per_class[cname]["n_test"] = int(mask.sum())
+        if mask.any():
+            per_class[cname]["tstr_acc"] = float(items["tstr_correct"][mask].mean())
+            per_class[cname]["trtr_acc"] = float(ref.trtr["correct"][mask].mean())
+
+
+def _acc(pred: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(accuracy, balanced accuracy) from predictions."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float((pred == y).mean()), float(balanced_accuracy_score(y, pred))
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregate
+# ---------------------------------------------------------------------------------------------
+
+
+def _seed_figures(plan: EvalPlan, ref: Reference, rec: dict, speed: dict) -> dict:
+    """One replicate's raw figures, the shared reference figures and its six scores."""
+    raw = dict(rec["raw"])
+    if ref.trtr:
+        raw["trtr_acc"], raw["trtr_bacc"] = _acc(ref.trtr["pred"], ref.test_y)
+        raw["deepfool_rho_trtr"] = float(np.mean(ref.trtr["rho"]))
+    raw["images_per_s"], raw["nfe_per_image"] = speed["images_per_s"], speed["nfe_per_image"]
+    return raw
+
+
+def _warnings(plan: EvalPlan, ref: Reference, recs: list[dict]) -> list[str]:
+    out = list(plan.warnings)
+    spec = getattr(plan.run, "data_spec", None)
+    n_train = len(ref.train_y)
+    if spec is not None and getattr(spec, "per_class", None):
+        out.append(f"the model was trained on {spec.per_class} images per class; metrics compare it with the full training split ({n_train} images)")
+    if min(n_train, plan.n_main) < FID_MIN_SAMPLES:
+        out.append(f"FID/KID computed on {min(n_train, plan.n_main)} images per side (< {FID_MIN_SAMPLES}): FID is biased upwards on small "
+                   "sets; compare FIDs only at equal sample counts")  # fmt: skip
+    n_test = len(ref.test_y)
+    if not n_test:
+        out.append("the test split is empty: utility, robustness and bits/dim not measured")
+    elif n_test < 50:
+        out.append(f"the test split has only {n_test} images: utility and robustness figures are noisy")
+    if ref.trtr:
+        for name, nf in (("TRTR", int(np.sum(ref.trtr["not_flipped"]))), ("TSTR", int(np.sum(recs[0]["items"].get("tstr_not_flipped", []))))):
+            if nf:
+                out.append(f"DeepFool did not flip {nf} of {n_test} test images of the {name} classifier within {plan.deepfool_steps} steps")
+    if plan.ds.image_size < WIN:
+        out.append(f"privacy (SSIM with an {WIN}x{WIN} window) needs images of at least {WIN} px; these are {plan.ds.image_size} px")
+    if len(plan.seeds) == 1:
+        out.append("one sampling seed: fidelity, diversity, FID and privacy intervals are bootstraps over images; utility and robustness "
+                   "intervals cover only the test-set draw (classifier-training noise needs --seeds 2 or more)")  # fmt: skip
+    return out
+
+
+def aggregate(plan: EvalPlan, ref: Reference, speed: dict, recs: list[dict], *, replicate_label: str = "sampling seeds") -> Report:
+    """Stage 6: the mean over replicates of every figure, its interval, per-class figures, the report."""
+    raws = [_seed_figures(plan, ref, r, speed) for r in recs]
+    if len(recs) == 1:
+        unc = bootstrap_intervals(raws[0], recs[0]["items"], ref, seed=plan.seeds[0])
+    else:
+        unc = {**reference_intervals(ref.trtr, ref.test_y, seed=plan.seeds[0]), **aggregate_replicates(raws, what=replicate_label)}
+    raw = {k: (float(np.mean([r[k] for r in raws if r.get(k) is not None])) if any(r.get(k) is not None for r in raws) else None)
+           for k in raws[0]}  # fmt: skip
+    raw.update({k: v for k, v in speed.items() if k == "images_per_s"})
+    unc.update(speed_interval(speed))
+    if getattr(plan.model, "has_likelihood", False) and len(ref.test_y):
+        raw["bits_per_dim"] = held_out_bits_per_dim(plan.model, ref.test_x, torch.as_tensor(ref.test_y))
+    rep = Report.from_raw(raw, warnings=_warnings(plan, ref, recs), provenance=_provenance(plan, ref, speed, recs), uncertainty=unc,
+                          per_class=per_class_summary([r["per_class"] for r in recs]))  # fmt: skip
+    return rep
+
+
+def speed_interval(speed: dict) -> dict:
+    """Interval of images/s (and its score) over the timed batches (machine load not included)."""
+    from .intervals import over_replicates
+    from .speed import speed_score
+
+    rates = [speed["batch_size"] / t for t in speed.get("seconds_all", []) if t > 0]
+    est = over_replicates(rates, what="timed batches")
+    if est is None:
+        return {}
+    lo = max(est.lo, 1e-9)
+    est = type(est)(float(speed["images_per_s"]), lo, est.hi, est.se, est.df, est.n, est.method, est.values)
+    return {"images_per_s": est, "score:speed": est.map(speed_score)}
+
+
+def _provenance(plan: EvalPlan, ref: Reference, speed: dict, recs: list[dict]) -> dict:
+    from .. import __version__
+
+    return {
+        "seed": int(plan.seeds[0]), "seeds": list(plan.seeds), "n_samples": plan.n_main, "n_synthetic_total": int(plan.n_total),
+        "n_train": int(len(ref.train_y)), "n_test": int(len(ref.test_y)), "device": _device_name(plan.dev), "device_type": plan.dev.type,
+        "extractor": plan.extractor, "extractor_info": ref.ext.info, "checkpoint_sha256": plan.weights_sha or _weights_sha(plan.model),
+        "run_dir": str(plan.run.run_dir) if plan.run is not None else None, "family": plan.family,
+        "name": Path(plan.run.run_dir).name if plan.run is not None else plan.family,
+        "sampling": {**plan.sampling.to_dict(), "speed_batch": speed["batch_size"]}, "classifier_budget": plan.budget.to_dict(),
+        "augment": list(plan.augment), "deepfool_steps": plan.deepfool_steps, "time_s": round(time.perf_counter() - plan.t_start, 3),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"), "gda_core_version": __version__, "metrics_version": METRICS_VERSION,
+        "dataset": plan.ds.summary(), "dataset_sha256": plan.settings["dataset"]["train_sha256"], "settings_sha256": plan.settings_sha,
+        "stages": plan.stages.summary(),
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# The public call
+# ---------------------------------------------------------------------------------------------
+
+#: Evaluation presets. ``quick`` finishes in about a minute per model on a laptop CPU for 16 px
+#: digits (one seed: bootstrap intervals); ``full`` is the figure to report (three seeds).
+PRESETS: dict[str, dict] = {
+    "quick": {"n_samples": 300, "augment": (1,), "deepfool_steps": 20, "budget": {"epochs": 5, "min_steps": 60, "max_steps": 200}, "seeds": 1},
+    "full": {"seeds": 3},
+}
+
+
+def evaluation_options(preset: str) -> dict:
+    """Keyword arguments of ``evaluate`` for a preset name (``quick`` / ``full``)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown evaluation preset '{preset}'; choose one of {', '.join(PRESETS)}")
+    opts = dict(PRESETS[preset])
+    if "budget" in opts:
+        opts["budget"] = ClassifierBudget(**opts["budget"])
+    return opts
+
+
+
 def evaluate(
     run_or_model,
     dataset=None,
     *,
     n_samples: int | None = None,
     seed: int = 0,
+    seeds: int | Sequence[int] = 1,
     device: str | torch.device = "auto",
     progress: Progress | None = None,
     extractor: str = "domain-cnn",
@@ -166,6 +659,8 @@ def evaluate(
     augment: tuple[int, ...] = (1, 2, 3),
     steps: int | None = None,
     guidance: float | None = None,
+    sampler: str | None = None,
+    temperature: float = 1.0,
     speed_batch: int = 64,
     sample_batch: int = 256,
     deepfool_steps: int = 50,
@@ -183,229 +678,51 @@ def evaluate(
         n_samples: synthetic images for fidelity / diversity / privacy / FID (default: the size of
             the real training split, with its class balance). TSTR always uses the training split's
             size; augmentation uses k x that size for k in ``augment``.
-        seed: image i of the synthetic set uses seed ``seed + i``; also seeds every classifier.
+        seed, seeds: replicate j (of ``seeds``, a count K or a list) samples image i with seed
+            ``seed + j * SEED_STRIDE + i`` and seeds its classifiers with ``seed + j``. With K >= 2
+            every figure gets a t-interval over the K seeds; with K = 1 a bootstrap interval.
         progress: ``progress(stage, fraction)`` with fraction in [0, 1] over the whole evaluation.
         cancel: set it to stop; raises ``Cancelled`` at the next check.
         cache: reuse / write ``<run_dir>/eval/<settings-sha>.json`` (run folders only).
         budget: the fixed classifier's training budget (TSTR, TRTR, augmentation).
         augment: real + k x synthetic augmentation multiples (() skips augmentation).
-        steps, guidance: sampling controls passed to ``model.sample`` (None: the family default).
+        steps, guidance, sampler, temperature: sampling controls passed to ``model.sample`` (None /
+            1.0: the family's defaults).
+        cache_dir: where the extractor and the stage outputs are cached (default: the user cache).
         extractor_options: extra keyword options of the feature extractor's factory (e.g. its
             ``budget`` or ``seed`` for ``domain-cnn``); part of the cache key.
 
     Returns:
-        A Report; ``scores`` has exactly the six axes, each in [0, 1] (None if not measurable).
+        A Report: ``scores`` (the six axes, each in [0, 1] or None), ``intervals`` (a 95 % interval
+        for each), ``raw`` figures with theirs, ``per_class`` figures, warnings and provenance.
     """
-    t_start = time.perf_counter()
-    dev = resolve_device(device)
-
-    def report(stage: str, frac: float, label: str | None = None) -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("evaluation cancelled")
+    sampling = SamplingSettings(steps=steps, guidance=guidance, sampler=sampler, temperature=temperature)
+    plan = plan_evaluation(run_or_model, dataset, n_samples=n_samples, seed=seed, seeds=seeds, device=device, extractor=extractor,
+                           budget=budget, augment=augment, sampling=sampling, speed_batch=speed_batch, sample_batch=sample_batch,
+                           deepfool_steps=deepfool_steps, kid_subsets=kid_subsets, cache_dir=cache_dir,
+                           extractor_options=extractor_options, progress=progress, cancel=cancel)  # fmt: skip
+    if cache and (cached := _cached_report(plan)) is not None:
         if progress is not None:
-            a, b = _STAGES[stage]
-            progress(label or stage, a + (b - a) * min(1.0, max(0.0, frac)))
-
-    if n_samples is not None and (not isinstance(n_samples, (int, np.integer)) or n_samples < 6):
-        raise ConfigError(f"n_samples must be an integer >= 6, got {n_samples}")
-    if any((not isinstance(k, int)) or k < 1 for k in augment):
-        raise ConfigError(f"augmentation multiples must be positive integers, got {augment}")
-    report("loading", 0.0)
-    model, ds, run = _resolve(run_or_model, dataset, dev)
-    train_u8, train_y = ds.split("train")
-    test_u8, test_y = ds.split("test")
-    n_train = len(train_y)
-    n_main = int(n_samples) if n_samples is not None else n_train
-    family = getattr(model, "family", None) or type(model).__name__
-    settings = {
-        "metrics_version": METRICS_VERSION,
-        "n_samples": n_main,
-        "seed": int(seed),
-        "device": dev.type,
-        "extractor": extractor,
-        "extractor_options": {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in (extractor_options or {}).items()},
-        "budget": budget.to_dict(),
-        "augment": list(augment),
-        "steps": steps,
-        "guidance": guidance,
-        "speed_batch": int(speed_batch),
-        "deepfool_steps": int(deepfool_steps),
-        "kid_subsets": int(kid_subsets),
-        "dataset": {"spec": ds.spec.to_dict(), "train_sha256": data_hash(train_u8, train_y), "test_sha256": data_hash(test_u8, test_y)},
-        # The same weights sample differently under another config (e.g. DDPM's x0_clip) or after a
-        # change to the family's sampling code, so both are part of the key (less the fields that
-        # only steer training, ``ModelConfig.training_only``: they cannot change what given weights sample).
-        "model": {
-            "family": family,
-            "config": _sampling_config(getattr(model, "config", None)),
-            "sampling_version": getattr(model, "sampling_version", None),
-        },
-    }
-    weights_sha = getattr(run, "weights_hash", None) if run is not None else None
-    settings_sha = hashlib.sha256(json.dumps({**settings, "weights": weights_sha}, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    cache_path = Path(run.run_dir) / "eval" / f"{settings_sha}.json" if (run is not None and weights_sha) else None
-    if cache and cache_path is not None and cache_path.exists():
-        try:
-            cached = Report.from_dict(json.loads(cache_path.read_text()))
-            # A report cached before bits/dim was measured lacks it: recompute for likelihood families.
-            stale = getattr(model, "has_likelihood", False) and cached.bits_per_dim is None
-            if cached.provenance.get("checkpoint_sha256") == weights_sha and not stale:
-                if progress is not None:
-                    progress("cached", 1.0)
-                return cached
-        except (ValueError, ConfigError, OSError):
-            pass  # unreadable cache entry: recompute and overwrite
-    if weights_sha is None:
-        weights_sha = _weights_sha(model)
-    warnings: list[str] = list(ds.warnings)
-    spec = getattr(run, "data_spec", None)
-    if spec is not None and getattr(spec, "per_class", None):
-        warnings.append(
-            f"the model was trained on {spec.per_class} images per class; metrics compare it with the full training split "
-            f"({n_train} images)"
-        )
-
-    # 1. Feature extractor (trained once per dataset, cached).
-    report("extractor", 0.0, "feature extractor")
-    ext_kw = dict(extractor_options or {})
-    if extractor == "domain-cnn":
-        ext_kw.update(progress=lambda s, t: report("extractor", s / t, "training the feature extractor"), cancel=cancel)
-    ext = get_extractor(extractor, ds, device=dev, cache_dir=cache_dir, **ext_kw)
-
-    # 2. Synthetic images: one label sequence with the training class balance; image i <- seed + i.
-    order = balanced_label_order(train_y)
-    n_total = max(n_main, n_train * (max(augment) if augment else 1))
-    labels = np.tile(order, math.ceil(n_total / n_train))[:n_total]
-    syn_chunks = []
-    chunk = max(1, min(2048, sample_batch * 8))
-    for start in range(0, n_total, chunk):
-        stop = min(n_total, start + chunk)
-
-        def cb(done: int, total: int, start=start) -> None:
-            report("sampling", (start + done) / n_total, f"sampling {start + done}/{n_total} images")
-
-        imgs = model.sample(
-            stop - start,
-            torch.as_tensor(labels[start:stop]),
-            seed=int(seed) + start,
-            steps=steps,
-            guidance=guidance,
-            batch_size=sample_batch,
-            progress=cb,
-        )
-        # Quantise as saved images would be: uint8 on the CPU (also bounds memory).
-        syn_chunks.append(imgs.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
-    syn_u8 = torch.cat(syn_chunks)  # (n_total, C, H, W) uint8
-    syn_y = torch.as_tensor(labels, dtype=torch.long)
-    main_u8 = syn_u8[:n_main]
-
-    # 3. Fidelity / diversity / FID / KID on the domain features.
-    report("features", 0.0, "extracting features")
-    train_x = torch.from_numpy(np.ascontiguousarray(train_u8)).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW
-    test_x = torch.from_numpy(np.ascontiguousarray(test_u8)).permute(0, 3, 1, 2).contiguous()
-    f_real = ext(train_x)
-    f_fake = ext(main_u8)
-    report("fidelity", 0.0, "precision, recall, density, coverage")
-    raw: dict[str, float | None] = {}
-    raw.update(prdc(f_real, f_fake, k_pr=3, k_dc=5, device=dev))
-    raw["fid"] = fid(f_real, f_fake)
-    raw["kid"], raw["kid_std"] = kid(f_real, f_fake, subsets=kid_subsets, subset_size=1000, seed=seed)
-    if min(n_train, n_main) < FID_MIN_SAMPLES:
-        warnings.append(
-            f"FID/KID computed on {min(n_train, n_main)} images per side (< {FID_MIN_SAMPLES}): FID is biased upwards on small "
-            "sets; compare FIDs only at equal sample counts"
-        )
-
-    # 3b. Exact likelihood of the real held-out images (families with ``has_likelihood`` only).
-    if getattr(model, "has_likelihood", False):
-        if len(test_y):
-            report("likelihood", 0.0, "bits/dim on held-out images")
-            raw["bits_per_dim"] = held_out_bits_per_dim(
-                model, test_x, torch.as_tensor(test_y), progress=lambda f: report("likelihood", f, "bits/dim on held-out images")
-            )
-        else:
-            warnings.append("the test split is empty: bits/dim on held-out images not measured")
-
-    # 4. Sampling speed.
-    report("speed", 0.0, "timing sampling speed")
-    sp = sampling_speed(model, batch_size=speed_batch, steps=steps, guidance=guidance, seed=seed)
-    raw["images_per_s"], raw["nfe_per_image"] = sp["images_per_s"], sp["nfe_per_image"]
-
-    # 5. Utility (TSTR, TRTR, augmentation) and 6. robustness of the TSTR / TRTR classifiers.
-    uraw, clfs = utility(
-        (train_x, torch.as_tensor(train_y)),
-        (test_x, torch.as_tensor(test_y)),
-        (syn_u8, syn_y),
-        ds.num_classes,
-        seed=seed,
-        budget=budget,
-        device=dev,
-        multiples=tuple(augment),
-        progress=lambda stage, f: report("utility", f, stage),
-        cancel=cancel,
-    )
-    raw.update(uraw)
-    if len(test_y) < 50:
-        warnings.append(f"the test split has only {len(test_y)} images: utility and robustness figures are noisy")
-    test_f = test_x.float().div(255.0)
-    for j, name in enumerate(("tstr", "trtr")):
-        report("robustness", j / 2, f"DeepFool on the {name.upper()} classifier")
-        res = deepfool(clfs[name], test_f, torch.as_tensor(test_y), steps=deepfool_steps, overshoot=0.02, cancel=cancel)
-        raw[f"deepfool_rho_{name}"] = res.rho
-        not_flipped = int((~res.flipped).sum())
-        if not_flipped:
-            warnings.append(
-                f"DeepFool did not flip {not_flipped} of {len(test_y)} test images of the {name.upper()} classifier within {deepfool_steps} steps"
-            )
-
-    # 7. Privacy: nearest-training-image SSIM, exact.
-    report("privacy", 0.0, "nearest-training-image SSIM")
-    if ds.image_size >= WIN:
-        syn_ssim = nearest_ssim(main_u8, train_x, device=dev, progress=lambda f: report("privacy", 0.8 * f), cancel=cancel)
-        raw["nearest_ssim_mean"] = float(syn_ssim.mean())
-        raw["nearest_ssim_p95"] = float(torch.quantile(syn_ssim, 0.95))
-        if len(test_y):
-            test_ssim = nearest_ssim(test_x, train_x, device=dev, progress=lambda f: report("privacy", 0.8 + 0.2 * f), cancel=cancel)
-            thr = float(torch.quantile(test_ssim, 0.99))
-            raw["memorization_threshold"] = thr
-            raw["memorization_rate"] = float((syn_ssim > thr).double().mean())
-        else:
-            raw["memorization_threshold"] = raw["memorization_rate"] = None
-    else:
-        raw["nearest_ssim_mean"] = raw["nearest_ssim_p95"] = raw["memorization_rate"] = raw["memorization_threshold"] = None
-        warnings.append(f"privacy (SSIM with an {WIN}x{WIN} window) needs images of at least {WIN} px; these are {ds.image_size} px")
-
-    from .. import __version__
-
-    provenance = {
-        "seed": int(seed),
-        "n_samples": n_main,
-        "n_synthetic_total": int(n_total),
-        "n_train": int(n_train),
-        "n_test": len(test_y),
-        "device": _device_name(dev),
-        "device_type": dev.type,
-        "extractor": extractor,
-        "extractor_info": ext.info,
-        "checkpoint_sha256": weights_sha,
-        "run_dir": str(run.run_dir) if run is not None else None,
-        "family": family,
-        "name": Path(run.run_dir).name if run is not None else family,
-        "sampling": {"steps": steps, "guidance": guidance, "speed_batch": sp["batch_size"]},
-        "classifier_budget": budget.to_dict(),
-        "augment": list(augment),
-        "time_s": round(time.perf_counter() - t_start, 3),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "gda_core_version": __version__,
-        "metrics_version": METRICS_VERSION,
-        "dataset": ds.summary(),
-        "settings_sha256": settings_sha,
-    }
-    rep = Report.from_raw(raw, warnings=warnings, provenance=provenance)
-    if cache_path is not None:
-        try:
-            atomic_write_json(cache_path, rep.to_dict())
-        except (OSError, GDAError):  # a read-only run folder must not lose the result
-            rep.warnings.append(f"could not write the evaluation cache {cache_path}")
-    report("privacy", 1.0, "done")
+            progress("cached", 1.0)
+        return cached
+    ref = build_reference(plan)
+    speed = measure_speed(plan)
+    k = len(plan.seeds)
+    recs = [score_seed(plan, ref, j, 0.18 + 0.8 * j / k, 0.18 + 0.8 * (j + 1) / k) for j in range(k)]
+    rep = aggregate(plan, ref, speed, recs)
+    _save(plan, rep)
+    plan.say("done", 1.0)
     return rep
+
+
+def _save(plan: EvalPlan, rep: Report) -> None:
+    if plan.cache_path is None:
+        return
+    try:
+        atomic_write_json(plan.cache_path, rep.to_dict())
+    except (OSError, GDAError):  # a read-only run folder must not lose the result
+        rep.warnings.append(f"could not write the evaluation cache {plan.cache_path}")
+
+
+__all__ = ["AXES", "METRICS_VERSION", "PRESETS", "SEED_STRIDE", "SamplingSettings", "balanced_label_order", "evaluate",
+           "evaluation_options", "held_out_bits_per_dim", "normalise_scores"]  # fmt: skip

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, GDAError
-from ..runtime import atomic_path, atomic_write_json, resolve_device
+from ..runtime import atomic_path, atomic_write_json, cache_root, resolve_device
 from .classifier import (
     DEFAULT_BUDGET,
     ClassifierBudget,
@@ -72,13 +72,8 @@ def list_extractors() -> list[str]:
 
 
 def default_cache_dir() -> Path:
-    """$GDA_CACHE_DIR/extractors, else platformdirs' user cache dir for 'gda-studio' / extractors."""
-    env = os.environ.get("GDA_CACHE_DIR")
-    if env:
-        return Path(env).expanduser() / "extractors"
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("gda-studio")) / "extractors"
+    """``extractors`` under the cache root ($GDA_CACHE_DIR, else the user cache dir)."""
+    return cache_root() / "extractors"
 
 
 def get_extractor(

@@ -1,19 +1,17 @@
-"""The evaluation report, the fixed radar normalisation, and model comparisons (HTML / JSON / CSV / PNG)."""
+"""The evaluation report and the fixed radar normalisation (comparisons: ``comparison.py``)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import ConfigError
-from ..runtime import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..runtime import atomic_write_json
+from .intervals import Estimate
 from .speed import speed_score
 
 AXES = ("fidelity", "diversity", "speed", "utility", "robustness", "privacy")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 AXIS_HELP = {
     "fidelity": "improved precision (k=3): share of synthetic images that look like real ones",
@@ -96,10 +94,33 @@ def normalise_scores(raw: dict) -> dict[str, float | None]:
     }
 
 
+def _number(v) -> float | None:
+    """A finite float, or None for anything else (reports are read as untrusted input)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _estimates(d) -> dict[str, Estimate]:
+    """The ``uncertainty`` block of a report file; malformed entries are dropped, not trusted."""
+    out = {}
+    for k, v in (d or {}).items() if isinstance(d, dict) else ():
+        try:
+            est = Estimate.from_dict(v)
+        except (ConfigError, AttributeError):
+            continue
+        if all(math.isfinite(x) for x in (est.mean, est.lo, est.hi, est.se)) and est.lo <= est.hi:
+            out[str(k)] = est
+    return out
+
+
 @dataclass
 class Report:
     """One model's evaluation: radar ``scores`` (exactly the six AXES), ``raw`` figures with their
-    ``units`` / ``better`` / ``descriptions``, ``warnings`` and ``provenance``."""
+    ``units`` / ``better`` / ``descriptions``, ``uncertainty`` (a 95 % interval with its method for
+    each score, keyed ``score:<axis>``, and each raw figure), ``per_class`` figures, ``warnings`` and
+    ``provenance``."""
 
     scores: dict[str, float | None]
     raw: dict[str, float | None]
@@ -108,50 +129,93 @@ class Report:
     descriptions: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
+    uncertainty: dict[str, Estimate] = field(default_factory=dict)
+    per_class: dict = field(default_factory=dict)
 
     @classmethod
-    def from_raw(cls, raw: dict, *, warnings: list[str] | None = None, provenance: dict | None = None) -> Report:
+    def from_raw(cls, raw: dict, *, warnings: list[str] | None = None, provenance: dict | None = None,
+                 uncertainty: dict[str, Estimate] | None = None, per_class: dict | None = None) -> Report:  # fmt: skip
         keys = list(raw)
+        scores = normalise_scores(raw)
+        unc = dict(uncertainty or {})
+        for axis, v in scores.items():  # an interval always holds the figure it is drawn around
+            est = unc.get(f"score:{axis}")
+            if est is not None and v is not None:
+                unc[f"score:{axis}"] = Estimate(v, min(est.lo, v), max(est.hi, v), est.se, est.df, est.n, est.method, est.values)
         return cls(
-            scores=normalise_scores(raw),
+            scores=scores,
             raw=dict(raw),
             units={k: RAW_META.get(k, ("", "", ""))[0] for k in keys},
             better={k: RAW_META.get(k, ("", "", ""))[1] for k in keys},
             descriptions={k: RAW_META.get(k, ("", "", ""))[2] for k in keys},
             warnings=list(warnings or []),
             provenance=dict(provenance or {}),
+            uncertainty=unc,
+            per_class=dict(per_class or {}),
         )
+
+    def estimate(self, key: str) -> Estimate | None:
+        """The interval of a score (``'fidelity'`` or ``'score:fidelity'``) or a raw figure, if measured."""
+        if key in AXES:
+            key = f"score:{key}"
+        return self.uncertainty.get(key)
+
+    @property
+    def intervals(self) -> dict[str, list[float] | None]:
+        """The six scores' 95 % intervals ([lo, hi], None where not measured)."""
+        return {a: (self.uncertainty[f"score:{a}"].interval if f"score:{a}" in self.uncertainty else None) for a in AXES}
+
+    @property
+    def raw_intervals(self) -> dict[str, list[float]]:
+        return {k: e.interval for k, e in self.uncertainty.items() if not k.startswith("score:")}
 
     def to_dict(self) -> dict:
         return {
             "schema": SCHEMA_VERSION,
             "scores": {k: self.scores.get(k) for k in AXES},
+            "intervals": self.intervals,
             "raw": dict(self.raw),
+            "raw_intervals": self.raw_intervals,
+            "interval_methods": {k: e.method for k, e in self.uncertainty.items()},
             "units": dict(self.units),
             "better": dict(self.better),
             "descriptions": dict(self.descriptions),
             "axis_help": dict(AXIS_HELP),
+            "per_class": dict(self.per_class),
             "warnings": list(self.warnings),
             "provenance": dict(self.provenance),
+            "uncertainty": {k: e.to_dict() for k, e in self.uncertainty.items()},
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> Report:
+        """A report from JSON (a cached file or an upload): shapes checked, numbers that are not
+        finite numbers read as None, unknown or malformed intervals dropped."""
         try:
             scores = d["scores"]
             raw = d["raw"]
         except (KeyError, TypeError):
             raise ConfigError("not a GDA Studio metrics report: missing 'scores' / 'raw'") from None
-        if set(scores) != set(AXES):
+        if not isinstance(scores, dict) or set(scores) != set(AXES):
             raise ConfigError(f"report scores must have exactly the keys {', '.join(AXES)}")
+        if not isinstance(raw, dict):
+            raise ConfigError("report 'raw' must be an object")
+
+        def strings(key) -> dict[str, str]:
+            v = d.get(key, {})
+            return {str(k): str(x) for k, x in v.items()} if isinstance(v, dict) else {}
+
+        clean_scores = {k: (None if (v := _number(scores[k])) is None else min(1.0, max(0.0, v))) for k in AXES}
         return cls(
-            scores={k: scores[k] for k in AXES},
-            raw=dict(raw),
-            units=dict(d.get("units", {})),
-            better=dict(d.get("better", {})),
-            descriptions=dict(d.get("descriptions", {})),
-            warnings=list(d.get("warnings", [])),
-            provenance=dict(d.get("provenance", {})),
+            scores=clean_scores,
+            raw={str(k): _number(v) for k, v in raw.items()},
+            units=strings("units"),
+            better=strings("better"),
+            descriptions=strings("descriptions"),
+            warnings=[str(w) for w in d.get("warnings", [])] if isinstance(d.get("warnings"), list) else [],
+            provenance=dict(d["provenance"]) if isinstance(d.get("provenance"), dict) else {},
+            uncertainty=_estimates(d.get("uncertainty")),
+            per_class=dict(d["per_class"]) if isinstance(d.get("per_class"), dict) else {},
         )
 
     @property
@@ -166,276 +230,3 @@ class Report:
 
     def save(self, path) -> None:
         atomic_write_json(path, self.to_dict())
-
-
-# ---------------------------------------------------------------------------------------------
-# Comparison
-# ---------------------------------------------------------------------------------------------
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "n/a"
-    v = float(v)
-    if math.isnan(v):
-        return "n/a"
-    if v != 0 and (abs(v) >= 1e4 or abs(v) < 1e-3):
-        return f"{v:.3g}"
-    return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
-
-
-def _csv(v):
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-
-def _join(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def _check(reports, names) -> list[str]:
-    if not reports:
-        raise ConfigError("nothing to compare: no reports")
-    names = list(names) if names is not None else [r.provenance.get("name") or f"model {i + 1}" for i, r in enumerate(reports)]
-    if len(names) != len(reports):
-        raise ConfigError(f"got {len(reports)} reports but {len(names)} names")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"model names must be unique, got {names}")
-    return names
-
-
-def reading(reports: list[Report], names: list[str]) -> list[str]:
-    """Plain-language sentences generated from the numbers: who wins where, and caveats."""
-    out = []
-    for axis in AXES:
-        vals = [(n, r.scores.get(axis)) for n, r in zip(names, reports, strict=True) if r.scores.get(axis) is not None]
-        if not vals:
-            continue
-        best = max(v for _, v in vals)
-        winners = [n for n, v in vals if abs(v - best) < 1e-9]
-        if len(reports) == 1:
-            out.append(f"{names[0]} scores {best:.2f} on {axis}.")
-        elif len(winners) == len(vals):
-            out.append(f"All models tie on {axis} ({best:.2f}).")
-        else:
-            out.append(f"{_join(winners)} {'has' if len(winners) == 1 else 'have'} the highest {axis} ({best:.2f}).")
-    close = [
-        n
-        for n, r in zip(names, reports, strict=True)
-        if r.raw.get("tstr_acc") is not None and r.raw.get("trtr_acc") and r.raw["tstr_acc"] >= 0.9 * r.raw["trtr_acc"]
-    ]
-    have_util = [n for n, r in zip(names, reports, strict=True) if r.raw.get("tstr_acc") is not None]
-    if have_util:
-        if not close:
-            out.append("No model's synthetic-only classifier comes within 10% of the accuracy of one trained on real data.")
-        elif len(close) == 1 and len(have_util) > 1:
-            out.append(f"{close[0]} is the only model whose synthetic-only classifier comes within 10% of real data.")
-        else:
-            out.append(f"{_join(close)}: the synthetic-only classifier comes within 10% of real data.")
-    for n, r in zip(names, reports, strict=True):
-        aug = [(k, r.raw.get(f"aug_{k}x_acc")) for k in (1, 2, 3) if r.raw.get(f"aug_{k}x_acc") is not None]
-        trtr = r.raw.get("trtr_acc")
-        if aug and trtr is not None:
-            k, best = max(aug, key=lambda t: t[1])
-            if best > trtr + 0.005:
-                out.append(f"Adding {n}'s images ({k}x) raises test accuracy from {trtr:.3f} to {best:.3f}.")
-        mem = r.raw.get("memorization_rate")
-        if mem is not None and mem > 0.05:
-            out.append(
-                f"{n}: {mem:.0%} of its images are closer to a training image than 99% of real held-out images are: possible memorisation."
-            )
-    bpd = [(n, r.bits_per_dim) for n, r in zip(names, reports, strict=True) if r.bits_per_dim is not None]
-    if bpd:
-        told = ", ".join(f"{n} {v:.2f}" for n, v in bpd)
-        none = [n for n, r in zip(names, reports, strict=True) if r.bits_per_dim is None]
-        tail = f"; {_join(none)} {'has' if len(none) == 1 else 'have'} no exact likelihood (n/a)" if none else ""
-        out.append(f"Bits/dim on held-out images (lower is better, 8 = learned nothing): {told}{tail}.")
-    means = [
-        (n, sum(v for v in r.scores.values() if v is not None) / max(1, sum(v is not None for v in r.scores.values())))
-        for n, r in zip(names, reports, strict=True)
-    ]
-    if len(means) > 1:
-        n, m = max(means, key=lambda t: t[1])
-        out.append(f"Averaged over the six axes, {n} is the most balanced ({m:.2f}); weigh the axes by what your task needs.")
-    return out
-
-
-def _raw_keys(reports: list[Report]) -> list[str]:
-    """The union of the reports' raw figures, headline figures (bits/dim) first."""
-    keys: list[str] = []
-    for r in reports:
-        keys += [k for k in r.raw if k not in keys]
-    return [k for k in HEADLINE_RAW if k in keys] + [k for k in keys if k not in HEADLINE_RAW]
-
-
-def compare(reports: list[Report], names: list[str] | None = None) -> dict:
-    """A JSON-ready comparison: scores and raw figures per model, the winner per axis and a reading."""
-    names = _check(reports, names)
-    raw_keys = _raw_keys(reports)
-    winners = {}
-    for axis in AXES:
-        vals = [(n, r.scores.get(axis)) for n, r in zip(names, reports, strict=True) if r.scores.get(axis) is not None]
-        if vals:
-            best = max(v for _, v in vals)
-            winners[axis] = [n for n, v in vals if abs(v - best) < 1e-9]
-    return {
-        "schema": SCHEMA_VERSION,
-        "models": names,
-        "axes": list(AXES),
-        "axis_help": dict(AXIS_HELP),
-        "scores": {n: {k: r.scores.get(k) for k in AXES} for n, r in zip(names, reports, strict=True)},
-        "raw": {n: {k: r.raw.get(k) for k in raw_keys} for n, r in zip(names, reports, strict=True)},
-        "units": {k: RAW_META.get(k, ("", "", ""))[0] for k in raw_keys},
-        "better": {k: RAW_META.get(k, ("", "", ""))[1] for k in raw_keys},
-        "descriptions": {k: RAW_META.get(k, ("", "", ""))[2] for k in raw_keys},
-        "winners": winners,
-        "reading": reading(reports, names),
-        "warnings": {n: list(r.warnings) for n, r in zip(names, reports, strict=True)},
-        "provenance": {n: dict(r.provenance) for n, r in zip(names, reports, strict=True)},
-    }
-
-
-def radar_figure(reports: list[Report], names: list[str] | None = None):
-    """A plotly radar chart: one closed trace per model over the six axes, range [0, 1]."""
-    import plotly.graph_objects as go
-
-    names = _check(reports, names)
-    fig = go.Figure()
-    theta = list(AXES) + [AXES[0]]
-    for n, r in zip(names, reports, strict=True):
-        vals = [r.scores.get(a) or 0.0 for a in AXES]
-        fig.add_trace(
-            go.Scatterpolar(
-                r=vals + [vals[0]],
-                theta=theta,
-                name=n,
-                fill="toself",
-                opacity=0.55,
-                hovertemplate="%{theta}: %{r:.3f}<extra>" + n + "</extra>",
-            )
-        )
-    fig.update_layout(
-        polar={"radialaxis": {"range": [0, 1], "tickvals": [0.25, 0.5, 0.75, 1.0]}},
-        showlegend=True,
-        title="Extended generative trilemma (higher is better on every axis)",
-        margin={"l": 60, "r": 60, "t": 60, "b": 40},
-    )
-    return fig
-
-
-_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127)]
-
-
-def radar_png(reports: list[Report], names: list[str] | None = None, *, size: int = 900) -> bytes:
-    """The radar drawn with PIL (no kaleido / matplotlib needed): PNG bytes."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    names = _check(reports, names)
-    w, h = size, size
-    img = Image.new("RGB", (w, h + 40 + 24 * len(names)), "white")
-    d = ImageDraw.Draw(img, "RGBA")
-    try:
-        font = ImageFont.load_default(size=max(12, size // 50))
-    except TypeError:  # very old Pillow
-        font = ImageFont.load_default()
-    cx, cy, rad = w / 2, h / 2 + 20, w * 0.33
-    n_ax = len(AXES)
-
-    def pt(i, v):
-        a = -math.pi / 2 + 2 * math.pi * i / n_ax
-        return cx + rad * v * math.cos(a), cy + rad * v * math.sin(a)
-
-    d.text((20, 12), "Extended generative trilemma (higher is better on every axis)", fill="black", font=font)
-    for ring in (0.25, 0.5, 0.75, 1.0):
-        d.polygon([pt(i, ring) for i in range(n_ax)], outline=(200, 200, 200))
-        d.text(pt(0, ring), f"{ring:.2f}", fill=(150, 150, 150), font=font)
-    for i, axis in enumerate(AXES):
-        d.line([pt(i, 0), pt(i, 1)], fill=(190, 190, 190))
-        x, y = pt(i, 1.13)
-        bbox = d.textbbox((0, 0), axis, font=font)
-        d.text((x - (bbox[2] - bbox[0]) / 2, y - (bbox[3] - bbox[1]) / 2), axis, fill="black", font=font)
-    for j, (n, r) in enumerate(zip(names, reports, strict=True)):
-        col = _PALETTE[j % len(_PALETTE)]
-        poly = [pt(i, float(r.scores.get(a) or 0.0)) for i, a in enumerate(AXES)]
-        d.polygon(poly, fill=col + (60,), outline=col + (255,))
-        d.line(poly + [poly[0]], fill=col + (255,), width=3)
-        ly = h + 30 + 24 * j
-        d.rectangle([20, ly, 40, ly + 16], fill=col)
-        d.text((50, ly), n, fill="black", font=font)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _html(cmp: dict, fig) -> str:
-    import html
-
-    names = cmp["models"]
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-    rows = []
-    for axis in AXES:
-        cells = "".join(
-            f"<td{' class=best' if n in cmp['winners'].get(axis, []) and len(names) > 1 else ''}>{_fmt(cmp['scores'][n][axis])}</td>"
-            for n in names
-        )
-        rows.append(f"<tr><td title='{html.escape(AXIS_HELP[axis])}'><b>{axis}</b> score</td><td>0-1</td><td>higher</td>{cells}</tr>")
-    for k in cmp["units"]:
-        better = cmp["better"][k]
-        vals = [cmp["raw"][n].get(k) for n in names]
-        nums = [v for v in vals if isinstance(v, (int, float)) and not math.isnan(v)]
-        best = None
-        if nums and better in ("higher", "lower") and len(names) > 1:
-            best = max(nums) if better == "higher" else min(nums)
-        cells = "".join(f"<td{' class=best' if best is not None and v == best else ''}>{_fmt(v)}</td>" for v in vals)
-        arrow = {"higher": "&uarr; higher", "lower": "&darr; lower"}.get(better, "")
-        rows.append(
-            f"<tr><td title='{html.escape(cmp['descriptions'][k])}'>{k}</td><td>{html.escape(cmp['units'][k])}</td><td>{arrow}</td>{cells}</tr>"
-        )
-    reading_html = "".join(f"<li>{html.escape(s)}</li>" for s in cmp["reading"])
-    warn = "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(w)}</li>" for n in names for w in cmp["warnings"][n])
-    prov = "".join(
-        f"<li><b>{html.escape(n)}</b>: seed {p.get('seed')}, {p.get('n_samples')} samples, {html.escape(str(p.get('device')))}, "
-        f"extractor {html.escape(str(p.get('extractor')))}, checkpoint {html.escape(str(p.get('checkpoint_sha256') or 'n/a')[:12])}</li>"
-        for n, p in cmp["provenance"].items()
-    )
-    plot = fig.to_html(full_html=False, include_plotlyjs=True)
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>GDA Studio model comparison</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}.best{{background:#d9f2d9;font-weight:bold}}</style>
-</head><body>
-<h1>Model comparison</h1>
-{plot}
-<h2>Reading</h2><ul>{reading_html}</ul>
-<h2>Figures</h2><p>Hover a metric name for its meaning. Best value per row highlighted.</p>
-<table><tr><th>metric</th><th>unit</th><th>better</th>{head}</tr>{"".join(rows)}</table>
-{f"<h2>Warnings</h2><ul>{warn}</ul>" if warn else ""}
-<h2>Provenance</h2><ul>{prov}</ul>
-</body></html>
-"""
-
-
-def write_comparison(reports: list[Report], names: list[str] | None, out_path) -> Path:
-    """Write a comparison as .html (radar + table + reading), .json, .csv or .png (PIL radar)."""
-    out = Path(out_path)
-    names = _check(reports, names)
-    suffix = out.suffix.lower()
-    cmp = compare(reports, names)
-    if suffix == ".json":
-        atomic_write_json(out, cmp)
-    elif suffix == ".csv":
-        buf = io.StringIO()
-        wr = csv.writer(buf)
-        wr.writerow(["metric", "unit", "better", *names])
-        # "n/a" (as in the HTML table) where a model has no value, e.g. bits/dim of a GAN.
-        for axis in AXES:
-            wr.writerow([f"score.{axis}", "0-1", "higher", *[_csv(cmp["scores"][n][axis]) for n in names]])
-        for k in cmp["units"]:
-            wr.writerow([k, cmp["units"][k], cmp["better"][k], *[_csv(cmp["raw"][n].get(k)) for n in names]])
-        atomic_write_text(out, buf.getvalue())
-    elif suffix == ".png":
-        atomic_write_bytes(out, radar_png(reports, names))
-    elif suffix in (".html", ".htm"):
-        atomic_write_text(out, _html(cmp, radar_figure(reports, names)))
-    else:
-        raise ConfigError(f"unsupported report type '{suffix or out.name}'; use .html, .json, .csv or .png")
-    return out

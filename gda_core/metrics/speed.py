@@ -36,11 +36,14 @@ def sampling_speed(
     device: torch.device | str | None = None,
     repeats: int = 3,
     seed: int = 0,
+    sampler: str | None = None,
+    temperature: float = 1.0,
 ) -> dict:
     """Time ``model.sample`` on one batch: one warm-up batch, then the median of ``repeats`` timed
     batches with device synchronisation. Falls back to half the batch on out-of-memory.
 
-    Returns {'images_per_s', 'nfe_per_image', 'device_name', 'batch_size', 'seconds_per_batch'}.
+    Returns {'images_per_s', 'nfe_per_image', 'device_name', 'batch_size', 'seconds_per_batch',
+    'seconds_all'} (every timed batch, for an interval).
     """
     if batch_size < 1 or repeats < 1:
         raise ConfigError("batch_size and repeats must be >= 1")
@@ -51,6 +54,10 @@ def sampling_speed(
     while True:
         try:
             kw = {"steps": steps, "guidance": guidance, "batch_size": bs}
+            if sampler is not None:
+                kw["sampler"] = sampler
+            if temperature != 1.0:
+                kw["temperature"] = temperature
             model.sample(bs, None, seed=seed, **kw)  # warm-up (allocations, cudnn autotune)
             _sync(dev)
             times = []
@@ -73,4 +80,5 @@ def sampling_speed(
         "device_name": _device_name(dev),
         "batch_size": int(bs),
         "seconds_per_batch": float(med),
+        "seconds_all": [float(t) for t in times],
     }
