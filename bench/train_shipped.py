@@ -1,6 +1,6 @@
 """Train the checkpoints shipped in checkpoints/ (the app's instant start) and write their model cards.
 
-    .venv/bin/python bench/train_shipped.py [--only vae,gan,ddpm] [--runs-dir /tmp/ship]
+    .venv/bin/python -m bench.train_shipped [--only vae,gan,ddpm] [--runs-dir /tmp/ship] [--eval-only]
 
 Each model trains on the built-in `digits` dataset (16x16, all 1,259 training images) with the
 budget below, is evaluated on the six axes, and is copied into checkpoints/<family>-digits/ with
@@ -18,8 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from gda_core.metrics import AXES, Report, fmt_with_interval
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 BUDGETS = {
     "vae": ["--steps", "2500"],
@@ -54,12 +55,16 @@ def model_card(run_dir: Path, report: dict | None) -> str:
         "",
     ]
     if report:
-        s, r = report["scores"], report["raw"]
-        lines += ["## Six-axis scores (gda_core.metrics.evaluate, seed 0)", "", "| axis | score |", "|---|---|"]
-        lines += [f"| {k} | {v:.3f} |" for k, v in s.items()]
+        rep = Report.from_dict(report)
+        seeds = rep.provenance.get("seeds") or [rep.provenance.get("seed")]
+        lines += [f"## Six-axis scores (gda_core.metrics.evaluate, full preset: {len(seeds)} seeds, mean [95% interval])", "",
+                  "| axis | score | interval |", "|---|---|---|"]  # fmt: skip
+        lines += [f"| {a} | {fmt_with_interval(rep.scores[a], rep.intervals.get(a))} | {rep.estimate(a).method if rep.estimate(a) else 'n/a'} |"
+                  for a in AXES]  # fmt: skip
         keep = ["precision", "recall", "density", "coverage", "images_per_s", "tstr_acc", "trtr_acc", "nearest_ssim_mean", "memorization_rate", "fid"]
-        lines += ["", "Raw figures: " + ", ".join(f"{k} = {r[k]:.4g}" for k in keep if isinstance(r.get(k), (int, float)))]
-        lines += [f"Device: {report.get('provenance', {}).get('device', '?')}."]
+        lines += ["", "Raw figures: " + ", ".join(f"{k} = {fmt_with_interval(rep.raw[k], rep.raw_intervals.get(k))}" for k in keep
+                                                  if isinstance(rep.raw.get(k), (int, float)))]  # fmt: skip
+        lines += [f"Device: {rep.provenance.get('device', '?')}. Re-evaluate: `python -m gda_core evaluate --checkpoint {run_dir} --preset full --out r.json`."]
     return "\n".join(lines) + "\n"
 
 
@@ -68,20 +73,25 @@ def main() -> int:
     ap.add_argument("--only", default="vae,gan,ddpm")
     ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "shipped-training"))
     ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--eval-only", action="store_true", help="re-evaluate the shipped checkpoints (full preset) and rewrite their cards")
     args = ap.parse_args()
     runs = Path(args.runs_dir)
     for family in args.only.split(","):
         t0 = time.time()
-        run = train(family, runs)
         dest = ROOT / "checkpoints" / f"{family}-digits"
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in SHIP_FILES:
-            shutil.copy2(run / name, dest / name)
+        if not args.eval_only:
+            run = train(family, runs)
+            dest.mkdir(parents=True, exist_ok=True)
+            for name in SHIP_FILES:
+                shutil.copy2(run / name, dest / name)
+        for old in (dest / "eval").glob("*.json"):  # reports of older settings would never be served again
+            old.unlink()
         report = None
         if not args.no_eval:
             from gda_core.metrics import evaluate
+            from gda_core.metrics.evaluation import evaluation_options
 
-            report = evaluate(dest, seed=0).to_dict()
+            report = evaluate(dest, **evaluation_options("full")).to_dict()
         (dest / "MODEL_CARD.md").write_text(model_card(dest, report))
         print(f"{family}: shipped to {dest} in {time.time() - t0:.0f} s", flush=True)
     return 0

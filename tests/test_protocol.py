@@ -316,3 +316,88 @@ def test_study_refuses_a_class_too_small_to_split(tmp_path):
     with pytest.raises(ConfigError, match="class '1' has 1 training image"):
         run_study(ds, cache_dir=tmp_path / "c", **{**SMALL, "per_class_levels": ["all"], "budget_steps": 5})
     assert not (tmp_path / "c").exists()
+
+
+# -- sampler settings, quality against cost, training seeds, the CLI ---------------------------------
+
+
+def _tiny_run(tmp: Path, family: str, ds, **config) -> Path:
+    from gda_core.training import train
+
+    return train(family, ds, out=tmp / f"{family}-tiny", steps=6, seed=0, device="cpu", model_config=config or None)
+
+
+DDPM = {"base_channels": 8, "channel_mults": [1, 2], "attention": False, "num_timesteps": 50}
+
+
+@pytest.mark.slow
+def test_quality_against_cost_curve_has_one_point_per_step_count(small_digits, tmp_path):
+    from gda_core.metrics.curve import curve_figure, quality_cost_curve, write_curve
+
+    run = _tiny_run(tmp_path, "ddpm", small_digits, **DDPM)
+    curve = quality_cost_curve(run, small_digits, steps=[4, 2], n_samples=60, speed_batch=8, device="cpu", cache_dir=tmp_path / "c",
+                               extractor_options=EXT)  # fmt: skip
+    pts = curve["points"]
+    assert [p["steps"] for p in pts] == [2, 4] and [p["nfe_per_image"] for p in pts] == sorted(p["nfe_per_image"] for p in pts)
+    for p in pts:
+        assert p["fid_ci95"][0] <= p["fid"] <= p["fid_ci95"][1] and p["images_per_s"] > 0 and 0 <= p["precision"] <= 1
+    assert pts[0]["images_per_s"] > pts[1]["images_per_s"]  # twice the steps, fewer images per second
+    assert len(curve_figure(curve).data) == 3
+    write_curve(curve, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError, match="one network pass"):
+        quality_cost_curve(_tiny_run(tmp_path, "vae", small_digits, **VAE), small_digits, steps=[2], device="cpu", cache_dir=tmp_path / "c")
+
+
+@pytest.mark.slow
+def test_evaluate_at_chosen_sampler_settings_changes_the_images_and_the_key(small_digits, tmp_path):
+    run = _tiny_run(tmp_path, "ddpm", small_digits, **DDPM)
+    kw = dict(budget=TINY, augment=(), cache_dir=tmp_path / "c", device="cpu", deepfool_steps=5, kid_subsets=2, extractor_options=EXT,
+              n_samples=60, speed_batch=8)  # fmt: skip
+    a = evaluate(run, small_digits, steps=2, **kw)
+    b = evaluate(run, small_digits, steps=3, sampler="ddim", **kw)
+    assert a.provenance["sampling"]["steps"] == 2 and b.provenance["sampling"] == {**b.provenance["sampling"], "steps": 3, "sampler": "ddim"}
+    assert a.provenance["settings_sha256"] != b.provenance["settings_sha256"] and a.raw["nfe_per_image"] < b.raw["nfe_per_image"]
+
+
+@pytest.mark.slow
+def test_training_seeds_give_intervals_over_independent_training_runs(small_digits, tmp_path, monkeypatch):
+    from gda_core.metrics.replicates import evaluate_training_seeds
+
+    monkeypatch.setenv("GDA_CACHE_DIR", str(tmp_path / "cache"))
+    run = _tiny_run(tmp_path, "vae", small_digits, **VAE)
+    rep = evaluate_training_seeds(run, small_digits, train_seeds=3, seeds=1, budget=TINY, augment=(), device="cpu", deepfool_steps=5,
+                                  kid_subsets=2, extractor_options=EXT, n_samples=60, speed_batch=8)  # fmt: skip
+    assert len(rep.provenance["replicas"]) == 3 and rep.provenance["train_seeds"] == [0, 1, 2]
+    assert rep.estimate("fidelity").method.startswith("t-interval over 3 training runs")
+    from gda_core.checkpoints import load_run
+
+    weights = [load_run(p, device="cpu").weights_hash for p in rep.provenance["replicas"]]
+    assert len(set(weights)) == 3  # three independent trainings, not one run evaluated three times
+
+
+def test_cli_evaluate_with_seeds_and_study_write_what_the_checks_read(small_digits, tmp_path, monkeypatch, capsys):
+    from gda_core.cli import main
+
+    monkeypatch.setenv("GDA_CACHE_DIR", str(tmp_path / "cache"))
+    run = _tiny_run(tmp_path, "vae", small_digits, **VAE)
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--checkpoint", str(run), "--seeds", "2", "--preset", "quick", "--n", "60", "--device", "cpu", "--quiet",
+                 "--out", str(out)]) == 0  # fmt: skip
+    d = json.loads(out.read_text())
+    assert set(d["scores"]) == set(d["intervals"]) == set(AXES) and d["per_class"] and d["provenance"]["seeds"] == [0, 1]
+    assert "t-interval over 2 sampling seeds" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:  # argparse's usage errors: the same one-line contract, exit 2
+        main(["evaluate", "--checkpoint", str(run), "--seeds", "0", "--out", str(out)])
+    assert exc.value.code == 2 and "--seeds must be between 1 and 100" in capsys.readouterr().err
+    npz = tmp_path / "bars.npz"
+    _leaky_npz(npz)
+    study = tmp_path / "study.json"
+    args = ["study", "--dataset", str(npz), "--models", "vae", "--per-class", "10", "--ratios", "0,1", "--seeds", "1", "--budget-steps", "5",
+            "--set", "vae.latent_dim=8", "--set", "vae.base_channels=8", "--classifier-budget", "quick", "--device", "cpu", "--quiet",
+            "--cache", str(tmp_path / "sc"), "--out", str(study)]  # fmt: skip
+    assert main(args) == 0
+    d = json.loads(study.read_text())
+    assert d["cells"] and d["summary"] and d["claims"] and study.with_suffix(".html").is_file()
+    assert main([*args[:-2], "--set", "vae.no_such_field=1", "--out", str(tmp_path / "bad.json")]) == 2
+    assert "unknown config keys" in capsys.readouterr().err and not (tmp_path / "bad.json").exists()
