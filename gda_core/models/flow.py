@@ -9,7 +9,7 @@ Rectified Flow", eq. 1). Convention here: t = 0 is data and t = 1 is noise,
 so the velocity dx_t/dt along the straight line is v = eps - x_0, and the conditional flow-matching
 loss is || v_theta(x_t, t, y) - (eps - x_0) ||^2 with t ~ U(0, 1) (or logit-normal, Esser et al.
 2024, "Scaling Rectified Flow Transformers", sec. 3.1, which spends more training on mid-path t).
-The network is the DDPM UNet (``gda_core.models.ddpm.UNet``) fed t * ``time_scale`` (default 5,
+The network is the diffusion families' UNet (``gda_core.models.unet``) fed t * ``time_scale`` (default 5,
 not DDPM's 0..999 range: see ``FlowConfig.time_scale``). Labels are dropped to a null class with
 probability ``cond_drop`` so one network is both conditional and unconditional; guidance w mixes
 v_u + w (v_c - v_u) (Ho & Salimans 2022).
@@ -34,8 +34,8 @@ from ..errors import ConfigError
 from ..runtime import generators_for, randn_per_seed
 from ..schedulers.flow import EVALS_PER_STEP, FLOW_SAMPLERS, check_method, check_steps, integrate, time_grid
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
-from .ddpm import DDPMConfig, UNet
 from .layers import make_adamw, optimizer_step
+from .unet import UNet, UNetConfig
 
 TIME_SAMPLING = ("uniform", "logit_normal")
 
@@ -73,9 +73,8 @@ class FlowConfig(ModelConfig):
             d["channel_mults"] = tuple(d["channel_mults"])
         return super().from_dict(d)  # type: ignore[return-value]
 
-    def unet_config(self) -> DDPMConfig:
-        """The DDPM config that builds this model's UNet (the diffusion-only fields are unused)."""
-        return DDPMConfig(
+    def unet_config(self) -> UNetConfig:
+        return UNetConfig(
             image_size=self.image_size,
             channels=self.channels,
             num_classes=self.num_classes,
@@ -96,7 +95,7 @@ class FlowConfig(ModelConfig):
             raise ConfigError(f"base_channels must be >= 4, got {self.base_channels}")
         if self.blocks_per_level < 1:
             raise ConfigError(f"blocks_per_level must be >= 1, got {self.blocks_per_level}")
-        self.unet_config().validate()  # channel_mults and the image size / level count, as for DDPM
+        self.unet_config().validate()  # channel_mults and the image size / level count
         if not (0.0 <= self.dropout < 1.0):
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not (0.0 <= self.cond_drop < 1.0):

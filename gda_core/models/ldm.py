@@ -10,8 +10,8 @@ Two phases inside the one trainer (``train_step`` switches on the step count):
    the number of pixels so the logged value is a per-pixel error. The paper adds a perceptual (LPIPS)
    and a patch-GAN term; neither is used here (no pretrained network is available offline), so
    reconstructions are a little softer, which matters little at f = 2..4 on 16-64 px images.
-2. From step ``ae_steps`` on, the autoencoder is frozen and a class-conditional UNet (the DDPM family's
-   ``UNet``) learns the "simple" noise-prediction loss (Ho et al. 2020, eq. 14) on the latents, with
+2. From step ``ae_steps`` on, the autoencoder is frozen and a class-conditional UNet (``gda_core.models.unet.UNet``,
+   as the DDPM's) learns the "simple" noise-prediction loss (Ho et al. 2020, eq. 14) on the latents, with
    label dropout for classifier-free guidance (Ho & Salimans 2022) and an EMA copy for sampling. The
    latents are multiplied by ``scale_factor`` = 1 / std of the first phase-2 batch's latents (the paper's
    rescaling of KL-regularised latents, Sec. 4.3.2; ``scale_by_std`` in its code), a buffer saved with the
@@ -55,8 +55,8 @@ from ..errors import ConfigError
 from ..runtime import atomic_path, atomic_write_json, generators_for, randn_per_seed
 from ..schedulers import SAMPLERS, NoiseSchedule, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
-from .ddpm import DDPMConfig, UNet
 from .layers import group_norm, make_adamw, optimizer_step
+from .unet import UNet, UNetConfig
 
 AE_DIR = "autoencoder"
 AE_FORMAT = "gda-ldm-autoencoder/1"
@@ -93,7 +93,7 @@ class LDMConfig(ModelConfig):
     ae_lr: float = 1e-3
     kl_weight: float = 1e-6
     recon_loss: str = "l1"
-    # -- phase 2: latent UNet (the DDPM family's UNet on the latent shape) --
+    # -- phase 2: latent UNet (models.unet.UNet on the latent shape) --
     base_channels: int = 32
     channel_mults: tuple[int, ...] = (1, 2)
     blocks_per_level: int = 1
@@ -177,10 +177,10 @@ class LDMConfig(ModelConfig):
         if self.default_guidance < 0:
             raise ConfigError(f"default_guidance must be >= 0, got {self.default_guidance}")
 
-    def unet_config(self) -> DDPMConfig:
-        """The DDPM UNet's config for the latent shape. Built directly (not validated as a DDPM
-        image config: latents have ``latent_channels`` channels and may be smaller than 8 px)."""
-        return DDPMConfig(
+    def unet_config(self) -> UNetConfig:
+        """The UNet's config for the latent shape (latents have ``latent_channels`` channels and may be
+        smaller than 8 px; ``validate`` checks the levels against the latent size with its own message)."""
+        return UNetConfig(
             image_size=self.latent_size,
             channels=self.latent_channels,
             num_classes=self.num_classes,
@@ -189,9 +189,6 @@ class LDMConfig(ModelConfig):
             blocks_per_level=self.blocks_per_level,
             attention=self.attention,
             dropout=self.dropout,
-            num_timesteps=self.num_timesteps,
-            schedule=self.schedule,
-            cond_drop=self.cond_drop,
         )
 
     def autoencoder_config(self) -> dict:
