@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..schedulers.registry import get_sampler, list_samplers
 
 # Sampling controls a family may honour. The app shows only those in ``controls``.
 CONTROL_HELP = {
@@ -126,16 +127,31 @@ class TrainConfig:
             raise ConfigError(f"cpu_bf16 must be true, false or null (the family's default), got {self.cpu_bf16!r}")
 
 
+class _RegisteredSamplers:
+    """``samplers`` / ``sampler_help`` of a family: the samplers registered for its ``sampler_process``,
+    read from the registry at each access, so a sampler registered after the family is offered too."""
+
+    def __init__(self, help_text: bool = False):
+        self.help_text = help_text
+
+    def __get__(self, obj, owner):
+        names = tuple(list_samplers(owner.sampler_process)) if owner.sampler_process else ()
+        return {n: get_sampler(n).help for n in names} if self.help_text else names
+
+
 class GenerativeModel(nn.Module):
     """Base class: subclasses set ``family``, ``Config``, ``controls`` and implement the hooks."""
 
     family: ClassVar[str] = ""
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     controls: ClassVar[tuple[str, ...]] = ("temperature",)
-    # Names accepted by ``sample(sampler=...)``; the first is the default. Empty: no choice.
-    samplers: ClassVar[tuple[str, ...]] = ()
-    # One line per sampler for the app's help text.
-    sampler_help: ClassVar[dict[str, str]] = {}
+    # The process the family's sampling loop integrates (``schedulers.VP_EPS``, ``schedulers.VELOCITY``),
+    # or None for one-pass families. ``samplers`` (the names ``sample(sampler=...)`` accepts, the
+    # first the default) and ``sampler_help`` (one line each, for the app) are that process's
+    # registered samplers.
+    sampler_process: ClassVar[str | None] = None
+    samplers = _RegisteredSamplers()
+    sampler_help = _RegisteredSamplers(help_text=True)
     # What a control means for this family where it differs from CONTROL_HELP (see ``control_help``).
     control_notes: ClassVar[dict[str, str]] = {}
     default_lr: ClassVar[float] = 2e-4

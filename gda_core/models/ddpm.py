@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..runtime import generators_for, randn_per_seed
-from ..schedulers import X0_CLIPS, NoiseSchedule, sample_loop
+from ..schedulers import VP_EPS, X0_CLIPS, NoiseSchedule, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import make_adamw, optimizer_step
 from .unet import UNet, UNetConfig
@@ -83,8 +83,7 @@ class DDPM(GenerativeModel):
     family = "ddpm"
     Config = DDPMConfig
     controls = ("temperature", "guidance", "steps", "eta", "sampler")
-    samplers = ("ddim", "dpmpp")
-    sampler_help = {"ddim": "DDIM (eta 0: deterministic)", "dpmpp": "DPM-Solver++(2M), good in 10-20 steps"}
+    sampler_process = VP_EPS
     default_lr = 5e-4
     sampling_version = 2  # 2: dynamic thresholding of x0 (x0_clip) replaced the per-pixel clip
     has_latent = True

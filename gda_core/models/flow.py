@@ -32,7 +32,8 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..runtime import generators_for, randn_per_seed
-from ..schedulers.flow import EVALS_PER_STEP, FLOW_SAMPLERS, check_method, check_steps, integrate, time_grid
+from ..schedulers import VELOCITY, get_sampler
+from ..schedulers.flow import check_steps, integrate, time_grid
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import make_adamw, optimizer_step
 from .unet import UNet, UNetConfig
@@ -111,7 +112,7 @@ class FlowConfig(ModelConfig):
         check_steps(self.default_steps)
         if not (0.0 <= self.default_guidance < math.inf):  # also refuses NaN
             raise ConfigError(f"default_guidance must be a finite number >= 0, got {self.default_guidance}")
-        check_method(self.default_sampler)
+        get_sampler(self.default_sampler, VELOCITY)
 
 
 @register_model
@@ -119,11 +120,7 @@ class Flow(GenerativeModel):
     family = "flow"
     Config = FlowConfig
     controls = ("temperature", "guidance", "steps", "sampler")
-    samplers = FLOW_SAMPLERS
-    sampler_help = {
-        "heun": "Heun's 2nd-order ODE solver: 2 network passes per step, ~20 steps match 200 Euler steps",
-        "euler": "Euler's 1st-order ODE solver: 1 pass per step, needs many more steps for the same result",
-    }
+    sampler_process = VELOCITY
     default_lr = 5e-4
     has_latent = True
     # bf16 training on CPUs with native bf16: 1.4x the steps of float32 in the same 10 minutes and a better
@@ -213,7 +210,9 @@ class Flow(GenerativeModel):
         guidance = float(c.default_guidance if guidance is None else guidance)
         if not (0.0 <= guidance < math.inf):  # also refuses NaN
             raise ConfigError(f"guidance must be a finite number >= 0, got {guidance}")
-        return steps, guidance, check_method(sampler or c.default_sampler)
+        sampler = sampler or c.default_sampler
+        get_sampler(sampler, VELOCITY)
+        return steps, guidance, sampler
 
     def latent_shape(self) -> tuple[int, ...]:
         c = self.config
@@ -249,4 +248,4 @@ class Flow(GenerativeModel):
     def nfe_per_image(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None) -> float:
         """Network passes per image: steps x (1 Euler, 2 Heun) x (2 with guidance other than 0 or 1)."""
         steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        return float(steps * EVALS_PER_STEP[sampler] * (1 if guidance in (0.0, 1.0) else 2))
+        return float(steps * get_sampler(sampler).evals_per_step * (1 if guidance in (0.0, 1.0) else 2))

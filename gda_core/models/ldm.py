@@ -53,7 +53,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..runtime import atomic_path, atomic_write_json, generators_for, randn_per_seed
-from ..schedulers import SAMPLERS, NoiseSchedule, sample_loop
+from ..schedulers import VP_EPS, NoiseSchedule, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import group_norm, make_adamw, optimizer_step
 from .unet import UNet, UNetConfig
@@ -298,8 +298,7 @@ class LDM(GenerativeModel):
     family = "ldm"
     Config = LDMConfig
     controls = ("temperature", "guidance", "steps", "eta", "sampler")
-    samplers = SAMPLERS
-    sampler_help = {"ddim": "DDIM in latent space (eta 0: deterministic)", "dpmpp": "DPM-Solver++(2M) in latent space, good in 10-20 steps"}
+    sampler_process = VP_EPS
     default_lr = 2e-3
     has_latent = True
     description = "Latent diffusion: an autoencoder, then diffusion in its small latent space; several times faster than pixel diffusion."
@@ -538,7 +537,7 @@ class LDM(GenerativeModel):
         guidance = float(self.config.default_guidance if guidance is None else guidance)
         if not (guidance >= 0):
             raise ConfigError(f"guidance must be >= 0, got {guidance}")
-        return steps, guidance, sampler or self.samplers[0]
+        return steps, guidance, sampler or "ddim"
 
     def _to_images(self, y: torch.Tensor) -> torch.Tensor:
         """Diffusion data y -> images: undo the latent scaling, then the autoencoder decoder."""
