@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..runtime import generators_for
+from ..schedulers.noise import initial_noise
 from ..schedulers.registry import get_sampler, list_samplers
 
 # Sampling controls a family may honour. The app shows only those in ``controls``.
@@ -270,8 +272,9 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError(f"{self.family} has no latent space")
 
     def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        """The latents ``sample`` would start from for these seeds (for interpolation)."""
-        raise NotImplementedError(f"{self.family} has no latent space")
+        """The latents ``sample`` would start from for these seeds (for interpolation): by default
+        N(0, temperature^2 I) of ``latent_shape()``, image i from seed i."""
+        return initial_noise(self.latent_shape(), generators_for(seeds), self.device, temperature)
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
         """Latents -> images in [0, 1] (deterministic)."""

@@ -19,8 +19,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from ..runtime import generators_for, randn_per_seed
-from ..schedulers import VP_EPS, X0_CLIPS, NoiseSchedule, sample_loop
+from ..runtime import generators_for
+from ..schedulers import VP_EPS, X0_CLIPS, Guidance, NoiseSchedule, ddim_invert, initial_noise, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import make_adamw, optimizer_step
 from .unet import UNet, UNetConfig
@@ -106,6 +106,7 @@ class DDPM(GenerativeModel):
         self.unet = UNet(config.unet_config())
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False)
         self.schedule = NoiseSchedule(config.num_timesteps, config.schedule)
+        self.guide = Guidance(null_label=config.num_classes)
 
     def sampling_modules(self) -> nn.Module:
         return self.unet_ema
@@ -141,18 +142,8 @@ class DDPM(GenerativeModel):
 
     # -- sampling ------------------------------------------------------------------------------
     def eps_fn(self, labels: torch.Tensor, guidance: float, net: nn.Module | None = None):
-        net = net or self.unet_ema
-        null = torch.full_like(labels, self.config.num_classes)
-
-        def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            if guidance == 1.0:
-                return net(x, t, labels)
-            # One batched pass for the conditional and unconditional predictions.
-            out = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))
-            e_c, e_u = out.chunk(2)
-            return e_u + guidance * (e_c - e_u)
-
-        return eps
+        """The guided noise prediction eps(x_t, t) the sampling loop calls."""
+        return self.guide.predictor(net or self.unet_ema, labels, guidance)
 
     def _resolve(self, steps, guidance, sampler):
         steps = int(steps or self.config.default_steps)
@@ -165,9 +156,6 @@ class DDPM(GenerativeModel):
         c = self.config
         return (c.channels, c.image_size, c.image_size)
 
-    def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        return randn_per_seed(self.latent_shape(), generators_for(seeds), self.device) * float(temperature)
-
     def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None, **_: Any) -> torch.Tensor:
         """Deterministic DDIM (eta = 0) map from initial noise z to images in [0, 1]."""
         steps, guidance, sampler = self._resolve(steps, guidance, sampler)
@@ -178,28 +166,15 @@ class DDPM(GenerativeModel):
     def encode(self, x, labels, *, steps=None, **_: Any) -> torch.Tensor:
         """DDIM inversion (eta = 0, no guidance): images -> the noise that decodes back to them."""
         steps = int(steps or self.config.default_steps)
-        labels = labels.to(self.device)
-        eps_fn = self.eps_fn(labels, 1.0)
-        ts = self.schedule.timesteps(steps)[::-1]
-        abars = self.schedule.alphas_cumprod.tolist()
-        xt = x.to(self.device) * 2 - 1
-        ab_prev = 1.0
-        for t in ts:
-            ab = abars[t]
-            tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
-            eps = eps_fn(xt, tt)
-            x0 = (xt - (1 - ab_prev) ** 0.5 * eps) / ab_prev**0.5
-            xt = ab**0.5 * x0 + (1 - ab) ** 0.5 * eps
-            ab_prev = ab
-        return xt
+        return ddim_invert(self.eps_fn(labels.to(self.device), 1.0), x.to(self.device) * 2 - 1, self.schedule, steps=steps)
 
     def _sample_batch(self, labels, seeds, *, temperature=1.0, guidance=None, steps=None, eta=0.0, sampler=None, callback=None):
         steps, guidance, sampler = self._resolve(steps, guidance, sampler)
         gens = generators_for(seeds)
-        z = randn_per_seed(self.latent_shape(), gens, self.device) * float(temperature)
+        z = initial_noise(self.latent_shape(), gens, self.device, temperature)
         x = sample_loop(self.eps_fn(labels, guidance), z, self.schedule, steps=steps, sampler=sampler, eta=float(eta or 0.0), generators=gens, callback=callback, x0_clip=self.config.x0_clip)
         return (x + 1) / 2
 
     def nfe_per_image(self, steps: int | None = None, guidance: float | None = None) -> float:
         steps, guidance, _ = self._resolve(steps, guidance, None)
-        return float(steps * (1 if guidance == 1.0 else 2))
+        return float(steps * self.guide.passes(guidance))

@@ -31,8 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from ..runtime import generators_for, randn_per_seed
-from ..schedulers import VELOCITY, get_sampler
+from ..schedulers import VELOCITY, Guidance, get_sampler
 from ..schedulers.flow import check_steps, integrate, time_grid
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import make_adamw, optimizer_step
@@ -142,6 +141,7 @@ class Flow(GenerativeModel):
         super().__init__(config)
         self.unet = UNet(config.unet_config())
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False)
+        self.guide = Guidance(null_label=config.num_classes, zero_is_unconditional=True, mix_in_float32=True)
 
     def sampling_modules(self) -> nn.Module:
         return self.unet_ema
@@ -183,26 +183,11 @@ class Flow(GenerativeModel):
 
     # -- sampling ------------------------------------------------------------------------------
     def velocity_fn(self, labels: torch.Tensor, guidance: float, net: nn.Module | None = None):
-        """v(x, t) for the ODE solvers, with classifier-free guidance v_u + w (v_c - v_u).
-
-        w = 1 is the plain conditional model and w = 0 the unconditional one (one pass each);
-        any other w runs both in one batched pass.
-        """
-        net = net or self.unet_ema
-        null = torch.full_like(labels, self.config.num_classes)
+        """v(x, t) for the ODE solvers (t a float in [0, 1]), guided: w = 1 is the plain conditional
+        model and w = 0 the unconditional one (one pass each); any other w runs both in one batched pass."""
+        predict = self.guide.predictor(net or self.unet_ema, labels, guidance)
         scale = self.config.time_scale
-
-        def v(x: torch.Tensor, t: float) -> torch.Tensor:
-            tt = torch.full((x.shape[0],), t * scale, device=x.device)
-            if guidance == 1.0:
-                return net(x, tt, labels)
-            if guidance == 0.0:
-                return net(x, tt, null)
-            out = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([labels, null]))
-            v_c, v_u = out.float().chunk(2)
-            return v_u + guidance * (v_c - v_u)
-
-        return v
+        return lambda x, t: predict(x, torch.full((x.shape[0],), t * scale, device=x.device))
 
     def _resolve(self, steps: int | None, guidance: float | None, sampler: str | None) -> tuple[int, float, str]:
         c = self.config
@@ -217,9 +202,6 @@ class Flow(GenerativeModel):
     def latent_shape(self) -> tuple[int, ...]:
         c = self.config
         return (c.channels, c.image_size, c.image_size)
-
-    def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        return randn_per_seed(self.latent_shape(), generators_for(seeds), self.device) * float(temperature)
 
     def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None, **_: Any) -> torch.Tensor:
         """Noise z (the state at t = 1) -> images in [0, 1]: the deterministic ODE from t = 1 to 0.
@@ -248,4 +230,4 @@ class Flow(GenerativeModel):
     def nfe_per_image(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None) -> float:
         """Network passes per image: steps x (1 Euler, 2 Heun) x (2 with guidance other than 0 or 1)."""
         steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        return float(steps * get_sampler(sampler).evals_per_step * (1 if guidance in (0.0, 1.0) else 2))
+        return float(steps * get_sampler(sampler).evals_per_step * self.guide.passes(guidance))

@@ -18,7 +18,6 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import spectral_norm
 
-from ..runtime import generators_for, randn_per_seed
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import make_adamw, optimizer_step
 
@@ -132,9 +131,6 @@ class GAN(GenerativeModel):
 
     def latent_shape(self) -> tuple[int, ...]:
         return (self.config.latent_dim,)
-
-    def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        return randn_per_seed(self.latent_shape(), generators_for(seeds), self.device) * float(temperature)
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
         g = self.generator_ema

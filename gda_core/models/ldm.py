@@ -52,8 +52,8 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ..errors import ConfigError
-from ..runtime import atomic_path, atomic_write_json, generators_for, randn_per_seed
-from ..schedulers import VP_EPS, NoiseSchedule, sample_loop
+from ..runtime import atomic_path, atomic_write_json, generators_for
+from ..schedulers import VP_EPS, Guidance, NoiseSchedule, ddim_invert, initial_noise, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import group_norm, make_adamw, optimizer_step
 from .unet import UNet, UNetConfig
@@ -319,6 +319,7 @@ class LDM(GenerativeModel):
         self.unet = UNet(config.unet_config())
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False)
         self.schedule = _LatentSchedule(config.num_timesteps, config.schedule, config.latent_clip)
+        self.guide = Guidance(null_label=config.num_classes)
         # 1 / std of the autoencoder latents, measured on the first phase-2 batch (1 before that).
         self.register_buffer("scale_factor", torch.ones(()))
         self.register_buffer("phase2_started", torch.zeros((), dtype=torch.bool))
@@ -520,17 +521,8 @@ class LDM(GenerativeModel):
 
     # -- sampling ---------------------------------------------------------------------------------
     def eps_fn(self, labels: torch.Tensor, guidance: float, net: nn.Module | None = None):
-        net = net or self.unet_ema
-        null = torch.full_like(labels, self.config.num_classes)
-
-        def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            if guidance == 1.0:
-                return net(x, t, labels)
-            # One batched pass for the conditional and unconditional predictions (Ho & Salimans 2022).
-            e_c, e_u = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
-            return e_u + guidance * (e_c - e_u)
-
-        return eps
+        """The guided noise prediction eps(y_t, t) in the scaled latent space."""
+        return self.guide.predictor(net or self.unet_ema, labels, guidance)
 
     def _resolve(self, steps, guidance, sampler):
         steps = int(steps or self.config.default_steps)
@@ -546,9 +538,6 @@ class LDM(GenerativeModel):
     def latent_shape(self) -> tuple[int, ...]:
         c = self.config
         return (c.latent_channels, c.latent_size, c.latent_size)
-
-    def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        return randn_per_seed(self.latent_shape(), generators_for(seeds), self.device) * float(temperature)
 
     def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None, **_: Any) -> torch.Tensor:
         """Deterministic DDIM (eta = 0) in latent space from initial noise z, then the autoencoder decoder."""
@@ -570,25 +559,13 @@ class LDM(GenerativeModel):
         """Images in [0, 1] -> the autoencoder's posterior mean -> DDIM inversion (eta = 0, no guidance) -> noise
         that ``decode`` maps back (approximately)."""
         steps = int(steps or self.config.default_steps)
-        labels = labels.to(self.device)
-        eps_fn = self.eps_fn(labels, 1.0)
-        ts = self.schedule.timesteps(steps)[::-1]
-        abars = self.schedule.alphas_cumprod.tolist()
-        yt = self.encode_stats(x.to(self.device).float())[0] * (self.scale_factor / self.config.latent_clip)
-        ab_prev = 1.0
-        for t in ts:
-            ab = abars[t]
-            tt = torch.full((yt.shape[0],), t, device=yt.device, dtype=torch.long)
-            eps = eps_fn(yt, tt).float()
-            y0 = (yt - (1 - ab_prev) ** 0.5 * eps) / ab_prev**0.5
-            yt = ab**0.5 * y0 + (1 - ab) ** 0.5 * eps
-            ab_prev = ab
-        return yt
+        y0 = self.encode_stats(x.to(self.device).float())[0] * (self.scale_factor / self.config.latent_clip)
+        return ddim_invert(self.eps_fn(labels.to(self.device), 1.0), y0, self.schedule, steps=steps)
 
     def _sample_batch(self, labels, seeds, *, temperature=1.0, guidance=None, steps=None, eta=0.0, sampler=None, callback=None):
         steps, guidance, sampler = self._resolve(steps, guidance, sampler)
         gens = generators_for(seeds)
-        z = randn_per_seed(self.latent_shape(), gens, self.device) * float(temperature)
+        z = initial_noise(self.latent_shape(), gens, self.device, temperature)
         y = sample_loop(
             self.eps_fn(labels, guidance),
             z,
@@ -605,4 +582,4 @@ class LDM(GenerativeModel):
     def nfe_per_image(self, steps: int | None = None, guidance: float | None = None) -> float:
         """UNet passes (steps, doubled with guidance != 1) plus one for the autoencoder decoder."""
         steps, guidance, _ = self._resolve(steps, guidance, None)
-        return float(steps * (1 if guidance == 1.0 else 2) + 1)
+        return float(steps * self.guide.passes(guidance) + 1)

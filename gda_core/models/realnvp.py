@@ -43,7 +43,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from ..runtime import generators_for, randn_per_seed
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import ResBlock, group_norm, make_adamw, optimizer_step, zero_
 
@@ -439,9 +438,6 @@ class RealNVP(GenerativeModel):
     def latent_shape(self) -> tuple[int, ...]:
         c = self.config
         return (c.channels, c.image_size, c.image_size)
-
-    def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        return randn_per_seed(self.latent_shape(), generators_for(seeds), self.device) * float(temperature)
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
         """Latents eps -> images in [0, 1]: the inverse flow, then the continuous value's 8-bit level

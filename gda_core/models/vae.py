@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..runtime import generators_for, randn_per_seed
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import group_norm, make_adamw, optimizer_step
 
@@ -105,9 +104,6 @@ class VAE(GenerativeModel):
     # -- sampling / latent ---------------------------------------------------------------------
     def latent_shape(self) -> tuple[int, ...]:
         return (self.config.latent_dim,)
-
-    def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        return randn_per_seed(self.latent_shape(), generators_for(seeds), self.device) * float(temperature)
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
         return torch.sigmoid(self.decode_logits(z.to(self.device), labels.to(self.device)))

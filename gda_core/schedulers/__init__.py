@@ -6,7 +6,9 @@ Importing the package registers the built-in samplers; a new one is a module wit
 
 import importlib
 
-from .diffusion import X0_CLIPS, NoiseSchedule, sample_loop
+from .diffusion import X0_CLIPS, NoiseSchedule, ddim_invert, sample_loop
+from .guidance import Guidance
+from .noise import initial_noise
 from .registry import PROCESSES, VELOCITY, VP_EPS, DiffusionSampler, FlowSampler, Sampler, get_sampler, list_samplers, register_sampler
 
 # The built-in samplers, each in its own module, in the order the app offers them (the first of a
@@ -22,9 +24,12 @@ __all__ = [
     "X0_CLIPS",
     "DiffusionSampler",
     "FlowSampler",
+    "Guidance",
     "NoiseSchedule",
     "Sampler",
+    "ddim_invert",
     "get_sampler",
+    "initial_noise",
     "list_samplers",
     "register_sampler",
     "sample_loop",

@@ -125,3 +125,20 @@ def sample_loop(
         if callback is not None:
             callback(i, x, x0)
     return x.clamp(-1, 1)
+
+
+def ddim_invert(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, *, steps: int) -> torch.Tensor:
+    """Deterministic DDIM (eta = 0) run from data to noise: x_0 in [-1, 1] -> the x_T that
+    ``sample_loop(..., sampler="ddim", eta=0)`` maps back to it, up to the error of taking each step's
+    eps at its start (Song et al. 2021, eq. 12 with sigma = 0, read from t to the next larger t; the
+    timesteps are sampling's, reversed). ``eps_fn`` should be unguided: guidance is not invertible."""
+    abars = schedule.alphas_cumprod.tolist()
+    ab_prev = 1.0
+    for t in schedule.timesteps(steps)[::-1]:
+        ab = abars[t]
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        eps = eps_fn(x, tt).float()
+        x0 = (x - (1 - ab_prev) ** 0.5 * eps) / ab_prev**0.5
+        x = ab**0.5 * x0 + (1 - ab) ** 0.5 * eps
+        ab_prev = ab
+    return x
