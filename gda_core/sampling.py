@@ -156,15 +156,11 @@ def generate(
         model = model.model
     if not isinstance(n, int) or n < 1 or n > 100_000:
         raise ConfigError(f"number of images must be in 1..100000, got {n}")
-    if not (0 <= float(temperature) <= 10):
-        raise ConfigError(f"temperature must be in 0..10, got {temperature}")
-    notes = []
-    given = {"guidance": guidance, "steps": steps, "sampler": sampler, "eta": eta or None}
-    for k, v in given.items():
-        if v is not None and k not in model.controls:
-            notes.append(f"{k} does not apply to {model.family} and was ignored")
+    # One set of controls for any family (the CLI, a study over several families): validated, and
+    # those this family does not use are left out with a note instead of failing the call.
+    kwargs, ignored = model.split_controls(temperature=temperature, guidance=guidance, steps=steps, eta=eta, sampler=sampler)
+    notes = [f"{k} does not apply to {model.family} and was ignored" for k in ignored]
     labels_t = model.resolve_labels(n, labels)
-    kwargs = dict(temperature=temperature, guidance=guidance, steps=steps, eta=eta, sampler=sampler)
     if fast is None:
         fast, options = fastpath.auto_enabled(model.device), {"compile": False}
     else:

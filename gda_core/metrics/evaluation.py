@@ -212,6 +212,9 @@ def evaluate(
         raise ConfigError(f"augmentation multiples must be positive integers, got {augment}")
     report("loading", 0.0)
     model, ds, run = _resolve(run_or_model, dataset, dev)
+    # One set of sampling controls for any family (a comparison of runs): those this family does not
+    # use are left out of its sampling calls, not an error (the cache key keeps what was asked for).
+    controls, _ = model.split_controls(steps=steps, guidance=guidance)
     train_u8, train_y = ds.split("train")
     test_u8, test_y = ds.split("test")
     n_train = len(train_y)
@@ -288,10 +291,9 @@ def evaluate(
             stop - start,
             torch.as_tensor(labels[start:stop]),
             seed=int(seed) + start,
-            steps=steps,
-            guidance=guidance,
             batch_size=sample_batch,
             progress=cb,
+            **controls,
         )
         # Quantise as saved images would be: uint8 on the CPU (also bounds memory).
         syn_chunks.append(imgs.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
@@ -328,7 +330,7 @@ def evaluate(
 
     # 4. Sampling speed.
     report("speed", 0.0, "timing sampling speed")
-    sp = sampling_speed(model, batch_size=speed_batch, steps=steps, guidance=guidance, seed=seed)
+    sp = sampling_speed(model, batch_size=speed_batch, seed=seed, **controls)
     raw["images_per_s"], raw["nfe_per_image"] = sp["images_per_s"], sp["nfe_per_image"]
 
     # 5. Utility (TSTR, TRTR, augmentation) and 6. robustness of the TSTR / TRTR classifiers.

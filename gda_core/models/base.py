@@ -24,15 +24,7 @@ from ..errors import ConfigError
 from ..runtime import generators_for
 from ..schedulers.noise import initial_noise
 from ..schedulers.registry import get_sampler, list_samplers
-
-# Sampling controls a family may honour. The app shows only those in ``controls``.
-CONTROL_HELP = {
-    "temperature": "scales the randomness of the starting noise / latent (1 = as trained)",
-    "guidance": "classifier-free guidance scale: higher follows the class more, with less variety",
-    "steps": "number of denoising steps: more is slower and usually cleaner",
-    "eta": "DDIM stochasticity: 0 = deterministic, 1 = DDPM-like",
-    "sampler": "the numerical sampler used to integrate the reverse process",
-}
+from .controls import CONTROL_HELP, CONTROLS, NEUTRAL, SampleConfig
 
 
 @dataclass(frozen=True)
@@ -220,33 +212,75 @@ class GenerativeModel(nn.Module):
         sampler: str | None = None,
         batch_size: int = 64,
         progress: Callable[[int, int], None] | None = None,
+        **unknown: Any,
     ) -> torch.Tensor:
         """Generate ``n`` images (n, C, H, W) in [0, 1] on the model's device.
 
         ``labels``: None (classes cycled 0, 1, 2, ...), an int (all that class), or n ints.
-        Image i uses seed ``seed + i`` only. Controls not in ``self.controls`` are ignored.
+        Image i uses seed ``seed + i`` only, whatever ``batch_size``.
+
+        The controls are validated here, once (``SampleConfig``): a bad value, or a name that is no
+        control (``unknown``: a misspelling), is a ConfigError naming it. A control in
+        ``self.controls`` left at None takes the family's default. A control the family does not use
+        must stay at its neutral value (temperature 1, eta 0, guidance / steps / sampler None): set
+        to anything else it is an error, not silently ignored. ``split_controls`` keeps the
+        applicable ones for callers that pass one set of controls to every family.
         """
+        controls = self.resolve_controls(
+            SampleConfig.from_kwargs(temperature=temperature, guidance=guidance, steps=steps, eta=eta, sampler=sampler, seed=seed, **unknown)
+        )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         labels_t = self.resolve_labels(n, labels)
         out = []
-        done = 0
         for start in range(0, n, batch_size):
             stop = min(n, start + batch_size)
-            seeds = list(range(seed + start, seed + stop))
+            seeds = list(range(controls.seed + start, controls.seed + stop))
             with torch.inference_mode():
-                imgs = self._sample_batch(
-                    labels_t[start:stop], seeds, temperature=temperature, guidance=guidance, steps=steps, eta=eta, sampler=sampler
-                )
+                imgs = self._sample_batch(labels_t[start:stop], seeds, controls=controls)
             out.append(imgs.float().clamp(0, 1))
-            done = stop
             if progress is not None:
-                progress(done, n)
+                progress(stop, n)
         if not out:
             c = self.config
             return torch.zeros(0, c.channels, c.image_size, c.image_size, device=self.device)
         return torch.cat(out)
 
-    def _sample_batch(self, labels: torch.Tensor, seeds: list[int], **controls: Any) -> torch.Tensor:
+    def _sample_batch(self, labels: torch.Tensor, seeds: list[int], controls: SampleConfig) -> torch.Tensor:
+        """Images for these labels and seeds (one per image) with resolved ``controls`` (no None left
+        among the family's own controls)."""
         raise NotImplementedError
+
+    def sample_defaults(self) -> dict[str, Any]:
+        """The family's value for each of its controls that may be None (e.g. its default steps)."""
+        return {}
+
+    def max_steps(self) -> int | None:
+        """The most ``steps`` the family can take (None: no steps control)."""
+        return None
+
+    def resolve_controls(self, controls: SampleConfig) -> SampleConfig:
+        """``controls`` checked against this family (see ``sample``), with its defaults for None."""
+        for name in controls.set_controls():
+            if name not in self.controls:
+                raise ConfigError(
+                    f"{name} does not apply to {self.family} (its controls: {', '.join(self.controls)}); leave it at {NEUTRAL[name]!r}"
+                )
+        if controls.sampler is not None:
+            get_sampler(controls.sampler, self.sampler_process)
+        cap = self.max_steps()
+        if controls.steps is not None and cap is not None and controls.steps > cap:
+            raise ConfigError(f"steps must be an integer in 1..{cap} for this {self.family}, got {controls.steps}")
+        defaults = {k: v for k, v in self.sample_defaults().items() if getattr(controls, k) is None}
+        return controls.replace(**defaults) if defaults else controls
+
+    def split_controls(self, **controls: Any) -> tuple[dict[str, Any], list[str]]:
+        """Validate ``controls`` (keyword arguments of ``sample``) and split them: those this family
+        takes, and the names of those set to a non-neutral value that it does not use."""
+        SampleConfig.from_kwargs(**controls)
+        ignored = [k for k, v in controls.items() if k in CONTROLS and k not in self.controls and v != NEUTRAL[k]]
+        used = {k: v for k, v in controls.items() if k not in CONTROLS or k in self.controls}
+        return used, ignored
 
     def resolve_labels(self, n: int, labels: torch.Tensor | list[int] | int | None) -> torch.Tensor:
         k = self.config.num_classes
@@ -308,7 +342,7 @@ class GenerativeModel(nn.Module):
     def sampling_modules(self) -> nn.Module:
         return self
 
-    def nfe_per_image(self, steps: int | None = None, guidance: float | None = None) -> float:
+    def nfe_per_image(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None) -> float:
         """Network evaluations needed per image (for the speed report)."""
         return 1.0
 

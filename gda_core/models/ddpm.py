@@ -20,8 +20,9 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..runtime import generators_for
-from ..schedulers import VP_EPS, X0_CLIPS, Guidance, NoiseSchedule, ddim_invert, initial_noise, sample_loop
+from ..schedulers import VP_EPS, X0_CLIPS, Guidance, NoiseSchedule, ddim_invert, get_sampler, initial_noise, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
+from .controls import SampleConfig
 from .layers import make_adamw, optimizer_step
 from .unet import UNet, UNetConfig
 
@@ -141,40 +142,41 @@ class DDPM(GenerativeModel):
         return {"loss": float(loss.detach())}
 
     # -- sampling ------------------------------------------------------------------------------
+    def sample_defaults(self) -> dict[str, Any]:
+        c = self.config
+        return {"steps": c.default_steps, "guidance": c.default_guidance, "sampler": "ddim"}
+
+    def max_steps(self) -> int:
+        return self.config.num_timesteps
+
     def eps_fn(self, labels: torch.Tensor, guidance: float, net: nn.Module | None = None):
         """The guided noise prediction eps(x_t, t) the sampling loop calls."""
         return self.guide.predictor(net or self.unet_ema, labels, guidance)
-
-    def _resolve(self, steps, guidance, sampler):
-        steps = int(steps or self.config.default_steps)
-        guidance = float(self.config.default_guidance if guidance is None else guidance)
-        if guidance < 0:
-            raise ConfigError(f"guidance must be >= 0, got {guidance}")
-        return steps, guidance, sampler or "ddim"
 
     def latent_shape(self) -> tuple[int, ...]:
         c = self.config
         return (c.channels, c.image_size, c.image_size)
 
-    def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None, **_: Any) -> torch.Tensor:
-        """Deterministic DDIM (eta = 0) map from initial noise z to images in [0, 1]."""
-        steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        labels = labels.to(self.device)
-        x = sample_loop(self.eps_fn(labels, guidance), z.to(self.device), self.schedule, steps=steps, sampler=sampler, eta=0.0, callback=callback, x0_clip=self.config.x0_clip)
-        return (x + 1) / 2
+    def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None) -> torch.Tensor:
+        """Deterministic (eta = 0) map from initial noise z to images in [0, 1]; ``callback(i, x_t, x0)`` sees each step."""
+        c = self.resolve_controls(SampleConfig(steps=steps, guidance=guidance, sampler=sampler))
+        return self._denoise(z.to(self.device), labels.to(self.device), c, callback=callback)
 
-    def encode(self, x, labels, *, steps=None, **_: Any) -> torch.Tensor:
+    def encode(self, x, labels, *, steps=None) -> torch.Tensor:
         """DDIM inversion (eta = 0, no guidance): images -> the noise that decodes back to them."""
-        steps = int(steps or self.config.default_steps)
-        return ddim_invert(self.eps_fn(labels.to(self.device), 1.0), x.to(self.device) * 2 - 1, self.schedule, steps=steps)
+        c = self.resolve_controls(SampleConfig(steps=steps))
+        return ddim_invert(self.eps_fn(labels.to(self.device), 1.0), x.to(self.device) * 2 - 1, self.schedule, steps=c.steps)
 
-    def _sample_batch(self, labels, seeds, *, temperature=1.0, guidance=None, steps=None, eta=0.0, sampler=None, callback=None):
-        steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        gens = generators_for(seeds)
-        z = initial_noise(self.latent_shape(), gens, self.device, temperature)
-        x = sample_loop(self.eps_fn(labels, guidance), z, self.schedule, steps=steps, sampler=sampler, eta=float(eta or 0.0), generators=gens, callback=callback, x0_clip=self.config.x0_clip)
+    def _sample_batch(self, labels, seeds, controls):
+        gens = generators_for(seeds)  # the start noise, then DDIM's eta noise, per image
+        z = initial_noise(self.latent_shape(), gens, self.device, controls.temperature)
+        return self._denoise(z, labels, controls, generators=gens)
+
+    def _denoise(self, z, labels, c: SampleConfig, generators=None, callback=None) -> torch.Tensor:
+        eps = self.eps_fn(labels, c.guidance)
+        x = sample_loop(eps, z, self.schedule, steps=c.steps, sampler=c.sampler, eta=c.eta, generators=generators, callback=callback, x0_clip=self.config.x0_clip)
         return (x + 1) / 2
 
-    def nfe_per_image(self, steps: int | None = None, guidance: float | None = None) -> float:
-        steps, guidance, _ = self._resolve(steps, guidance, None)
-        return float(steps * self.guide.passes(guidance))
+    def nfe_per_image(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None) -> float:
+        c = self.resolve_controls(SampleConfig(steps=steps, guidance=guidance, sampler=sampler))
+        return float(c.steps * get_sampler(c.sampler).evals_per_step * self.guide.passes(c.guidance))

@@ -32,8 +32,9 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..schedulers import VELOCITY, Guidance, get_sampler
-from ..schedulers.flow import check_steps, integrate, time_grid
+from ..schedulers.flow import MAX_STEPS, check_steps, integrate, time_grid
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
+from .controls import SampleConfig
 from .layers import make_adamw, optimizer_step
 from .unet import UNet, UNetConfig
 
@@ -189,45 +190,41 @@ class Flow(GenerativeModel):
         scale = self.config.time_scale
         return lambda x, t: predict(x, torch.full((x.shape[0],), t * scale, device=x.device))
 
-    def _resolve(self, steps: int | None, guidance: float | None, sampler: str | None) -> tuple[int, float, str]:
+    def sample_defaults(self) -> dict[str, Any]:
         c = self.config
-        steps = check_steps(c.default_steps if steps is None else steps)
-        guidance = float(c.default_guidance if guidance is None else guidance)
-        if not (0.0 <= guidance < math.inf):  # also refuses NaN
-            raise ConfigError(f"guidance must be a finite number >= 0, got {guidance}")
-        sampler = sampler or c.default_sampler
-        get_sampler(sampler, VELOCITY)
-        return steps, guidance, sampler
+        return {"steps": c.default_steps, "guidance": c.default_guidance, "sampler": c.default_sampler}
+
+    def max_steps(self) -> int:
+        return MAX_STEPS
 
     def latent_shape(self) -> tuple[int, ...]:
         c = self.config
         return (c.channels, c.image_size, c.image_size)
 
-    def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None, **_: Any) -> torch.Tensor:
+    def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None) -> torch.Tensor:
         """Noise z (the state at t = 1) -> images in [0, 1]: the deterministic ODE from t = 1 to 0.
 
         ``callback(i, t, x_t, v)`` sees each step (``gda_core.schedulers.flow.integrate``).
         """
-        steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        labels = labels.to(self.device)
-        grid = time_grid(steps, self.config.grid_rho)
-        x = integrate(self.velocity_fn(labels, guidance), z.to(self.device), grid, sampler, callback)
-        return (x.clamp(-1, 1) + 1) / 2
+        c = self.resolve_controls(SampleConfig(steps=steps, guidance=guidance, sampler=sampler))
+        return self._solve(z.to(self.device), labels.to(self.device), c, callback)
 
-    def encode(self, x, labels, *, steps=None, sampler=None, **_: Any) -> torch.Tensor:
+    def encode(self, x, labels, *, steps=None, sampler=None) -> torch.Tensor:
         """Images in [0, 1] -> the noise that ``decode`` maps back to them: the same ODE integrated
         forward from t = 0 to 1 on the reversed grid, unguided (guidance 1, the conditional model),
         so ``decode(..., guidance=1)`` of the result reconstructs x up to the solver's error."""
-        steps, _, sampler = self._resolve(steps, 1.0, sampler)
-        labels = labels.to(self.device)
+        c = self.resolve_controls(SampleConfig(steps=steps, sampler=sampler))
         x0 = x.to(self.device).float() * 2 - 1
-        return integrate(self.velocity_fn(labels, 1.0), x0, time_grid(steps, self.config.grid_rho)[::-1], sampler)
+        return integrate(self.velocity_fn(labels.to(self.device), 1.0), x0, time_grid(c.steps, self.config.grid_rho)[::-1], c.sampler)
 
-    def _sample_batch(self, labels, seeds, *, temperature=1.0, guidance=None, steps=None, sampler=None, callback=None, **_: Any):
-        z = self.initial_latents(seeds, temperature=temperature)
-        return self.decode(z, labels, steps=steps, guidance=guidance, sampler=sampler, callback=callback)
+    def _sample_batch(self, labels, seeds, controls):
+        return self._solve(self.initial_latents(seeds, temperature=controls.temperature), labels, controls)
+
+    def _solve(self, z, labels, c: SampleConfig, callback=None) -> torch.Tensor:
+        x = integrate(self.velocity_fn(labels, c.guidance), z, time_grid(c.steps, self.config.grid_rho), c.sampler, callback)
+        return (x.clamp(-1, 1) + 1) / 2
 
     def nfe_per_image(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None) -> float:
         """Network passes per image: steps x (1 Euler, 2 Heun) x (2 with guidance other than 0 or 1)."""
-        steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        return float(steps * get_sampler(sampler).evals_per_step * self.guide.passes(guidance))
+        c = self.resolve_controls(SampleConfig(steps=steps, guidance=guidance, sampler=sampler))
+        return float(c.steps * get_sampler(c.sampler).evals_per_step * self.guide.passes(c.guidance))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -132,7 +131,7 @@ class GAN(GenerativeModel):
     def latent_shape(self) -> tuple[int, ...]:
         return (self.config.latent_dim,)
 
-    def decode(self, z: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         g = self.generator_ema
         was_training = g.training
         g.eval()
@@ -140,5 +139,5 @@ class GAN(GenerativeModel):
         g.train(was_training)
         return out
 
-    def _sample_batch(self, labels, seeds, *, temperature=1.0, **_):
-        return self.decode(self.initial_latents(seeds, temperature=temperature), labels)
+    def _sample_batch(self, labels, seeds, controls):
+        return self.decode(self.initial_latents(seeds, temperature=controls.temperature), labels)

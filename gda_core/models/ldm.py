@@ -53,8 +53,9 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..runtime import atomic_path, atomic_write_json, generators_for
-from ..schedulers import VP_EPS, Guidance, NoiseSchedule, ddim_invert, initial_noise, sample_loop
+from ..schedulers import VP_EPS, Guidance, NoiseSchedule, ddim_invert, get_sampler, initial_noise, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
+from .controls import SampleConfig
 from .layers import group_norm, make_adamw, optimizer_step
 from .unet import UNet, UNetConfig
 
@@ -520,16 +521,16 @@ class LDM(GenerativeModel):
         self.ema_updates += 1
 
     # -- sampling ---------------------------------------------------------------------------------
+    def sample_defaults(self) -> dict[str, Any]:
+        c = self.config
+        return {"steps": c.default_steps, "guidance": c.default_guidance, "sampler": "ddim"}
+
+    def max_steps(self) -> int:
+        return self.config.num_timesteps
+
     def eps_fn(self, labels: torch.Tensor, guidance: float, net: nn.Module | None = None):
         """The guided noise prediction eps(y_t, t) in the scaled latent space."""
         return self.guide.predictor(net or self.unet_ema, labels, guidance)
-
-    def _resolve(self, steps, guidance, sampler):
-        steps = int(steps or self.config.default_steps)
-        guidance = float(self.config.default_guidance if guidance is None else guidance)
-        if not (guidance >= 0):
-            raise ConfigError(f"guidance must be >= 0, got {guidance}")
-        return steps, guidance, sampler or "ddim"
 
     def _to_images(self, y: torch.Tensor) -> torch.Tensor:
         """Diffusion data y -> images: undo the latent scaling, then the autoencoder decoder."""
@@ -539,47 +540,30 @@ class LDM(GenerativeModel):
         c = self.config
         return (c.latent_channels, c.latent_size, c.latent_size)
 
-    def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None, **_: Any) -> torch.Tensor:
-        """Deterministic DDIM (eta = 0) in latent space from initial noise z, then the autoencoder decoder."""
-        steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        labels = labels.to(self.device)
-        y = sample_loop(
-            self.eps_fn(labels, guidance),
-            z.to(self.device).float(),
-            self.schedule,
-            steps=steps,
-            sampler=sampler,
-            eta=0.0,
-            callback=callback,
-            x0_clip="static",  # the +-latent_clip std clip of the module docstring
-        )
-        return self._to_images(y)
+    def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None) -> torch.Tensor:
+        """Deterministic (eta = 0) diffusion in latent space from initial noise z, then the autoencoder decoder."""
+        c = self.resolve_controls(SampleConfig(steps=steps, guidance=guidance, sampler=sampler))
+        return self._denoise(z.to(self.device).float(), labels.to(self.device), c, callback=callback)
 
-    def encode(self, x, labels, *, steps=None, **_: Any) -> torch.Tensor:
+    def encode(self, x, labels, *, steps=None) -> torch.Tensor:
         """Images in [0, 1] -> the autoencoder's posterior mean -> DDIM inversion (eta = 0, no guidance) -> noise
         that ``decode`` maps back (approximately)."""
-        steps = int(steps or self.config.default_steps)
+        c = self.resolve_controls(SampleConfig(steps=steps))
         y0 = self.encode_stats(x.to(self.device).float())[0] * (self.scale_factor / self.config.latent_clip)
-        return ddim_invert(self.eps_fn(labels.to(self.device), 1.0), y0, self.schedule, steps=steps)
+        return ddim_invert(self.eps_fn(labels.to(self.device), 1.0), y0, self.schedule, steps=c.steps)
 
-    def _sample_batch(self, labels, seeds, *, temperature=1.0, guidance=None, steps=None, eta=0.0, sampler=None, callback=None):
-        steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        gens = generators_for(seeds)
-        z = initial_noise(self.latent_shape(), gens, self.device, temperature)
-        y = sample_loop(
-            self.eps_fn(labels, guidance),
-            z,
-            self.schedule,
-            steps=steps,
-            sampler=sampler,
-            eta=float(eta or 0.0),
-            generators=gens,
-            callback=callback,
-            x0_clip="static",  # the +-latent_clip std clip of the module docstring
-        )
+    def _sample_batch(self, labels, seeds, controls):
+        gens = generators_for(seeds)  # the start noise, then DDIM's eta noise, per image
+        z = initial_noise(self.latent_shape(), gens, self.device, controls.temperature)
+        return self._denoise(z, labels, controls, generators=gens)
+
+    def _denoise(self, z, labels, c: SampleConfig, generators=None, callback=None) -> torch.Tensor:
+        # x0_clip "static": the +-latent_clip std clip of the module docstring.
+        eps = self.eps_fn(labels, c.guidance)
+        y = sample_loop(eps, z, self.schedule, steps=c.steps, sampler=c.sampler, eta=c.eta, generators=generators, callback=callback, x0_clip="static")
         return self._to_images(y)
 
-    def nfe_per_image(self, steps: int | None = None, guidance: float | None = None) -> float:
+    def nfe_per_image(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None) -> float:
         """UNet passes (steps, doubled with guidance != 1) plus one for the autoencoder decoder."""
-        steps, guidance, _ = self._resolve(steps, guidance, None)
-        return float(steps * self.guide.passes(guidance) + 1)
+        c = self.resolve_controls(SampleConfig(steps=steps, guidance=guidance, sampler=sampler))
+        return float(c.steps * get_sampler(c.sampler).evals_per_step * self.guide.passes(c.guidance) + 1)
