@@ -166,21 +166,22 @@ def generate(
     else:
         # compile="auto" is decided by timing one batch of this very call, eager against compiled.
         k = min(n, batch_size)
-        options = {"dtype": "fastest", "probe": lambda: model.sample(k, labels_t[:k], seed=seed, batch_size=batch_size, **kwargs)}
+        options = {"dtype": "fastest", "probe": lambda m: m.sample(k, labels_t[:k], seed=seed, batch_size=batch_size, **kwargs)}
     try:
+        # The model may be shared (the app's cache): the fast path samples a private copy of it.
         with fastpath.fast_sampling(model, enabled=bool(fast), **options) as plan:
             imgs = model.sample(n, labels_t, seed=seed, batch_size=batch_size, progress=progress, **kwargs)
+            if plan is not None and fastpath.compile_failed(model):
+                notes.append("torch.compile failed on this device; the images were made in eager mode")
     except (RuntimeError, TypeError, ValueError) as exc:
         if not fast:
             raise
         # A family whose code assumes NCHW weights (or a backend bug) must not cost the user the
         # images: back to the plain path, which raises again if the problem was not the fast path.
-        fastpath.restore(model)
+        fastpath.discard(model)
         notes.append(f"the fast path failed ({type(exc).__name__}); the images were made on the plain path")
         plan = None
         imgs = model.sample(n, labels_t, seed=seed, batch_size=batch_size, progress=progress, **kwargs)
-    if plan is not None and fastpath.compile_failed(model):
-        notes.append("torch.compile failed on this device; the images were made in eager mode")
     arr = imgs.float().mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     settings = {"family": model.family, "n": n, "temperature": temperature, "guidance": guidance, "steps": steps, "seed": seed, "eta": eta, "sampler": sampler,
                 "fast": plan.to_json() if plan is not None else False}  # fmt: skip

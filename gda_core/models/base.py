@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .. import fastpath
 from ..errors import ConfigError
 from ..runtime import generators_for
 from ..schedulers.noise import initial_noise
@@ -232,12 +233,14 @@ class GenerativeModel(nn.Module):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         labels_t = self.resolve_labels(n, labels)
+        # Inside fastpath.fast_sampling(self), this thread runs the private accelerated copy; self is never changed.
+        runner = fastpath.active_copy(self) or self
         out = []
         for start in range(0, n, batch_size):
             stop = min(n, start + batch_size)
             seeds = list(range(controls.seed + start, controls.seed + stop))
             with torch.inference_mode():
-                imgs = self._sample_batch(labels_t[start:stop], seeds, controls=controls)
+                imgs = runner._sample_batch(labels_t[start:stop], seeds, controls=controls)
             out.append(imgs.float().clamp(0, 1))
             if progress is not None:
                 progress(stop, n)
