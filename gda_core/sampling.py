@@ -12,38 +12,35 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.utils import make_grid
 
 from .errors import ConfigError
 from .runtime import atomic_write_bytes
 
 
 def image_grid(images: torch.Tensor | np.ndarray, nrow: int = 8, *, pad: int = 1, transpose: bool = False) -> np.ndarray:
-    """Tile images (N, C, H, W) float [0, 1] or (N, H, W, C) uint8 into one uint8 (H', W', C) grid.
+    """Tile images (N, C, H, W) float [0, 1] or (N, H, W, C) uint8 into one uint8 (H', W', C) grid
+    with ``pad`` white pixels around and between the tiles.
 
-    ``nrow`` images per row; with ``transpose`` consecutive images fill columns instead (so that
-    ``nrow`` per-class samples form a row per class).
+    ``nrow`` images per row (fewer images: one narrower row). With ``transpose`` the grid is always
+    ``nrow`` columns wide, the missing tiles left white, so ``nrow`` per-class samples form a row per
+    class whatever the count.
     """
     if isinstance(images, torch.Tensor):
-        arr = images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        t = images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
     else:
-        arr = np.asarray(images)
-    n, h, w, c = arr.shape
+        t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)).permute(0, 3, 1, 2)
+    n, c, h, w = t.shape
     if n == 0:
         return np.zeros((h, w, c), dtype=np.uint8)
-    if transpose:
-        rows, cols = (n + nrow - 1) // nrow, nrow
-        grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
-        for i in range(n):
-            r, cc = divmod(i, nrow)
-            grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + cc * (w + pad) : pad + cc * (w + pad) + w] = arr[i]
-        return grid
-    cols = min(nrow, n)
-    rows = (n + cols - 1) // cols
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
-    for i in range(n):
-        r, cc = divmod(i, cols)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + cc * (w + pad) : pad + cc * (w + pad) + w] = arr[i]
-    return grid
+    cols = nrow if transpose else min(nrow, n)
+    # make_grid narrows the grid to n columns when n < nrow and returns a lone image without its
+    # border; white tiles completing the last row (and, for one tile, a row to drop) keep the layout.
+    rows = -(-n // cols)
+    extra = rows * cols - n + (cols if rows * cols == 1 else 0)
+    t = torch.cat([t, t.new_full((extra, c, h, w), 255)])
+    grid = make_grid(t, nrow=cols, padding=pad, pad_value=255)[:c, : rows * (h + pad) + pad]
+    return grid.permute(1, 2, 0).contiguous().numpy()
 
 
 def to_pil(arr: np.ndarray, upscale: int = 1) -> Image.Image:
