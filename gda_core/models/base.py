@@ -22,7 +22,6 @@ from torch import nn
 
 from .. import fastpath
 from ..errors import ConfigError
-from ..runtime import generators_for
 from ..schedulers.noise import initial_noise
 from ..schedulers.registry import get_sampler, list_samplers
 from .controls import CONTROL_HELP, CONTROLS, NEUTRAL, SampleConfig
@@ -255,8 +254,13 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     def sample_defaults(self) -> dict[str, Any]:
-        """The family's value for each of its controls that may be None (e.g. its default steps)."""
-        return {}
+        """The family's value for each of its controls that None asks for: its config's
+        ``default_steps`` / ``default_guidance`` / ``default_sampler`` fields where it has them, and
+        the first of ``samplers`` when the config names none."""
+        c = self.config
+        found = {"steps": getattr(c, "default_steps", None), "guidance": getattr(c, "default_guidance", None),
+                 "sampler": getattr(c, "default_sampler", None) or (self.samplers[0] if self.samplers else None)}  # fmt: skip
+        return {k: v for k, v in found.items() if k in self.controls and v is not None}
 
     def max_steps(self) -> int | None:
         """The most ``steps`` the family can take (None: no steps control)."""
@@ -311,7 +315,7 @@ class GenerativeModel(nn.Module):
     def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
         """The latents ``sample`` would start from for these seeds (for interpolation): by default
         N(0, temperature^2 I) of ``latent_shape()``, image i from seed i."""
-        return initial_noise(self.latent_shape(), generators_for(seeds), self.device, temperature)
+        return initial_noise(self.latent_shape(), seeds, self.device, temperature)[0]
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
         """Latents -> images in [0, 1] (deterministic)."""

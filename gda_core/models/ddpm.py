@@ -12,14 +12,13 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from ..runtime import generators_for
 from ..schedulers import VP_EPS, X0_CLIPS, Guidance, NoiseSchedule, ddim_invert, get_sampler, initial_noise, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .controls import SampleConfig
@@ -54,17 +53,7 @@ class DDPMConfig(ModelConfig):
         return super().from_dict(d)  # type: ignore[return-value]
 
     def unet_config(self) -> UNetConfig:
-        return UNetConfig(
-            image_size=self.image_size,
-            channels=self.channels,
-            num_classes=self.num_classes,
-            base_channels=self.base_channels,
-            channel_mults=tuple(self.channel_mults),
-            blocks_per_level=self.blocks_per_level,
-            attention=self.attention,
-            dropout=self.dropout,
-            zero_init=self.zero_init,
-        )
+        return UNetConfig.of(self)
 
     def validate(self) -> None:
         super().validate()
@@ -142,10 +131,6 @@ class DDPM(GenerativeModel):
         return {"loss": float(loss.detach())}
 
     # -- sampling ------------------------------------------------------------------------------
-    def sample_defaults(self) -> dict[str, Any]:
-        c = self.config
-        return {"steps": c.default_steps, "guidance": c.default_guidance, "sampler": "ddim"}
-
     def max_steps(self) -> int:
         return self.config.num_timesteps
 
@@ -168,8 +153,7 @@ class DDPM(GenerativeModel):
         return ddim_invert(self.eps_fn(labels.to(self.device), 1.0), x.to(self.device) * 2 - 1, self.schedule, steps=c.steps)
 
     def _sample_batch(self, labels, seeds, controls):
-        gens = generators_for(seeds)  # the start noise, then DDIM's eta noise, per image
-        z = initial_noise(self.latent_shape(), gens, self.device, controls.temperature)
+        z, gens = initial_noise(self.latent_shape(), seeds, self.device, controls.temperature)
         return self._denoise(z, labels, controls, generators=gens)
 
     def _denoise(self, z, labels, c: SampleConfig, generators=None, callback=None) -> torch.Tensor:

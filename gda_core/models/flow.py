@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -75,16 +74,7 @@ class FlowConfig(ModelConfig):
         return super().from_dict(d)  # type: ignore[return-value]
 
     def unet_config(self) -> UNetConfig:
-        return UNetConfig(
-            image_size=self.image_size,
-            channels=self.channels,
-            num_classes=self.num_classes,
-            base_channels=self.base_channels,
-            channel_mults=tuple(self.channel_mults),
-            blocks_per_level=self.blocks_per_level,
-            attention=self.attention,
-            dropout=self.dropout,
-        )
+        return UNetConfig.of(self)
 
     def validate(self) -> None:
         super().validate()
@@ -189,10 +179,6 @@ class Flow(GenerativeModel):
         predict = self.guide.predictor(net or self.unet_ema, labels, guidance)
         scale = self.config.time_scale
         return lambda x, t: predict(x, torch.full((x.shape[0],), t * scale, device=x.device))
-
-    def sample_defaults(self) -> dict[str, Any]:
-        c = self.config
-        return {"steps": c.default_steps, "guidance": c.default_guidance, "sampler": c.default_sampler}
 
     def max_steps(self) -> int:
         return MAX_STEPS

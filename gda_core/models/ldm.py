@@ -52,7 +52,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ..errors import ConfigError
-from ..runtime import atomic_path, atomic_write_json, generators_for
+from ..runtime import atomic_path, atomic_write_json
 from ..schedulers import VP_EPS, Guidance, NoiseSchedule, ddim_invert, get_sampler, initial_noise, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .controls import SampleConfig
@@ -181,16 +181,7 @@ class LDMConfig(ModelConfig):
     def unet_config(self) -> UNetConfig:
         """The UNet's config for the latent shape (latents have ``latent_channels`` channels and may be
         smaller than 8 px; ``validate`` checks the levels against the latent size with its own message)."""
-        return UNetConfig(
-            image_size=self.latent_size,
-            channels=self.latent_channels,
-            num_classes=self.num_classes,
-            base_channels=self.base_channels,
-            channel_mults=self.channel_mults,
-            blocks_per_level=self.blocks_per_level,
-            attention=self.attention,
-            dropout=self.dropout,
-        )
+        return UNetConfig.of(self, image_size=self.latent_size, channels=self.latent_channels)
 
     def autoencoder_config(self) -> dict:
         """The fields that define the autoencoder (written to ``autoencoder/config.json``)."""
@@ -521,10 +512,6 @@ class LDM(GenerativeModel):
         self.ema_updates += 1
 
     # -- sampling ---------------------------------------------------------------------------------
-    def sample_defaults(self) -> dict[str, Any]:
-        c = self.config
-        return {"steps": c.default_steps, "guidance": c.default_guidance, "sampler": "ddim"}
-
     def max_steps(self) -> int:
         return self.config.num_timesteps
 
@@ -553,8 +540,7 @@ class LDM(GenerativeModel):
         return ddim_invert(self.eps_fn(labels.to(self.device), 1.0), y0, self.schedule, steps=c.steps)
 
     def _sample_batch(self, labels, seeds, controls):
-        gens = generators_for(seeds)  # the start noise, then DDIM's eta noise, per image
-        z = initial_noise(self.latent_shape(), gens, self.device, controls.temperature)
+        z, gens = initial_noise(self.latent_shape(), seeds, self.device, controls.temperature)
         return self._denoise(z, labels, controls, generators=gens)
 
     def _denoise(self, z, labels, c: SampleConfig, generators=None, callback=None) -> torch.Tensor:

@@ -11,7 +11,9 @@ The attribute names below are the state_dict keys of every shipped and saved run
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,8 +24,8 @@ from .layers import ResBlock, SelfAttention, UpsampleConv, group_norm, timestep_
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """What builds a UNet. Families derive it from their own config (``unet_config()``); it is never
-    saved, so runs keep their family's config.json."""
+    """What builds a UNet. Families derive it from their own config (``of``); it is never saved, so
+    runs keep their family's config.json."""
 
     image_size: int  # of the UNet's input: the image, or LDM's latent (which may be smaller than 8 px)
     channels: int
@@ -34,6 +36,15 @@ class UNetConfig:
     attention: bool = True
     dropout: float = 0.0
     zero_init: bool = False  # ADM-style zero init of each residual branch and the output conv (see layers.ResBlock)
+
+    @classmethod
+    def of(cls, config: Any, **overrides: Any) -> "UNetConfig":
+        """The UNet config of a family config that names its UNet fields as these (base_channels,
+        channel_mults, ...); ``overrides`` for the rest (e.g. the LDM's latent size and channels).
+        A field the family config lacks (the flow model's zero_init) keeps its default."""
+        values = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if hasattr(config, f.name)}
+        values = {**values, **overrides}
+        return cls(**{**values, "channel_mults": tuple(values["channel_mults"])})
 
     def validate(self) -> None:
         """The rules every UNet family shares: positive level widths, and an input the levels can halve."""
