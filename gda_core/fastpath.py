@@ -2,43 +2,42 @@
 
 None of them changes a model's parameters or its state_dict: they change how the same arithmetic is
 executed, so images match the plain path within float tolerance (tests/test_fastpath.py states the
-tolerances). ``accelerate(model)`` applies them in place and remembers what it did on the model;
-``restore(model)`` undoes it exactly (contiguous weights, eager forward).
+tolerances).
 
-What "auto" picks, and why (measured by bench/bench_speed.py; numbers in bench/results/speed_cpu.json):
-- channels_last: on CPU and CUDA for networks with 2-D convolutions. oneDNN (CPU) and cuDNN (GPU)
-  run NHWC convolutions without the layout reorders that NCHW needs around them. On the 2-core
-  test CPU (AMD EPYC, 1 thread, quiet machine, one guided UNet pass at batch 128, plain and NHWC
-  interleaved, median of 6) it is 1.00x at 16x16x1, 1.04x at 28x28x1 and 1.14x at 32x32x3: the
-  gain grows with the image and channel count, and on CPU some of it goes back to GroupNorm, whose
-  NHWC kernel is slower for few channels per group (24% of the NHWC pass, bench/profile_unet.py).
-  It never measured slower per pass, so "auto" keeps it on. Not on MPS (not measured).
-- torch.compile: measured, not assumed. On CUDA (fusing GroupNorm / SiLU / scale-shift into few
-  kernels) it is compiled, timed against eager on a probe call and kept only if at least 5% faster.
-  On CPU it is off unless asked for (``compile=True``): compiling the 1.1M-parameter UNet took
-  about 2.5 minutes on the 2-core test machine for passes about 8-10% faster, which only a long
-  job recovers. Any compile failure falls back to eager with a one-line warning, never a crash.
-- autocast: bfloat16 on CUDA (float16 where bf16 is unsupported). On CPU it depends on the chip:
-  processors without native bf16 arithmetic run it slower than float32 (the UNet pass took 7x
-  longer under bf16 autocast on an AVX2-only AMD EPYC), processors with it (AVX512-BF16, e.g.
-  AMD Zen 4, or Intel AMX) run it faster (one guided UNet pass at batch 128, one thread, Zen 4
-  EPYC: 1.33x at 28x28x1, 1.72x at 32x32x3). bf16 moves images by more than float noise (about a
-  1 % relative change per network pass; bench/bench_quality.py measures what it does to sample
-  quality), so on CPU it is never in the default path, only in ``dtype="fastest"``, which
-  ``generate(fast=True)`` / ``sample --fast`` asks for: bf16 where the CPU has it natively
-  (``cpu_native_bf16()``), float32 elsewhere.
+Shared models are never changed. The app caches one model per run for every browser session, and
+two sessions may ask for different settings at once, so the fast path runs on a private accelerated
+copy (``accelerated``, built once per model, settings and weights, then reused) and
+``fast_sampling(model)`` routes this thread's ``model.sample`` calls to it for the length of the
+block (a context variable: other threads never see it). ``accelerate`` / ``restore`` change a module
+in place, for a module the caller owns (a benchmark's, a test's); they refuse one marked
+``mark_shared`` (the app's cached models).
+
+What "auto" picks, and why (figures: docs/benchmarks.md, bench/results/speed_cpu.json):
+- channels_last on CPU and CUDA for networks with 2-D convolutions: oneDNN and cuDNN run NHWC
+  convolutions without layout reorders; the gain grows with image size and channels and it never
+  measured slower per pass. Not on MPS (not measured).
+- torch.compile only on CUDA, and only when a probe call measures it faster than eager; on CPU the
+  compile time (minutes) outweighs the gain unless ``compile=True`` asks for it. A compile failure
+  falls back to eager with one warning, never a crash.
+- autocast: bf16 on CUDA (fp16 where bf16 is unsupported). On CPU bf16 is faster only on chips with
+  native bf16 arithmetic (and much slower elsewhere) and moves images by a few uint8 levels, so it
+  is never the default there: only ``dtype="fastest"`` (``generate(fast=True)``, ``sample --fast``)
+  turns it on, where ``cpu_native_bf16()``.
 ``generate(fast=None)`` (the default) uses channels_last + autocast="auto" without compile on CPU
 and CUDA (``AUTO_DEVICES``): float32 on CPU, so its images match the plain path within float
-tolerance on every machine; ``generate(fast=True)`` / ``--fast`` adds compile="auto" and
-dtype="fastest"; ``fast=False`` is the plain path.
+tolerance on every machine; ``fast=True`` adds compile="auto" and dtype="fastest"; ``fast=False``
+is the plain path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
+import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -228,7 +227,9 @@ def _guard_deepcopy(module: nn.Module, top: bool) -> None:
 
 
 def compile_failed(module: nn.Module) -> bool:
-    """True when a compiled forward of ``module`` (or of its targets) failed and fell back to eager."""
+    """True when a compiled forward of ``module`` (or of its targets) failed and fell back to eager;
+    inside ``fast_sampling(module)``, of the copy this thread samples."""
+    module = active_copy(module) or module
     mods = [module, *_targets(module)]
     return any(m.__dict__.get("_gda_compile_failed") for m in mods)
 
@@ -259,10 +260,13 @@ def accelerate(
     channels_last: bool | str = "auto",
     compile: bool | str = "auto",  # noqa: A002 - mirrors torch.compile
     dtype: torch.dtype | str | None = "auto",
-    probe: Callable[[], Any] | None = None,
+    probe: Callable[[nn.Module], Any] | None = None,
     compile_options: dict[str, Any] | None = None,
 ) -> FastPlan:
     """Apply the fast paths to a GenerativeModel (its sampling networks) or any nn.Module, in place.
+
+    For a module the caller owns: one that others use (``mark_shared``) is refused; sample those
+    through ``fast_sampling`` / ``accelerated``, which work on a private copy.
 
     Args:
         module: a ``GenerativeModel`` or a plain ``nn.Module`` (already on its device).
@@ -272,30 +276,43 @@ def accelerate(
         dtype: autocast dtype for sampling (``torch.bfloat16``, ``torch.float16``, "bf16", "fp16"),
             None for full precision, "auto" (bf16 / fp16 on CUDA, None elsewhere) or "fastest"
             ("auto", plus bf16 on CPUs with native bf16 arithmetic). Applied by ``plan.autocast()``
-            (``generate(fast=...)`` does it).
-        probe: a representative call (e.g. ``lambda: model.sample(64, steps=2)``) used to decide
-            compile="auto" by timing eager against compiled.
+            (``fast_sampling`` does it).
+        probe: a representative call on the module being accelerated (e.g.
+            ``lambda m: m.sample(64, steps=2)``), used to decide compile="auto" by timing eager
+            against compiled.
         compile_options: extra keyword arguments of ``torch.compile``.
 
     Returns the FastPlan, also kept on the module; a second call with the same settings is free.
     Call ``restore(module)`` to go back to the plain path.
     """
+    _refuse_shared(module, "accelerate")
     dev = _device_of(module)
-    request = (channels_last, compile, dtype, dev, repr(sorted((compile_options or {}).items())))
+    request = _request(module, channels_last, compile, dtype, compile_options)
     if current_plan(module) is not None and module.__dict__.get("_gda_fast_request") == request:
         return current_plan(module)  # already applied with these settings (and compiled, if so)
     if channels_last not in (True, False, "auto"):
         raise ConfigError(f"channels_last must be True, False or 'auto', got {channels_last!r}")
     if compile not in (True, False, "auto"):
         raise ConfigError(f"compile must be True, False or 'auto', got {compile!r}")
-    asked_dtype = dtype
-    dtype = _resolve_dtype(dtype, dev)
+    resolved = _resolve_dtype(dtype, dev)
     restore(module)
     plan = FastPlan(device_type=dev.type)
-    targets = _targets(module)
-    sm = module.sampling_modules() if hasattr(module, "sampling_modules") else module
+    _apply_channels_last(module, plan, channels_last, dev)
+    _apply_dtype(plan, resolved, dtype, dev)
+    _apply_compile(module, plan, compile, dev, probe, compile_options)
+    module.__dict__[_ATTR] = plan
+    module.__dict__["_gda_fast_request"] = request
+    _guard_deepcopy(module, top=True)
+    return plan
 
-    # 1. Memory format.
+
+def _request(module: nn.Module, channels_last="auto", compile="auto", dtype="auto", compile_options=None) -> tuple:  # noqa: A002
+    """What identifies a set of fast-path settings on a module (the probe does not: it only measures)."""
+    return (channels_last, compile, dtype, _device_of(module), repr(sorted((compile_options or {}).items())))
+
+
+def _apply_channels_last(module: nn.Module, plan: FastPlan, channels_last: bool | str, dev: torch.device) -> None:
+    sm = module.sampling_modules() if hasattr(module, "sampling_modules") else module
     if channels_last == "auto":
         channels_last = dev.type in ("cpu", "cuda") and _has_conv(sm)
     if channels_last:
@@ -303,15 +320,18 @@ def accelerate(
         plan.channels_last = True
         plan.notes.append("channels_last: convolution weights in NHWC layout")
 
-    # 2. Autocast dtype.
+
+def _apply_dtype(plan: FastPlan, dtype: torch.dtype | None, asked: Any, dev: torch.device) -> None:
     if dtype is not None:
         plan.dtype = dtype
         plan.notes.append(f"autocast: {str(dtype).replace('torch.', '')} matrix products and convolutions")
-    elif dev.type == "cpu" and asked_dtype in ("auto", "fastest"):
-        why = "this CPU has no native bf16 arithmetic" if asked_dtype == "fastest" else "float32 on CPU by default (bf16 only with fast=True, on CPUs with native bf16)"
+    elif dev.type == "cpu" and asked in ("auto", "fastest"):
+        why = "this CPU has no native bf16 arithmetic" if asked == "fastest" else "float32 on CPU by default (bf16 only with fast=True, on CPUs with native bf16)"
         plan.notes.append(f"autocast: off, {why}")
 
-    # 3. torch.compile.
+
+def _apply_compile(module: nn.Module, plan: FastPlan, compile: bool | str, dev: torch.device, probe, compile_options) -> None:  # noqa: A002
+    targets = _targets(module)
     want = compile
     ok, why = compile_available()
     if want == "auto" and dev.type != "cuda":
@@ -323,41 +343,43 @@ def accelerate(
     if want and not targets:
         plan.notes.append("compile: skipped, this family has no separate sampling network to compile")
         want = False
-    if want:
-        eager_s = None
-        if compile == "auto" and probe is not None:
-            with plan.autocast():
-                probe()  # warm-up (lazy init, cuDNN autotuning)
-                eager_s = _time(probe, dev)
-        installed = [t for t in targets if _install_compiled(t, dict(compile_options or {}))]
-        plan.compile = len(installed) == len(targets)
-        if not plan.compile:
-            for t in installed:
-                _uninstall_compiled(t)
-            plan.notes.append("compile: torch.compile refused these options; eager")
-        elif eager_s is not None:
-            with plan.autocast():
-                probe()  # compiles
-                fast_s = _time(probe, dev)
-            failed = compile_failed(module)
-            if failed or eager_s / fast_s < MIN_COMPILE_GAIN:
-                for t in targets:
-                    _uninstall_compiled(t)
-                plan.compile = False
-                reason = "it failed" if failed else f"{eager_s / fast_s:.2f}x is under {MIN_COMPILE_GAIN}x"
-                plan.notes.append(f"compile: measured and dropped ({reason})")
-            else:
-                plan.notes.append(f"compile: measured {eager_s / fast_s:.2f}x faster than eager, kept")
-        else:
-            plan.notes.append("compile: torch.compile on the sampling network(s), unmeasured")
-    module.__dict__[_ATTR] = plan
-    module.__dict__["_gda_fast_request"] = request
-    _guard_deepcopy(module, top=True)
-    return plan
+    if not want:
+        return
+    eager_s = None
+    if compile == "auto" and probe is not None:
+        with plan.autocast():
+            probe(module)  # warm-up (lazy init, cuDNN autotuning)
+            eager_s = _time(lambda: probe(module), dev)
+    installed = [t for t in targets if _install_compiled(t, dict(compile_options or {}))]
+    plan.compile = len(installed) == len(targets)
+    if not plan.compile:
+        for t in installed:
+            _uninstall_compiled(t)
+        plan.notes.append("compile: torch.compile refused these options; eager")
+    elif eager_s is None:
+        plan.notes.append("compile: torch.compile on the sampling network(s), unmeasured")
+    else:
+        _keep_compiled_if_faster(module, plan, targets, eager_s, probe, dev)
+
+
+def _keep_compiled_if_faster(module, plan: FastPlan, targets, eager_s: float, probe, dev: torch.device) -> None:
+    with plan.autocast():
+        probe(module)  # compiles
+        fast_s = _time(lambda: probe(module), dev)
+    failed = compile_failed(module)
+    if failed or eager_s / fast_s < MIN_COMPILE_GAIN:
+        for t in targets:
+            _uninstall_compiled(t)
+        plan.compile = False
+        reason = "it failed" if failed else f"{eager_s / fast_s:.2f}x is under {MIN_COMPILE_GAIN}x"
+        plan.notes.append(f"compile: measured and dropped ({reason})")
+    else:
+        plan.notes.append(f"compile: measured {eager_s / fast_s:.2f}x faster than eager, kept")
 
 
 def restore(module: nn.Module) -> None:
     """Undo ``accelerate``: contiguous (NCHW) weights, eager forward, no plan. No-op otherwise."""
+    _refuse_shared(module, "restore")
     plan = module.__dict__.pop(_ATTR, None)
     module.__dict__.pop("_gda_fast_request", None)
     module.__dict__.pop("__deepcopy__", None)
@@ -370,15 +392,92 @@ def restore(module: nn.Module) -> None:
         sm.to(memory_format=torch.contiguous_format)
 
 
+# ---------------------------------------------------------------------------------------------
+# Shared models: never changed. Private accelerated copies, and a per-thread context that uses them.
+# ---------------------------------------------------------------------------------------------
+
+_SHARED = "_gda_shared"
+
+
+def mark_shared(module: nn.Module) -> nn.Module:
+    """Mark ``module`` as used by others (the app's process-wide model cache): ``accelerate`` and
+    ``restore`` refuse it from now on, so no caller can change what the others run. Returns it."""
+    module.__dict__[_SHARED] = True
+    return module
+
+
+def _refuse_shared(module: nn.Module, what: str) -> None:
+    if module.__dict__.get(_SHARED):
+        raise ConfigError(f"{what}: this model is shared (cached for every session) and stays as loaded; sample it with fast_sampling(model)")
+
+
+# model -> {settings request: (weights state, accelerated copy, plan)}; weak, so an evicted model frees its copies.
+_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_COPIES_LOCK = threading.Lock()
+
+
+def _weights_state(model: nn.Module) -> tuple:
+    """Changes whenever a parameter or buffer is replaced or changed in place (version counter), or the
+    model is moved or switched between train and eval: when the copy would no longer match."""
+
+    def version(t: torch.Tensor):
+        try:
+            return t._version
+        except RuntimeError:  # an inference-mode tensor has no version counter (and cannot be changed outside it)
+            return None
+
+    tensors = [*model.parameters(), *model.buffers()]
+    return (model.training, tuple((t.data_ptr(), version(t), t.device, t.dtype) for t in tensors))
+
+
+def accelerated(model: nn.Module, *, probe: Callable[[nn.Module], Any] | None = None, **options: Any) -> tuple[nn.Module, FastPlan]:
+    """A private copy of ``model`` with ``accelerate(copy, **options)`` applied, and its plan; ``model``
+    itself is not touched. Built once per model, settings and weights (a probe-measured compile is
+    paid once), and rebuilt when the model's weights change."""
+    request = _request(model, **options)
+    state = _weights_state(model)
+    with _COPIES_LOCK:
+        cached = _COPIES.get(model, {}).get(request)
+        if cached is not None and cached[0] == state:
+            return cached[1], cached[2]
+        dup = copy.deepcopy(model)  # plain, even from an accelerated original (_guard_deepcopy)
+        dup.__dict__.pop(_SHARED, None)  # the copy is this module's own
+        plan = accelerate(dup, probe=probe, **options)
+        _COPIES.setdefault(model, {})[request] = (state, dup, plan)
+        return dup, plan
+
+
+def discard(model: nn.Module) -> None:
+    """Forget the accelerated copies of ``model`` (e.g. after one failed)."""
+    with _COPIES_LOCK:
+        _COPIES.pop(model, None)
+
+
+# id(model) -> the accelerated copy this thread's model.sample runs on (only inside fast_sampling).
+_ACTIVE: contextvars.ContextVar[dict[int, nn.Module] | None] = contextvars.ContextVar("gda_fast_copies", default=None)
+
+
+def active_copy(model: nn.Module) -> nn.Module | None:
+    """The copy ``model.sample`` runs on in this thread (inside ``fast_sampling(model)``), else None."""
+    return (_ACTIVE.get() or {}).get(id(model))
+
+
 @contextlib.contextmanager
-def fast_sampling(module: nn.Module, enabled: bool = True, **options: Any) -> Iterator[FastPlan | None]:
-    """``with fast_sampling(model) as plan: model.sample(...)``: accelerate (kept on the model for
-    the next call) and run under the plan's autocast. With ``enabled=False`` the model is put back
-    on the plain path."""
-    if not enabled:
-        restore(module)
-        yield None
-        return
-    plan = accelerate(module, **options)  # free when already applied with the same options
-    with plan.autocast():
-        yield plan
+def fast_sampling(model: nn.Module, enabled: bool = True, **options: Any) -> Iterator[FastPlan | None]:
+    """``with fast_sampling(model, **options) as plan: model.sample(...)``: inside the block, this
+    thread's ``model.sample`` calls run on the private accelerated copy (``accelerated``) under the
+    plan's autocast. ``model`` is not changed, and other threads (other sessions sampling the same
+    cached model with other settings) are not affected. ``enabled=False``: the plain path (yields None)."""
+    routes = dict(_ACTIVE.get() or {})
+    if enabled:
+        fast, plan = accelerated(model, **options)
+        routes[id(model)] = fast
+    else:
+        plan = None
+        routes.pop(id(model), None)
+    token = _ACTIVE.set(routes)
+    try:
+        with plan.autocast() if plan is not None else contextlib.nullcontext():
+            yield plan
+    finally:
+        _ACTIVE.reset(token)

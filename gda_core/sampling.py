@@ -12,38 +12,35 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.utils import make_grid
 
 from .errors import ConfigError
 from .runtime import atomic_write_bytes
 
 
 def image_grid(images: torch.Tensor | np.ndarray, nrow: int = 8, *, pad: int = 1, transpose: bool = False) -> np.ndarray:
-    """Tile images (N, C, H, W) float [0, 1] or (N, H, W, C) uint8 into one uint8 (H', W', C) grid.
+    """Tile images (N, C, H, W) float [0, 1] or (N, H, W, C) uint8 into one uint8 (H', W', C) grid
+    with ``pad`` white pixels around and between the tiles.
 
-    ``nrow`` images per row; with ``transpose`` consecutive images fill columns instead (so that
-    ``nrow`` per-class samples form a row per class).
+    ``nrow`` images per row (fewer images: one narrower row). With ``transpose`` the grid is always
+    ``nrow`` columns wide, the missing tiles left white, so ``nrow`` per-class samples form a row per
+    class whatever the count.
     """
     if isinstance(images, torch.Tensor):
-        arr = images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        t = images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
     else:
-        arr = np.asarray(images)
-    n, h, w, c = arr.shape
+        t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)).permute(0, 3, 1, 2)
+    n, c, h, w = t.shape
     if n == 0:
         return np.zeros((h, w, c), dtype=np.uint8)
-    if transpose:
-        rows, cols = (n + nrow - 1) // nrow, nrow
-        grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
-        for i in range(n):
-            r, cc = divmod(i, nrow)
-            grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + cc * (w + pad) : pad + cc * (w + pad) + w] = arr[i]
-        return grid
-    cols = min(nrow, n)
-    rows = (n + cols - 1) // cols
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
-    for i in range(n):
-        r, cc = divmod(i, cols)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + cc * (w + pad) : pad + cc * (w + pad) + w] = arr[i]
-    return grid
+    cols = nrow if transpose else min(nrow, n)
+    # make_grid narrows the grid to n columns when n < nrow and returns a lone image without its
+    # border; white tiles completing the last row (and, for one tile, a row to drop) keep the layout.
+    rows = -(-n // cols)
+    extra = rows * cols - n + (cols if rows * cols == 1 else 0)
+    t = torch.cat([t, t.new_full((extra, c, h, w), 255)])
+    grid = make_grid(t, nrow=cols, padding=pad, pad_value=255)[:c, : rows * (h + pad) + pad]
+    return grid.permute(1, 2, 0).contiguous().numpy()
 
 
 def to_pil(arr: np.ndarray, upscale: int = 1) -> Image.Image:
@@ -156,35 +153,32 @@ def generate(
         model = model.model
     if not isinstance(n, int) or n < 1 or n > 100_000:
         raise ConfigError(f"number of images must be in 1..100000, got {n}")
-    if not (0 <= float(temperature) <= 10):
-        raise ConfigError(f"temperature must be in 0..10, got {temperature}")
-    notes = []
-    given = {"guidance": guidance, "steps": steps, "sampler": sampler, "eta": eta or None}
-    for k, v in given.items():
-        if v is not None and k not in model.controls:
-            notes.append(f"{k} does not apply to {model.family} and was ignored")
+    # One set of controls for any family (the CLI, a study over several families): validated, and
+    # those this family does not use are left out with a note instead of failing the call.
+    kwargs, ignored = model.split_controls(temperature=temperature, guidance=guidance, steps=steps, eta=eta, sampler=sampler)
+    notes = [f"{k} does not apply to {model.family} and was ignored" for k in ignored]
     labels_t = model.resolve_labels(n, labels)
-    kwargs = dict(temperature=temperature, guidance=guidance, steps=steps, eta=eta, sampler=sampler)
     if fast is None:
         fast, options = fastpath.auto_enabled(model.device), {"compile": False}
     else:
         # compile="auto" is decided by timing one batch of this very call, eager against compiled.
         k = min(n, batch_size)
-        options = {"dtype": "fastest", "probe": lambda: model.sample(k, labels_t[:k], seed=seed, batch_size=batch_size, **kwargs)}
+        options = {"dtype": "fastest", "probe": lambda m: m.sample(k, labels_t[:k], seed=seed, batch_size=batch_size, **kwargs)}
     try:
+        # The model may be shared (the app's cache): the fast path samples a private copy of it.
         with fastpath.fast_sampling(model, enabled=bool(fast), **options) as plan:
             imgs = model.sample(n, labels_t, seed=seed, batch_size=batch_size, progress=progress, **kwargs)
+            if plan is not None and fastpath.compile_failed(model):
+                notes.append("torch.compile failed on this device; the images were made in eager mode")
     except (RuntimeError, TypeError, ValueError) as exc:
         if not fast:
             raise
         # A family whose code assumes NCHW weights (or a backend bug) must not cost the user the
         # images: back to the plain path, which raises again if the problem was not the fast path.
-        fastpath.restore(model)
+        fastpath.discard(model)
         notes.append(f"the fast path failed ({type(exc).__name__}); the images were made on the plain path")
         plan = None
         imgs = model.sample(n, labels_t, seed=seed, batch_size=batch_size, progress=progress, **kwargs)
-    if plan is not None and fastpath.compile_failed(model):
-        notes.append("torch.compile failed on this device; the images were made in eager mode")
     arr = imgs.float().mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     settings = {"family": model.family, "n": n, "temperature": temperature, "guidance": guidance, "steps": steps, "seed": seed, "eta": eta, "sampler": sampler,
                 "fast": plan.to_json() if plan is not None else False}  # fmt: skip

@@ -16,6 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from gda_core import fastpath
 from gda_core.checkpoints import default_runs_dir, list_runs, load_run
 from gda_core.data import get_dataset_info, list_datasets, load_dataset
 from gda_core.errors import GDAError
@@ -284,7 +285,10 @@ def all_runs(families: tuple[str, ...] | None = None):
 
 @st.cache_resource(show_spinner="Loading model...", max_entries=8)
 def _load_run_cached(path: str, mtime: float, device: str):
-    return load_run(path, device=device)
+    # One model object for every session of the process: read-only (the fast path samples private copies).
+    run = load_run(path, device=device)
+    fastpath.mark_shared(run.model)
+    return run
 
 
 def load_run_cached(path: str | Path):

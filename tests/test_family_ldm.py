@@ -167,7 +167,7 @@ def test_sampling_before_phase2_and_interface():
     assert m.nfe_per_image(steps=10, guidance=1.0) == 11 and m.nfe_per_image(steps=10, guidance=2.0) == 21
     with pytest.raises(ConfigError, match="unknown sampler"):
         m.sample(1, steps=2, sampler="euler")
-    with pytest.raises(ConfigError, match="guidance must be >= 0"):
+    with pytest.raises(ConfigError, match="guidance must be a finite number >= 0"):
         m.sample(1, steps=2, guidance=-1.0)
     with pytest.raises(ConfigError, match=r"expects images \(N, 1, 16, 16\)"):
         m.reconstruction_report(torch.rand(2, 3, 16, 16))

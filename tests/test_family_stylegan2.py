@@ -71,8 +71,10 @@ def test_truncation_toward_the_class_mean():
     assert (at1[0] - at1[1]).abs().mean() > 1e-3 and (at1 - at0).abs().mean() > 1e-3
     half = m.sample(4, 1, temperature=0.5, **seeds)
     assert (half - at0).abs().mean() < (at1 - at0).abs().mean()
-    with pytest.raises(ConfigError, match="truncation psi"):
+    with pytest.raises(ConfigError, match="temperature must be a finite number"):  # refused by SampleConfig, as in every family
         m.sample(1, 0, temperature=float("nan"))
+    with pytest.raises(ConfigError, match="truncation psi"):  # decode (the latent pages) checks psi itself
+        m.decode(m.initial_latents([0]), torch.tensor([0]), temperature=float("nan"))
 
 
 def test_class_mean_cache_is_invalidated_when_weights_change(tmp_path):

@@ -321,3 +321,59 @@ def test_bf16_autocast_close_to_fp32_on_cuda():
         fast = m.sample(8, seed=0, steps=6, guidance=1.0)
     assert plan.dtype == torch.bfloat16
     assert (fast - plain).abs().mean() < 0.02
+
+
+def test_threads_with_different_fast_settings_on_one_shared_model_do_not_see_each_other():
+    """The app caches one model for every session; two sessions sampling it at once with different
+    "Faster" settings must each get their own images, and the cached model must stay as loaded."""
+    import threading
+
+    m = fastpath.mark_shared(tiny("ddpm"))
+    kw = dict(seed=0, steps=4, guidance=1.5)
+    settings = {"bf16": {"compile": False, "dtype": "bf16"}, "nhwc": {"compile": False}, "plain": {"enabled": False}}
+    alone = {}
+    for name, options in settings.items():  # each setting on its own, one after the other
+        with fastpath.fast_sampling(m, **options):
+            alone[name] = m.sample(4, **kw)
+    assert torch.equal(alone["plain"], m.sample(4, **kw)) and not torch.equal(alone["bf16"], alone["plain"])
+
+    barrier, seen, errors = threading.Barrier(len(settings)), {}, []
+
+    def session(name: str) -> None:
+        try:
+            with fastpath.fast_sampling(m, **settings[name]) as plan:
+                barrier.wait(timeout=60)  # every block is open at once
+                seen[name] = (plan, m.sample(4, **kw))
+                barrier.wait(timeout=60)  # ... and stays open until all have sampled
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(name,)) for name in settings]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for name in settings:
+        assert torch.equal(seen[name][1], alone[name]), f"the {name} session saw another session's setting"
+    assert seen["plain"][0] is None and seen["bf16"][0].dtype == torch.bfloat16 and seen["nhwc"][0].dtype is None
+    # The shared model itself never changed, and cannot be changed in place.
+    assert fastpath.current_plan(m) is None and all(p.is_contiguous() for p in m.parameters())
+    assert fastpath.active_copy(m) is None and torch.equal(m.sample(4, **kw), alone["plain"])
+    with pytest.raises(ConfigError, match="shared"):
+        fastpath.accelerate(m)
+
+
+def test_accelerated_copy_is_reused_and_follows_weight_changes():
+    m = tiny("gan")
+    a, plan = fastpath.accelerated(m, compile=False)
+    assert a is not m and plan.channels_last and fastpath.current_plan(m) is None
+    assert fastpath.accelerated(m, compile=False)[0] is a, "same model, settings and weights: the same copy"
+    assert fastpath.accelerated(m, compile=False, channels_last=False)[0] is not a, "other settings: another copy"
+    with torch.no_grad():
+        next(m.generator_ema.parameters()).mul_(0.5)
+    b, _ = fastpath.accelerated(m, compile=False)
+    assert b is not a, "changed weights: a fresh copy"
+    with fastpath.fast_sampling(m, compile=False):
+        fast = m.sample(3, seed=0)
+    torch.testing.assert_close(fast, m.sample(3, seed=0), atol=ATOL, rtol=0)

@@ -17,7 +17,7 @@ class _FakeModel(GenerativeModel):
         super().__init__(config)
         self.dummy = nn.Parameter(torch.zeros(1))  # gives the model a device
 
-    def nfe_per_image(self, steps=None, guidance=None) -> float:
+    def nfe_per_image(self, steps=None, guidance=None, sampler=None) -> float:
         return 0.0
 
 

@@ -440,7 +440,7 @@ def model_speed(plan: StudyPlan, run) -> dict:
     from ..metrics import sampling_speed
 
     def measure() -> dict:
-        sp = sampling_speed(run.model, batch_size=64, repeats=5, **{k: v for k, v in plan.sampling.items() if k in ("steps", "guidance")})
+        sp = sampling_speed(run.model, batch_size=64, repeats=5, **plan.sampling)
         return {"images_per_s": sp["images_per_s"], "rates": [sp["batch_size"] / t for t in sp["seconds_all"]], "batch_size": sp["batch_size"]}
 
     # Speed depends on the architecture, not the weights: measured once per family and config.

@@ -200,13 +200,12 @@ class SamplingSettings:
         if self.sampler is not None and not isinstance(self.sampler, str):
             raise ConfigError(f"sampler must be a name, got {self.sampler!r}")
 
-    def kwargs(self, model=None) -> dict:
-        """Keyword arguments of ``model.sample``: the controls that are set and that the family has
-        (``model.controls``), so one setting (e.g. 25 steps) can be applied to every model compared."""
-        controls = set(getattr(model, "controls", ("steps", "guidance", "sampler", "temperature")))
-        out = {"steps": self.steps, "guidance": self.guidance, "sampler": self.sampler, "temperature": self.temperature}
-        neutral = {"steps": None, "guidance": None, "sampler": None, "temperature": 1.0}
-        return {k: v for k, v in out.items() if v != neutral[k] and k in controls}
+    def kwargs(self, model) -> dict:
+        """Keyword arguments of ``model.sample``: the controls this family takes (validated by
+        ``split_controls``), so one setting (e.g. 25 steps) can be applied to every model compared;
+        the cache key keeps what was asked for."""
+        used, _ = model.split_controls(steps=self.steps, guidance=self.guidance, sampler=self.sampler, temperature=self.temperature)
+        return used
 
     def to_dict(self) -> dict:
         return {"steps": self.steps, "guidance": self.guidance, "sampler": self.sampler, "temperature": float(self.temperature)}

@@ -53,11 +53,9 @@ def sampling_speed(
     bs = batch_size
     while True:
         try:
-            kw = {"steps": steps, "guidance": guidance, "batch_size": bs}
-            if sampler is not None:
-                kw["sampler"] = sampler
-            if temperature != 1.0:
-                kw["temperature"] = temperature
+            # One call shape for every family: controls it does not use are left out, not an error.
+            kw, _ = model.split_controls(steps=steps, guidance=guidance, sampler=sampler, temperature=temperature)
+            kw["batch_size"] = bs
             model.sample(bs, None, seed=seed, **kw)  # warm-up (allocations, cudnn autotune)
             _sync(dev)
             times = []
@@ -76,7 +74,7 @@ def sampling_speed(
     med = statistics.median(times)
     return {
         "images_per_s": float(bs / med) if med > 0 else float("inf"),
-        "nfe_per_image": float(model.nfe_per_image(steps, guidance)),
+        "nfe_per_image": float(model.nfe_per_image(steps, guidance, sampler)),
         "device_name": _device_name(dev),
         "batch_size": int(bs),
         "seconds_per_batch": float(med),

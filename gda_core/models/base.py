@@ -20,16 +20,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .. import fastpath
 from ..errors import ConfigError
-
-# Sampling controls a family may honour. The app shows only those in ``controls``.
-CONTROL_HELP = {
-    "temperature": "scales the randomness of the starting noise / latent (1 = as trained)",
-    "guidance": "classifier-free guidance scale: higher follows the class more, with less variety",
-    "steps": "number of denoising steps: more is slower and usually cleaner",
-    "eta": "DDIM stochasticity: 0 = deterministic, 1 = DDPM-like",
-    "sampler": "the numerical sampler used to integrate the reverse process",
-}
+from ..schedulers.noise import initial_noise
+from ..schedulers.registry import get_sampler, list_samplers
+from .controls import CONTROL_HELP, CONTROLS, NEUTRAL, SampleConfig
 
 
 @dataclass(frozen=True)
@@ -126,16 +121,31 @@ class TrainConfig:
             raise ConfigError(f"cpu_bf16 must be true, false or null (the family's default), got {self.cpu_bf16!r}")
 
 
+class _RegisteredSamplers:
+    """``samplers`` / ``sampler_help`` of a family: the samplers registered for its ``sampler_process``,
+    read from the registry at each access, so a sampler registered after the family is offered too."""
+
+    def __init__(self, help_text: bool = False):
+        self.help_text = help_text
+
+    def __get__(self, obj, owner):
+        names = tuple(list_samplers(owner.sampler_process)) if owner.sampler_process else ()
+        return {n: get_sampler(n).help for n in names} if self.help_text else names
+
+
 class GenerativeModel(nn.Module):
     """Base class: subclasses set ``family``, ``Config``, ``controls`` and implement the hooks."""
 
     family: ClassVar[str] = ""
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     controls: ClassVar[tuple[str, ...]] = ("temperature",)
-    # Names accepted by ``sample(sampler=...)``; the first is the default. Empty: no choice.
-    samplers: ClassVar[tuple[str, ...]] = ()
-    # One line per sampler for the app's help text.
-    sampler_help: ClassVar[dict[str, str]] = {}
+    # The process the family's sampling loop integrates (``schedulers.VP_EPS``, ``schedulers.VELOCITY``),
+    # or None for one-pass families. ``samplers`` (the names ``sample(sampler=...)`` accepts, the
+    # first the default) and ``sampler_help`` (one line each, for the app) are that process's
+    # registered samplers.
+    sampler_process: ClassVar[str | None] = None
+    samplers = _RegisteredSamplers()
+    sampler_help = _RegisteredSamplers(help_text=True)
     # What a control means for this family where it differs from CONTROL_HELP (see ``control_help``).
     control_notes: ClassVar[dict[str, str]] = {}
     default_lr: ClassVar[float] = 2e-4
@@ -202,33 +212,82 @@ class GenerativeModel(nn.Module):
         sampler: str | None = None,
         batch_size: int = 64,
         progress: Callable[[int, int], None] | None = None,
+        **unknown: Any,
     ) -> torch.Tensor:
         """Generate ``n`` images (n, C, H, W) in [0, 1] on the model's device.
 
         ``labels``: None (classes cycled 0, 1, 2, ...), an int (all that class), or n ints.
-        Image i uses seed ``seed + i`` only. Controls not in ``self.controls`` are ignored.
+        Image i uses seed ``seed + i`` only, whatever ``batch_size``.
+
+        The controls are validated here, once (``SampleConfig``): a bad value, or a name that is no
+        control (``unknown``: a misspelling), is a ConfigError naming it. A control in
+        ``self.controls`` left at None takes the family's default. A control the family does not use
+        must stay at its neutral value (temperature 1, eta 0, guidance / steps / sampler None): set
+        to anything else it is an error, not silently ignored. ``split_controls`` keeps the
+        applicable ones for callers that pass one set of controls to every family.
         """
+        controls = self.resolve_controls(
+            SampleConfig.from_kwargs(temperature=temperature, guidance=guidance, steps=steps, eta=eta, sampler=sampler, seed=seed, **unknown)
+        )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         labels_t = self.resolve_labels(n, labels)
+        # Inside fastpath.fast_sampling(self), this thread runs the private accelerated copy; self is never changed.
+        runner = fastpath.active_copy(self) or self
         out = []
-        done = 0
         for start in range(0, n, batch_size):
             stop = min(n, start + batch_size)
-            seeds = list(range(seed + start, seed + stop))
+            seeds = list(range(controls.seed + start, controls.seed + stop))
             with torch.inference_mode():
-                imgs = self._sample_batch(
-                    labels_t[start:stop], seeds, temperature=temperature, guidance=guidance, steps=steps, eta=eta, sampler=sampler
-                )
+                imgs = runner._sample_batch(labels_t[start:stop], seeds, controls=controls)
             out.append(imgs.float().clamp(0, 1))
-            done = stop
             if progress is not None:
-                progress(done, n)
+                progress(stop, n)
         if not out:
             c = self.config
             return torch.zeros(0, c.channels, c.image_size, c.image_size, device=self.device)
         return torch.cat(out)
 
-    def _sample_batch(self, labels: torch.Tensor, seeds: list[int], **controls: Any) -> torch.Tensor:
+    def _sample_batch(self, labels: torch.Tensor, seeds: list[int], controls: SampleConfig) -> torch.Tensor:
+        """Images for these labels and seeds (one per image) with resolved ``controls`` (no None left
+        among the family's own controls)."""
         raise NotImplementedError
+
+    def sample_defaults(self) -> dict[str, Any]:
+        """The family's value for each of its controls that None asks for: its config's
+        ``default_steps`` / ``default_guidance`` / ``default_sampler`` fields where it has them, and
+        the first of ``samplers`` when the config names none."""
+        c = self.config
+        found = {"steps": getattr(c, "default_steps", None), "guidance": getattr(c, "default_guidance", None),
+                 "sampler": getattr(c, "default_sampler", None) or (self.samplers[0] if self.samplers else None)}  # fmt: skip
+        return {k: v for k, v in found.items() if k in self.controls and v is not None}
+
+    def max_steps(self) -> int | None:
+        """The most ``steps`` the family can take (None: no steps control)."""
+        return None
+
+    def resolve_controls(self, controls: SampleConfig) -> SampleConfig:
+        """``controls`` checked against this family (see ``sample``), with its defaults for None."""
+        for name in controls.set_controls():
+            if name not in self.controls:
+                raise ConfigError(
+                    f"{name} does not apply to {self.family} (its controls: {', '.join(self.controls)}); leave it at {NEUTRAL[name]!r}"
+                )
+        if controls.sampler is not None:
+            get_sampler(controls.sampler, self.sampler_process)
+        cap = self.max_steps()
+        if controls.steps is not None and cap is not None and controls.steps > cap:
+            raise ConfigError(f"steps must be an integer in 1..{cap} for this {self.family}, got {controls.steps}")
+        defaults = {k: v for k, v in self.sample_defaults().items() if getattr(controls, k) is None}
+        return controls.replace(**defaults) if defaults else controls
+
+    def split_controls(self, **controls: Any) -> tuple[dict[str, Any], list[str]]:
+        """Validate ``controls`` (keyword arguments of ``sample``) and split them: those this family
+        takes, and the names of those set to a non-neutral value that it does not use."""
+        SampleConfig.from_kwargs(**controls)
+        ignored = [k for k, v in controls.items() if k in CONTROLS and k not in self.controls and v != NEUTRAL[k]]
+        used = {k: v for k, v in controls.items() if k not in CONTROLS or k in self.controls}
+        return used, ignored
 
     def resolve_labels(self, n: int, labels: torch.Tensor | list[int] | int | None) -> torch.Tensor:
         k = self.config.num_classes
@@ -254,8 +313,9 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError(f"{self.family} has no latent space")
 
     def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        """The latents ``sample`` would start from for these seeds (for interpolation)."""
-        raise NotImplementedError(f"{self.family} has no latent space")
+        """The latents ``sample`` would start from for these seeds (for interpolation): by default
+        N(0, temperature^2 I) of ``latent_shape()``, image i from seed i."""
+        return initial_noise(self.latent_shape(), seeds, self.device, temperature)[0]
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
         """Latents -> images in [0, 1] (deterministic)."""
@@ -289,7 +349,7 @@ class GenerativeModel(nn.Module):
     def sampling_modules(self) -> nn.Module:
         return self
 
-    def nfe_per_image(self, steps: int | None = None, guidance: float | None = None) -> float:
+    def nfe_per_image(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None) -> float:
         """Network evaluations needed per image (for the speed report)."""
         return 1.0
 

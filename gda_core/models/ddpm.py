@@ -12,17 +12,18 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from ..runtime import generators_for, randn_per_seed
-from ..schedulers import X0_CLIPS, NoiseSchedule, sample_loop
+from ..schedulers import VP_EPS, X0_CLIPS, Guidance, NoiseSchedule, ddim_invert, get_sampler, initial_noise, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
-from .layers import ResBlock, SelfAttention, UpsampleConv, group_norm, make_adamw, optimizer_step, timestep_embedding, zero_
+from .controls import SampleConfig
+from .layers import make_adamw, optimizer_step
+from .unet import UNet, UNetConfig
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,12 @@ class DDPMConfig(ModelConfig):
             d["channel_mults"] = tuple(d["channel_mults"])
         return super().from_dict(d)  # type: ignore[return-value]
 
+    def unet_config(self) -> UNetConfig:
+        return UNetConfig.of(self)
+
     def validate(self) -> None:
         super().validate()
-        if not self.channel_mults or any((not isinstance(m, int)) or m < 1 for m in self.channel_mults):
-            raise ConfigError(f"channel_mults must be positive integers, got {self.channel_mults}")
-        levels = len(self.channel_mults) - 1
-        if self.image_size % (2**levels):
-            raise ConfigError(f"image_size {self.image_size} must be divisible by {2**levels} for {levels + 1} UNet levels")
+        self.unet_config().validate()
         if self.schedule not in ("cosine", "linear"):
             raise ConfigError(f"schedule must be cosine or linear, got {self.schedule}")
         if not isinstance(self.zero_init, bool):
@@ -68,66 +68,12 @@ class DDPMConfig(ModelConfig):
             raise ConfigError(f"min_snr_gamma must be >= 0 (0 = off), got {self.min_snr_gamma}")
 
 
-class UNet(nn.Module):
-    """Noise predictor eps(x_t, t, y); y == num_classes is the null (unconditional) label."""
-
-    def __init__(self, cfg: DDPMConfig):
-        super().__init__()
-        b = cfg.base_channels
-        emb = 4 * b
-        self.base = b
-        self.time_mlp = nn.Sequential(nn.Linear(b, emb), nn.SiLU(), nn.Linear(emb, emb))
-        self.class_emb = nn.Embedding(cfg.num_classes + 1, emb)
-        self.inp = nn.Conv2d(cfg.channels, b, 3, padding=1)
-        chans = [b * m for m in cfg.channel_mults]
-        self.down = nn.ModuleList()
-        skips = [b]
-        cur = b
-        for li, ch in enumerate(chans):
-            for _ in range(cfg.blocks_per_level):
-                self.down.append(ResBlock(cur, ch, emb, cfg.dropout, cfg.zero_init))
-                cur = ch
-                skips.append(cur)
-            if li < len(chans) - 1:
-                self.down.append(nn.Conv2d(cur, cur, 3, stride=2, padding=1))
-                skips.append(cur)
-        self.mid1 = ResBlock(cur, cur, emb, cfg.dropout, cfg.zero_init)
-        self.mid_attn = SelfAttention(cur, zero_init=cfg.zero_init) if cfg.attention else nn.Identity()
-        self.mid2 = ResBlock(cur, cur, emb, cfg.dropout, cfg.zero_init)
-        self.up = nn.ModuleList()
-        for li, ch in reversed(list(enumerate(chans))):
-            for _ in range(cfg.blocks_per_level + 1):
-                self.up.append(ResBlock(cur + skips.pop(), ch, emb, cfg.dropout, cfg.zero_init))
-                cur = ch
-            if li > 0:
-                self.up.append(UpsampleConv(cur, cur))  # same state_dict as Sequential(Upsample, Conv2d), 2.25x fewer FLOPs
-        self.out = nn.Sequential(group_norm(cur), nn.SiLU(), nn.Conv2d(cur, cfg.channels, 3, padding=1))
-        if cfg.zero_init:  # off by default: PyTorch's default init learns faster early on, see layers.ResBlock
-            zero_(self.out[-1])
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        emb = self.time_mlp(timestep_embedding(t, self.base)) + self.class_emb(y)
-        h = self.inp(x)
-        hs = [h]
-        for m in self.down:
-            h = m(h, emb) if isinstance(m, ResBlock) else m(h)
-            hs.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
-        for m in self.up:
-            if isinstance(m, ResBlock):
-                h = m(torch.cat([h, hs.pop()], dim=1), emb)
-            else:
-                h = m(h)
-        return self.out(h)
-
-
 @register_model
 class DDPM(GenerativeModel):
     family = "ddpm"
     Config = DDPMConfig
     controls = ("temperature", "guidance", "steps", "eta", "sampler")
-    samplers = ("ddim", "dpmpp")
-    sampler_help = {"ddim": "DDIM (eta 0: deterministic)", "dpmpp": "DPM-Solver++(2M), good in 10-20 steps"}
+    sampler_process = VP_EPS
     default_lr = 5e-4
     sampling_version = 2  # 2: dynamic thresholding of x0 (x0_clip) replaced the per-pixel clip
     has_latent = True
@@ -147,9 +93,10 @@ class DDPM(GenerativeModel):
 
     def __init__(self, config: DDPMConfig):
         super().__init__(config)
-        self.unet = UNet(config)
+        self.unet = UNet(config.unet_config())
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False)
         self.schedule = NoiseSchedule(config.num_timesteps, config.schedule)
+        self.guide = Guidance(null_label=config.num_classes)
 
     def sampling_modules(self) -> nn.Module:
         return self.unet_ema
@@ -184,66 +131,36 @@ class DDPM(GenerativeModel):
         return {"loss": float(loss.detach())}
 
     # -- sampling ------------------------------------------------------------------------------
+    def max_steps(self) -> int:
+        return self.config.num_timesteps
+
     def eps_fn(self, labels: torch.Tensor, guidance: float, net: nn.Module | None = None):
-        net = net or self.unet_ema
-        null = torch.full_like(labels, self.config.num_classes)
-
-        def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            if guidance == 1.0:
-                return net(x, t, labels)
-            # One batched pass for the conditional and unconditional predictions.
-            out = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))
-            e_c, e_u = out.chunk(2)
-            return e_u + guidance * (e_c - e_u)
-
-        return eps
-
-    def _resolve(self, steps, guidance, sampler):
-        steps = int(steps or self.config.default_steps)
-        guidance = float(self.config.default_guidance if guidance is None else guidance)
-        if guidance < 0:
-            raise ConfigError(f"guidance must be >= 0, got {guidance}")
-        return steps, guidance, sampler or "ddim"
+        """The guided noise prediction eps(x_t, t) the sampling loop calls."""
+        return self.guide.predictor(net or self.unet_ema, labels, guidance)
 
     def latent_shape(self) -> tuple[int, ...]:
         c = self.config
         return (c.channels, c.image_size, c.image_size)
 
-    def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        return randn_per_seed(self.latent_shape(), generators_for(seeds), self.device) * float(temperature)
+    def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None) -> torch.Tensor:
+        """Deterministic (eta = 0) map from initial noise z to images in [0, 1]; ``callback(i, x_t, x0)`` sees each step."""
+        c = self.resolve_controls(SampleConfig(steps=steps, guidance=guidance, sampler=sampler))
+        return self._denoise(z.to(self.device), labels.to(self.device), c, callback=callback)
 
-    def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None, **_: Any) -> torch.Tensor:
-        """Deterministic DDIM (eta = 0) map from initial noise z to images in [0, 1]."""
-        steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        labels = labels.to(self.device)
-        x = sample_loop(self.eps_fn(labels, guidance), z.to(self.device), self.schedule, steps=steps, sampler=sampler, eta=0.0, callback=callback, x0_clip=self.config.x0_clip)
-        return (x + 1) / 2
-
-    def encode(self, x, labels, *, steps=None, **_: Any) -> torch.Tensor:
+    def encode(self, x, labels, *, steps=None) -> torch.Tensor:
         """DDIM inversion (eta = 0, no guidance): images -> the noise that decodes back to them."""
-        steps = int(steps or self.config.default_steps)
-        labels = labels.to(self.device)
-        eps_fn = self.eps_fn(labels, 1.0)
-        ts = self.schedule.timesteps(steps)[::-1]
-        abars = self.schedule.alphas_cumprod.tolist()
-        xt = x.to(self.device) * 2 - 1
-        ab_prev = 1.0
-        for t in ts:
-            ab = abars[t]
-            tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
-            eps = eps_fn(xt, tt)
-            x0 = (xt - (1 - ab_prev) ** 0.5 * eps) / ab_prev**0.5
-            xt = ab**0.5 * x0 + (1 - ab) ** 0.5 * eps
-            ab_prev = ab
-        return xt
+        c = self.resolve_controls(SampleConfig(steps=steps))
+        return ddim_invert(self.eps_fn(labels.to(self.device), 1.0), x.to(self.device) * 2 - 1, self.schedule, steps=c.steps)
 
-    def _sample_batch(self, labels, seeds, *, temperature=1.0, guidance=None, steps=None, eta=0.0, sampler=None, callback=None):
-        steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        gens = generators_for(seeds)
-        z = randn_per_seed(self.latent_shape(), gens, self.device) * float(temperature)
-        x = sample_loop(self.eps_fn(labels, guidance), z, self.schedule, steps=steps, sampler=sampler, eta=float(eta or 0.0), generators=gens, callback=callback, x0_clip=self.config.x0_clip)
+    def _sample_batch(self, labels, seeds, controls):
+        z, gens = initial_noise(self.latent_shape(), seeds, self.device, controls.temperature)
+        return self._denoise(z, labels, controls, generators=gens)
+
+    def _denoise(self, z, labels, c: SampleConfig, generators=None, callback=None) -> torch.Tensor:
+        eps = self.eps_fn(labels, c.guidance)
+        x = sample_loop(eps, z, self.schedule, steps=c.steps, sampler=c.sampler, eta=c.eta, generators=generators, callback=callback, x0_clip=self.config.x0_clip)
         return (x + 1) / 2
 
-    def nfe_per_image(self, steps: int | None = None, guidance: float | None = None) -> float:
-        steps, guidance, _ = self._resolve(steps, guidance, None)
-        return float(steps * (1 if guidance == 1.0 else 2))
+    def nfe_per_image(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None) -> float:
+        c = self.resolve_controls(SampleConfig(steps=steps, guidance=guidance, sampler=sampler))
+        return float(c.steps * get_sampler(c.sampler).evals_per_step * self.guide.passes(c.guidance))

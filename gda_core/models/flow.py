@@ -9,7 +9,7 @@ Rectified Flow", eq. 1). Convention here: t = 0 is data and t = 1 is noise,
 so the velocity dx_t/dt along the straight line is v = eps - x_0, and the conditional flow-matching
 loss is || v_theta(x_t, t, y) - (eps - x_0) ||^2 with t ~ U(0, 1) (or logit-normal, Esser et al.
 2024, "Scaling Rectified Flow Transformers", sec. 3.1, which spends more training on mid-path t).
-The network is the DDPM UNet (``gda_core.models.ddpm.UNet``) fed t * ``time_scale`` (default 5,
+The network is the diffusion families' UNet (``gda_core.models.unet``) fed t * ``time_scale`` (default 5,
 not DDPM's 0..999 range: see ``FlowConfig.time_scale``). Labels are dropped to a null class with
 probability ``cond_drop`` so one network is both conditional and unconditional; guidance w mixes
 v_u + w (v_c - v_u) (Ho & Salimans 2022).
@@ -24,18 +24,18 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from ..runtime import generators_for, randn_per_seed
-from ..schedulers.flow import EVALS_PER_STEP, FLOW_SAMPLERS, check_method, check_steps, integrate, time_grid
+from ..schedulers import VELOCITY, Guidance, get_sampler
+from ..schedulers.flow import MAX_STEPS, check_steps, integrate, time_grid
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
-from .ddpm import DDPMConfig, UNet
+from .controls import SampleConfig
 from .layers import make_adamw, optimizer_step
+from .unet import UNet, UNetConfig
 
 TIME_SAMPLING = ("uniform", "logit_normal")
 
@@ -73,18 +73,8 @@ class FlowConfig(ModelConfig):
             d["channel_mults"] = tuple(d["channel_mults"])
         return super().from_dict(d)  # type: ignore[return-value]
 
-    def unet_config(self) -> DDPMConfig:
-        """The DDPM config that builds this model's UNet (the diffusion-only fields are unused)."""
-        return DDPMConfig(
-            image_size=self.image_size,
-            channels=self.channels,
-            num_classes=self.num_classes,
-            base_channels=self.base_channels,
-            channel_mults=tuple(self.channel_mults),
-            blocks_per_level=self.blocks_per_level,
-            attention=self.attention,
-            dropout=self.dropout,
-        )
+    def unet_config(self) -> UNetConfig:
+        return UNetConfig.of(self)
 
     def validate(self) -> None:
         super().validate()
@@ -96,7 +86,7 @@ class FlowConfig(ModelConfig):
             raise ConfigError(f"base_channels must be >= 4, got {self.base_channels}")
         if self.blocks_per_level < 1:
             raise ConfigError(f"blocks_per_level must be >= 1, got {self.blocks_per_level}")
-        self.unet_config().validate()  # channel_mults and the image size / level count, as for DDPM
+        self.unet_config().validate()  # channel_mults and the image size / level count
         if not (0.0 <= self.dropout < 1.0):
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not (0.0 <= self.cond_drop < 1.0):
@@ -112,7 +102,7 @@ class FlowConfig(ModelConfig):
         check_steps(self.default_steps)
         if not (0.0 <= self.default_guidance < math.inf):  # also refuses NaN
             raise ConfigError(f"default_guidance must be a finite number >= 0, got {self.default_guidance}")
-        check_method(self.default_sampler)
+        get_sampler(self.default_sampler, VELOCITY)
 
 
 @register_model
@@ -120,11 +110,7 @@ class Flow(GenerativeModel):
     family = "flow"
     Config = FlowConfig
     controls = ("temperature", "guidance", "steps", "sampler")
-    samplers = FLOW_SAMPLERS
-    sampler_help = {
-        "heun": "Heun's 2nd-order ODE solver: 2 network passes per step, ~20 steps match 200 Euler steps",
-        "euler": "Euler's 1st-order ODE solver: 1 pass per step, needs many more steps for the same result",
-    }
+    sampler_process = VELOCITY
     default_lr = 5e-4
     has_latent = True
     # bf16 training on CPUs with native bf16: 1.4x the steps of float32 in the same 10 minutes and a better
@@ -146,6 +132,7 @@ class Flow(GenerativeModel):
         super().__init__(config)
         self.unet = UNet(config.unet_config())
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False)
+        self.guide = Guidance(null_label=config.num_classes, zero_is_unconditional=True, mix_in_float32=True)
 
     def sampling_modules(self) -> nn.Module:
         return self.unet_ema
@@ -187,67 +174,43 @@ class Flow(GenerativeModel):
 
     # -- sampling ------------------------------------------------------------------------------
     def velocity_fn(self, labels: torch.Tensor, guidance: float, net: nn.Module | None = None):
-        """v(x, t) for the ODE solvers, with classifier-free guidance v_u + w (v_c - v_u).
-
-        w = 1 is the plain conditional model and w = 0 the unconditional one (one pass each);
-        any other w runs both in one batched pass.
-        """
-        net = net or self.unet_ema
-        null = torch.full_like(labels, self.config.num_classes)
+        """v(x, t) for the ODE solvers (t a float in [0, 1]), guided: w = 1 is the plain conditional
+        model and w = 0 the unconditional one (one pass each); any other w runs both in one batched pass."""
+        predict = self.guide.predictor(net or self.unet_ema, labels, guidance)
         scale = self.config.time_scale
+        return lambda x, t: predict(x, torch.full((x.shape[0],), t * scale, device=x.device))
 
-        def v(x: torch.Tensor, t: float) -> torch.Tensor:
-            tt = torch.full((x.shape[0],), t * scale, device=x.device)
-            if guidance == 1.0:
-                return net(x, tt, labels)
-            if guidance == 0.0:
-                return net(x, tt, null)
-            out = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([labels, null]))
-            v_c, v_u = out.float().chunk(2)
-            return v_u + guidance * (v_c - v_u)
-
-        return v
-
-    def _resolve(self, steps: int | None, guidance: float | None, sampler: str | None) -> tuple[int, float, str]:
-        c = self.config
-        steps = check_steps(c.default_steps if steps is None else steps)
-        guidance = float(c.default_guidance if guidance is None else guidance)
-        if not (0.0 <= guidance < math.inf):  # also refuses NaN
-            raise ConfigError(f"guidance must be a finite number >= 0, got {guidance}")
-        return steps, guidance, check_method(sampler or c.default_sampler)
+    def max_steps(self) -> int:
+        return MAX_STEPS
 
     def latent_shape(self) -> tuple[int, ...]:
         c = self.config
         return (c.channels, c.image_size, c.image_size)
 
-    def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        return randn_per_seed(self.latent_shape(), generators_for(seeds), self.device) * float(temperature)
-
-    def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None, **_: Any) -> torch.Tensor:
+    def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None) -> torch.Tensor:
         """Noise z (the state at t = 1) -> images in [0, 1]: the deterministic ODE from t = 1 to 0.
 
         ``callback(i, t, x_t, v)`` sees each step (``gda_core.schedulers.flow.integrate``).
         """
-        steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        labels = labels.to(self.device)
-        grid = time_grid(steps, self.config.grid_rho)
-        x = integrate(self.velocity_fn(labels, guidance), z.to(self.device), grid, sampler, callback)
-        return (x.clamp(-1, 1) + 1) / 2
+        c = self.resolve_controls(SampleConfig(steps=steps, guidance=guidance, sampler=sampler))
+        return self._solve(z.to(self.device), labels.to(self.device), c, callback)
 
-    def encode(self, x, labels, *, steps=None, sampler=None, **_: Any) -> torch.Tensor:
+    def encode(self, x, labels, *, steps=None, sampler=None) -> torch.Tensor:
         """Images in [0, 1] -> the noise that ``decode`` maps back to them: the same ODE integrated
         forward from t = 0 to 1 on the reversed grid, unguided (guidance 1, the conditional model),
         so ``decode(..., guidance=1)`` of the result reconstructs x up to the solver's error."""
-        steps, _, sampler = self._resolve(steps, 1.0, sampler)
-        labels = labels.to(self.device)
+        c = self.resolve_controls(SampleConfig(steps=steps, sampler=sampler))
         x0 = x.to(self.device).float() * 2 - 1
-        return integrate(self.velocity_fn(labels, 1.0), x0, time_grid(steps, self.config.grid_rho)[::-1], sampler)
+        return integrate(self.velocity_fn(labels.to(self.device), 1.0), x0, time_grid(c.steps, self.config.grid_rho)[::-1], c.sampler)
 
-    def _sample_batch(self, labels, seeds, *, temperature=1.0, guidance=None, steps=None, sampler=None, callback=None, **_: Any):
-        z = self.initial_latents(seeds, temperature=temperature)
-        return self.decode(z, labels, steps=steps, guidance=guidance, sampler=sampler, callback=callback)
+    def _sample_batch(self, labels, seeds, controls):
+        return self._solve(self.initial_latents(seeds, temperature=controls.temperature), labels, controls)
+
+    def _solve(self, z, labels, c: SampleConfig, callback=None) -> torch.Tensor:
+        x = integrate(self.velocity_fn(labels, c.guidance), z, time_grid(c.steps, self.config.grid_rho), c.sampler, callback)
+        return (x.clamp(-1, 1) + 1) / 2
 
     def nfe_per_image(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None) -> float:
         """Network passes per image: steps x (1 Euler, 2 Heun) x (2 with guidance other than 0 or 1)."""
-        steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        return float(steps * EVALS_PER_STEP[sampler] * (1 if guidance in (0.0, 1.0) else 2))
+        c = self.resolve_controls(SampleConfig(steps=steps, guidance=guidance, sampler=sampler))
+        return float(c.steps * get_sampler(c.sampler).evals_per_step * self.guide.passes(c.guidance))

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import spectral_norm
 
-from ..runtime import generators_for, randn_per_seed
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import make_adamw, optimizer_step
 
@@ -133,10 +131,7 @@ class GAN(GenerativeModel):
     def latent_shape(self) -> tuple[int, ...]:
         return (self.config.latent_dim,)
 
-    def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        return randn_per_seed(self.latent_shape(), generators_for(seeds), self.device) * float(temperature)
-
-    def decode(self, z: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         g = self.generator_ema
         was_training = g.training
         g.eval()
@@ -144,5 +139,5 @@ class GAN(GenerativeModel):
         g.train(was_training)
         return out
 
-    def _sample_batch(self, labels, seeds, *, temperature=1.0, **_):
-        return self.decode(self.initial_latents(seeds, temperature=temperature), labels)
+    def _sample_batch(self, labels, seeds, controls):
+        return self.decode(self.initial_latents(seeds, temperature=controls.temperature), labels)

@@ -28,9 +28,9 @@ class GroupNorm(nn.GroupNorm):
     bf16 / fp16 inputs on CPU in channels_last, the fast path's bf16 sampling.
 
     ATen's channels_last GroupNorm kernel in bf16 is several times slower than its NCHW kernel for
-    some shapes and faster for others (one thread, AMD EPYC Zen 4: (64, 32, 28, 28) 12.8 ms in NHWC
-    against 3.4 ms through NCHW, but (64, 32, 32, 32) 0.8 ms against 5.2 ms), enough to halve what
-    bf16 gains on a 28x28 UNet pass. So the first inference call of each shape times both layouts
+    some shapes and faster for others, with no rule simple enough to write down (timings in
+    docs/benchmarks.md), enough to halve what bf16 gains on a 28x28 UNet pass. So the first
+    inference call of each shape times both layouts
     and every later call takes the faster one (cuDNN's benchmark mode, for one op). Both compute
     the same normalisation (statistics accumulated in float32, float32 affine weights); only the
     summation order differs. Float32, CUDA, NCHW inputs and training run ``nn.GroupNorm`` as is."""

@@ -10,8 +10,8 @@ Two phases inside the one trainer (``train_step`` switches on the step count):
    the number of pixels so the logged value is a per-pixel error. The paper adds a perceptual (LPIPS)
    and a patch-GAN term; neither is used here (no pretrained network is available offline), so
    reconstructions are a little softer, which matters little at f = 2..4 on 16-64 px images.
-2. From step ``ae_steps`` on, the autoencoder is frozen and a class-conditional UNet (the DDPM family's
-   ``UNet``) learns the "simple" noise-prediction loss (Ho et al. 2020, eq. 14) on the latents, with
+2. From step ``ae_steps`` on, the autoencoder is frozen and a class-conditional UNet (``gda_core.models.unet.UNet``,
+   as the DDPM's) learns the "simple" noise-prediction loss (Ho et al. 2020, eq. 14) on the latents, with
    label dropout for classifier-free guidance (Ho & Salimans 2022) and an EMA copy for sampling. The
    latents are multiplied by ``scale_factor`` = 1 / std of the first phase-2 batch's latents (the paper's
    rescaling of KL-regularised latents, Sec. 4.3.2; ``scale_by_std`` in its code), a buffer saved with the
@@ -52,11 +52,12 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ..errors import ConfigError
-from ..runtime import atomic_path, atomic_write_json, generators_for, randn_per_seed
-from ..schedulers import SAMPLERS, NoiseSchedule, sample_loop
+from ..runtime import atomic_path, atomic_write_json
+from ..schedulers import VP_EPS, Guidance, NoiseSchedule, ddim_invert, get_sampler, initial_noise, sample_loop
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
-from .ddpm import DDPMConfig, UNet
+from .controls import SampleConfig
 from .layers import group_norm, make_adamw, optimizer_step
+from .unet import UNet, UNetConfig
 
 AE_DIR = "autoencoder"
 AE_FORMAT = "gda-ldm-autoencoder/1"
@@ -93,7 +94,7 @@ class LDMConfig(ModelConfig):
     ae_lr: float = 1e-3
     kl_weight: float = 1e-6
     recon_loss: str = "l1"
-    # -- phase 2: latent UNet (the DDPM family's UNet on the latent shape) --
+    # -- phase 2: latent UNet (models.unet.UNet on the latent shape) --
     base_channels: int = 32
     channel_mults: tuple[int, ...] = (1, 2)
     blocks_per_level: int = 1
@@ -177,22 +178,10 @@ class LDMConfig(ModelConfig):
         if self.default_guidance < 0:
             raise ConfigError(f"default_guidance must be >= 0, got {self.default_guidance}")
 
-    def unet_config(self) -> DDPMConfig:
-        """The DDPM UNet's config for the latent shape. Built directly (not validated as a DDPM
-        image config: latents have ``latent_channels`` channels and may be smaller than 8 px)."""
-        return DDPMConfig(
-            image_size=self.latent_size,
-            channels=self.latent_channels,
-            num_classes=self.num_classes,
-            base_channels=self.base_channels,
-            channel_mults=self.channel_mults,
-            blocks_per_level=self.blocks_per_level,
-            attention=self.attention,
-            dropout=self.dropout,
-            num_timesteps=self.num_timesteps,
-            schedule=self.schedule,
-            cond_drop=self.cond_drop,
-        )
+    def unet_config(self) -> UNetConfig:
+        """The UNet's config for the latent shape (latents have ``latent_channels`` channels and may be
+        smaller than 8 px; ``validate`` checks the levels against the latent size with its own message)."""
+        return UNetConfig.of(self, image_size=self.latent_size, channels=self.latent_channels)
 
     def autoencoder_config(self) -> dict:
         """The fields that define the autoencoder (written to ``autoencoder/config.json``)."""
@@ -301,8 +290,7 @@ class LDM(GenerativeModel):
     family = "ldm"
     Config = LDMConfig
     controls = ("temperature", "guidance", "steps", "eta", "sampler")
-    samplers = SAMPLERS
-    sampler_help = {"ddim": "DDIM in latent space (eta 0: deterministic)", "dpmpp": "DPM-Solver++(2M) in latent space, good in 10-20 steps"}
+    sampler_process = VP_EPS
     default_lr = 2e-3
     has_latent = True
     description = "Latent diffusion: an autoencoder, then diffusion in its small latent space; several times faster than pixel diffusion."
@@ -323,6 +311,7 @@ class LDM(GenerativeModel):
         self.unet = UNet(config.unet_config())
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False)
         self.schedule = _LatentSchedule(config.num_timesteps, config.schedule, config.latent_clip)
+        self.guide = Guidance(null_label=config.num_classes)
         # 1 / std of the autoencoder latents, measured on the first phase-2 batch (1 before that).
         self.register_buffer("scale_factor", torch.ones(()))
         self.register_buffer("phase2_started", torch.zeros((), dtype=torch.bool))
@@ -523,25 +512,12 @@ class LDM(GenerativeModel):
         self.ema_updates += 1
 
     # -- sampling ---------------------------------------------------------------------------------
+    def max_steps(self) -> int:
+        return self.config.num_timesteps
+
     def eps_fn(self, labels: torch.Tensor, guidance: float, net: nn.Module | None = None):
-        net = net or self.unet_ema
-        null = torch.full_like(labels, self.config.num_classes)
-
-        def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            if guidance == 1.0:
-                return net(x, t, labels)
-            # One batched pass for the conditional and unconditional predictions (Ho & Salimans 2022).
-            e_c, e_u = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
-            return e_u + guidance * (e_c - e_u)
-
-        return eps
-
-    def _resolve(self, steps, guidance, sampler):
-        steps = int(steps or self.config.default_steps)
-        guidance = float(self.config.default_guidance if guidance is None else guidance)
-        if not (guidance >= 0):
-            raise ConfigError(f"guidance must be >= 0, got {guidance}")
-        return steps, guidance, sampler or self.samplers[0]
+        """The guided noise prediction eps(y_t, t) in the scaled latent space."""
+        return self.guide.predictor(net or self.unet_ema, labels, guidance)
 
     def _to_images(self, y: torch.Tensor) -> torch.Tensor:
         """Diffusion data y -> images: undo the latent scaling, then the autoencoder decoder."""
@@ -551,62 +527,29 @@ class LDM(GenerativeModel):
         c = self.config
         return (c.latent_channels, c.latent_size, c.latent_size)
 
-    def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        return randn_per_seed(self.latent_shape(), generators_for(seeds), self.device) * float(temperature)
+    def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None) -> torch.Tensor:
+        """Deterministic (eta = 0) diffusion in latent space from initial noise z, then the autoencoder decoder."""
+        c = self.resolve_controls(SampleConfig(steps=steps, guidance=guidance, sampler=sampler))
+        return self._denoise(z.to(self.device).float(), labels.to(self.device), c, callback=callback)
 
-    def decode(self, z, labels, *, steps=None, guidance=None, sampler=None, callback=None, **_: Any) -> torch.Tensor:
-        """Deterministic DDIM (eta = 0) in latent space from initial noise z, then the autoencoder decoder."""
-        steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        labels = labels.to(self.device)
-        y = sample_loop(
-            self.eps_fn(labels, guidance),
-            z.to(self.device).float(),
-            self.schedule,
-            steps=steps,
-            sampler=sampler,
-            eta=0.0,
-            callback=callback,
-            x0_clip="static",  # the +-latent_clip std clip of the module docstring
-        )
-        return self._to_images(y)
-
-    def encode(self, x, labels, *, steps=None, **_: Any) -> torch.Tensor:
+    def encode(self, x, labels, *, steps=None) -> torch.Tensor:
         """Images in [0, 1] -> the autoencoder's posterior mean -> DDIM inversion (eta = 0, no guidance) -> noise
         that ``decode`` maps back (approximately)."""
-        steps = int(steps or self.config.default_steps)
-        labels = labels.to(self.device)
-        eps_fn = self.eps_fn(labels, 1.0)
-        ts = self.schedule.timesteps(steps)[::-1]
-        abars = self.schedule.alphas_cumprod.tolist()
-        yt = self.encode_stats(x.to(self.device).float())[0] * (self.scale_factor / self.config.latent_clip)
-        ab_prev = 1.0
-        for t in ts:
-            ab = abars[t]
-            tt = torch.full((yt.shape[0],), t, device=yt.device, dtype=torch.long)
-            eps = eps_fn(yt, tt).float()
-            y0 = (yt - (1 - ab_prev) ** 0.5 * eps) / ab_prev**0.5
-            yt = ab**0.5 * y0 + (1 - ab) ** 0.5 * eps
-            ab_prev = ab
-        return yt
+        c = self.resolve_controls(SampleConfig(steps=steps))
+        y0 = self.encode_stats(x.to(self.device).float())[0] * (self.scale_factor / self.config.latent_clip)
+        return ddim_invert(self.eps_fn(labels.to(self.device), 1.0), y0, self.schedule, steps=c.steps)
 
-    def _sample_batch(self, labels, seeds, *, temperature=1.0, guidance=None, steps=None, eta=0.0, sampler=None, callback=None):
-        steps, guidance, sampler = self._resolve(steps, guidance, sampler)
-        gens = generators_for(seeds)
-        z = randn_per_seed(self.latent_shape(), gens, self.device) * float(temperature)
-        y = sample_loop(
-            self.eps_fn(labels, guidance),
-            z,
-            self.schedule,
-            steps=steps,
-            sampler=sampler,
-            eta=float(eta or 0.0),
-            generators=gens,
-            callback=callback,
-            x0_clip="static",  # the +-latent_clip std clip of the module docstring
-        )
+    def _sample_batch(self, labels, seeds, controls):
+        z, gens = initial_noise(self.latent_shape(), seeds, self.device, controls.temperature)
+        return self._denoise(z, labels, controls, generators=gens)
+
+    def _denoise(self, z, labels, c: SampleConfig, generators=None, callback=None) -> torch.Tensor:
+        # x0_clip "static": the +-latent_clip std clip of the module docstring.
+        eps = self.eps_fn(labels, c.guidance)
+        y = sample_loop(eps, z, self.schedule, steps=c.steps, sampler=c.sampler, eta=c.eta, generators=generators, callback=callback, x0_clip="static")
         return self._to_images(y)
 
-    def nfe_per_image(self, steps: int | None = None, guidance: float | None = None) -> float:
+    def nfe_per_image(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None) -> float:
         """UNet passes (steps, doubled with guidance != 1) plus one for the autoencoder decoder."""
-        steps, guidance, _ = self._resolve(steps, guidance, None)
-        return float(steps * (1 if guidance == 1.0 else 2) + 1)
+        c = self.resolve_controls(SampleConfig(steps=steps, guidance=guidance, sampler=sampler))
+        return float(c.steps * get_sampler(c.sampler).evals_per_step * self.guide.passes(c.guidance) + 1)

@@ -36,14 +36,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from ..runtime import generators_for, randn_per_seed
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import ResBlock, group_norm, make_adamw, optimizer_step, zero_
 
@@ -440,21 +438,18 @@ class RealNVP(GenerativeModel):
         c = self.config
         return (c.channels, c.image_size, c.image_size)
 
-    def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        return randn_per_seed(self.latent_shape(), generators_for(seeds), self.device) * float(temperature)
-
-    def decode(self, z: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Latents eps -> images in [0, 1]: the inverse flow, then the continuous value's 8-bit level
         (x = k/255 with k + 1/2 = 256 x_cont), so that ``decode(encode(x)) == x``."""
         x_cont = self._inverse(z.to(self.device), labels.to(self.device))
         return ((x_cont * 256.0 - 0.5) / 255.0).clamp(0, 1)
 
-    def encode(self, x: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> latents eps, deterministically: each value is placed at the centre of
         its dequantisation bin, (255 x + 1/2) / 256, instead of a random point in it."""
         x = x.to(self.device).float()
         eps, _ = self._forward((x * 255.0 + 0.5) / 256.0, labels.to(self.device))
         return eps
 
-    def _sample_batch(self, labels, seeds, *, temperature=1.0, **_):
-        return self.decode(self.initial_latents(seeds, temperature=temperature), labels)
+    def _sample_batch(self, labels, seeds, controls):
+        return self.decode(self.initial_latents(seeds, temperature=controls.temperature), labels)

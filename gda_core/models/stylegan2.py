@@ -32,7 +32,6 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -613,7 +612,7 @@ class StyleGAN2(GenerativeModel):
         """z for each seed. Temperature is not applied here: it is the truncation in W, applied by ``decode``."""
         return randn_per_seed(self.latent_shape(), generators_for(seeds), self.device)
 
-    def decode(self, z: torch.Tensor, labels: torch.Tensor, *, temperature: float = 1.0, **controls: Any) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor, *, temperature: float = 1.0) -> torch.Tensor:
         """z (N, z_dim) -> images in [0, 1]: mapping, truncation (psi = temperature), synthesis with fixed noise."""
         return self._synthesise(self.styles(z, labels, temperature=temperature))
 
@@ -631,5 +630,5 @@ class StyleGAN2(GenerativeModel):
         wb = self.styles(z_b, labels, temperature=temperature)
         return self._synthesise(torch.cat([wa[:, :crossover], wb[:, crossover:]], dim=1))
 
-    def _sample_batch(self, labels, seeds, *, temperature=1.0, **_):
-        return self.decode(self.initial_latents(seeds), labels, temperature=temperature)
+    def _sample_batch(self, labels, seeds, controls):
+        return self.decode(self.initial_latents(seeds), labels, temperature=controls.temperature)

@@ -10,13 +10,11 @@ than beta = 1 without a holey latent space. Temperature scales the prior's stand
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..runtime import generators_for, randn_per_seed
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import group_norm, make_adamw, optimizer_step
 
@@ -106,17 +104,14 @@ class VAE(GenerativeModel):
     def latent_shape(self) -> tuple[int, ...]:
         return (self.config.latent_dim,)
 
-    def initial_latents(self, seeds: list[int], *, temperature: float = 1.0) -> torch.Tensor:
-        return randn_per_seed(self.latent_shape(), generators_for(seeds), self.device) * float(temperature)
-
-    def decode(self, z: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decode_logits(z.to(self.device), labels.to(self.device)))
 
-    def encode(self, x: torch.Tensor, labels: torch.Tensor, **controls: Any) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.encode_stats(x.to(self.device), labels.to(self.device))[0]
 
-    def _sample_batch(self, labels, seeds, *, temperature=1.0, **_):
-        return self.decode(self.initial_latents(seeds, temperature=temperature), labels)
+    def _sample_batch(self, labels, seeds, controls):
+        return self.decode(self.initial_latents(seeds, temperature=controls.temperature), labels)
 
     @torch.no_grad()
     def elbo_bits_per_dim(self, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -1,12 +1,10 @@
-"""Discrete-time Gaussian diffusion: the forward process and the reverse samplers.
+"""Discrete-time Gaussian diffusion: the noise schedule, and the loop that runs a reverse sampler.
 
-Notation follows Ho et al. 2020 (DDPM): x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps.
-Samplers:
-- ``ddim``: Song et al. 2021, eq. (12), with eta (0 = deterministic);
-- ``dpmpp``: DPM-Solver++(2M), Lu et al. 2022, Algorithm 2 (multistep, data prediction),
-  first order at the final step for stability; good images in 10-20 steps.
-Both predict x_0 and keep it in the data range [-1, 1] (``x0_clip``): "dynamic" thresholding
-(Saharia et al. 2022, Imagen, Sec. 2.3) or a "static" clip, with eps re-derived from the kept x0.
+Notation follows Ho et al. 2020 (DDPM): x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps. The loop
+predicts x_0 at each step and keeps it in the data range [-1, 1] (``x0_clip``): "dynamic"
+thresholding (Saharia et al. 2022, Imagen, Sec. 2.3) or a "static" clip, with eps re-derived from
+the kept x0; the step itself is the sampler's (``ddim``, ``dpmpp`` or any registered ``VP_EPS``
+sampler, see ``registry``).
 """
 
 from __future__ import annotations
@@ -17,8 +15,8 @@ from collections.abc import Callable
 import torch
 
 from ..errors import ConfigError
+from .registry import VP_EPS, NoiseFn, get_sampler
 
-SAMPLERS = ("ddim", "dpmpp")
 X0_CLIPS = ("dynamic", "static")
 DYNAMIC_PERCENTILE = 0.995  # Imagen's p
 
@@ -71,12 +69,9 @@ def _pred_x0(x: torch.Tensor, eps: torch.Tensor, ab: float, x0_clip: str) -> tup
     "static": clip x0 to [-1, 1]. "dynamic" (Imagen): per image, s = max(1, the 99.5th percentile of
     |x0|), then clip to [-s, s] and divide by s, so an over-saturated prediction (guidance pushes x0
     beyond the data range) is pulled back as a whole instead of flattened at +-1. In both, eps is
-    re-derived from the kept x0 so the step moves consistently between x_t and it.
-
-    Measured (bench/bench_x0_clip.py: DDIM 25, guidance 2, 500 samples, domain-feature FID): shipped
-    16x16 digits DDPM, static 1.95, dynamic 1.66, clipping x0 but keeping the raw eps (diffusers'
-    default) 5.38; a pneumoniamnist DDPM after 300 steps, static 6.34, dynamic 1.31, raw eps 1.31.
-    Dynamic is the only choice good on both."""
+    re-derived from the kept x0 so the step moves consistently between x_t and it (keeping the raw
+    eps instead, diffusers' default, measured far worse). Dynamic is the default because it was the
+    only choice good on both datasets measured (bench/bench_x0_clip.py; figures in docs/benchmarks)."""
     x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
     if x0_clip == "dynamic":
         flat = x0.abs().flatten(1)
@@ -86,6 +81,13 @@ def _pred_x0(x: torch.Tensor, eps: torch.Tensor, ab: float, x0_clip: str) -> tup
     else:
         x0 = x0.clamp(-1, 1)
     return x0, (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
+
+
+def _noise_source(generators: list[torch.Generator] | None) -> NoiseFn:
+    """Fresh noise shaped like x: image i's from generators[i] (so it depends only on its seed)."""
+    if not generators:
+        return torch.randn_like
+    return lambda x: torch.stack([torch.randn(x.shape[1:], generator=g, device=g.device) for g in generators]).to(x.device)
 
 
 def sample_loop(
@@ -102,49 +104,41 @@ def sample_loop(
 ) -> torch.Tensor:
     """Integrate the reverse process from noise ``x`` (B, C, H, W) and return x_0 in [-1, 1].
 
-    ``eps_fn(x_t, t)`` predicts the noise; ``generators`` (one per image) draw DDIM's eta noise so
-    that image i depends only on its own generator. ``callback(i, x_t, x0_pred)`` sees each step.
-    ``x0_clip`` keeps each x0 prediction in [-1, 1] (see ``_pred_x0``).
+    ``eps_fn(x_t, t)`` predicts the noise; ``sampler`` names a registered ``VP_EPS`` sampler;
+    ``generators`` (one per image) draw a stochastic sampler's noise (DDIM's eta) so that image i
+    depends only on its own generator. ``callback(i, x_t, x0_pred)`` sees each step. ``x0_clip``
+    keeps each x0 prediction in [-1, 1] (see ``_pred_x0``).
     """
-    if sampler not in SAMPLERS:
-        raise ConfigError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}")
+    solver = get_sampler(sampler, VP_EPS)(eta=eta, noise=_noise_source(generators))
     if x0_clip not in X0_CLIPS:
         raise ConfigError(f"unknown x0_clip '{x0_clip}'; choose one of {', '.join(X0_CLIPS)}")
     ts = schedule.timesteps(steps)
     abars = schedule.alphas_cumprod.tolist()
-    x0_prev = None
-    lam_prev = None
     for i, t in enumerate(ts):
-        t_next = ts[i + 1] if i + 1 < len(ts) else -1
+        last = i + 1 == len(ts)
         ab = abars[t]
-        ab_next = abars[t_next] if t_next >= 0 else 1.0
+        ab_next = 1.0 if last else abars[ts[i + 1]]
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         eps = eps_fn(x, tt).float()
         x0, eps = _pred_x0(x, eps, ab, x0_clip)
-        if sampler == "ddim":
-            # 1. eq. (12) of Song et al.: x_{t-1} = sqrt(ab') x0 + sqrt(1 - ab' - sigma^2) eps + sigma z
-            sigma = eta * math.sqrt((1 - ab_next) / (1 - ab) * (1 - ab / ab_next)) if t_next >= 0 else 0.0
-            x = math.sqrt(ab_next) * x0 + math.sqrt(max(1 - ab_next - sigma**2, 0.0)) * eps
-            if sigma > 0:
-                noise = torch.stack([torch.randn(x.shape[1:], generator=g, device=g.device) for g in generators]).to(x.device) if generators else torch.randn_like(x)
-                x = x + sigma * noise
-        else:
-            if t_next < 0:
-                x = x0  # final step lands on the data prediction
-            else:
-                # 2. DPM-Solver++(2M): lambda = log(alpha / sigma); exact linear part + 2nd-order data term.
-                a, s = math.sqrt(ab), math.sqrt(1 - ab)
-                a_n, s_n = math.sqrt(ab_next), math.sqrt(1 - ab_next)
-                lam, lam_n = math.log(a / s), math.log(a_n / s_n)
-                h = lam_n - lam
-                if x0_prev is None:
-                    d = x0
-                else:
-                    r = (lam - lam_prev) / h
-                    d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
-                x = (s_n / s) * x - a_n * math.expm1(-h) * d
-                lam_prev = lam
-            x0_prev = x0
+        x = solver.step(x, x0, eps, ab, ab_next, last)
         if callback is not None:
             callback(i, x, x0)
     return x.clamp(-1, 1)
+
+
+def ddim_invert(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, *, steps: int) -> torch.Tensor:
+    """Deterministic DDIM (eta = 0) run from data to noise: x_0 in [-1, 1] -> the x_T that
+    ``sample_loop(..., sampler="ddim", eta=0)`` maps back to it, up to the error of taking each step's
+    eps at its start (Song et al. 2021, eq. 12 with sigma = 0, read from t to the next larger t; the
+    timesteps are sampling's, reversed). ``eps_fn`` should be unguided: guidance is not invertible."""
+    abars = schedule.alphas_cumprod.tolist()
+    ab_prev = 1.0
+    for t in schedule.timesteps(steps)[::-1]:
+        ab = abars[t]
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        eps = eps_fn(x, tt).float()
+        x0 = (x - (1 - ab_prev) ** 0.5 * eps) / ab_prev**0.5
+        x = ab**0.5 * x0 + (1 - ab) ** 0.5 * eps
+        ab_prev = ab
+    return x

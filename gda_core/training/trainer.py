@@ -262,7 +262,7 @@ def train(
             k = dataset.num_classes
             per = max(1, min(8, 64 // k)) if k <= 64 else 1
             labs = torch.arange(min(k, 64)).repeat_interleave(per)
-            imgs = model.sample(len(labs), labs, seed=12345, steps=20)
+            imgs = model.sample(len(labs), labs, seed=12345, **model.split_controls(steps=20)[0])  # 20 steps where the family has steps
             model.train()
             return image_grid(imgs, nrow=per if k > 1 else 8, transpose=True)
 
