@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 
@@ -18,6 +19,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not on every platform
+        return None
 
 
 def speed_score(images_per_s: float) -> float:
@@ -79,4 +87,7 @@ def sampling_speed(
         "batch_size": int(bs),
         "seconds_per_batch": float(med),
         "seconds_all": [float(t) for t in times],
+        # Other work on the machine slows every timing alike and is not in the interval: recorded
+        # so a reader can tell a busy machine's figure from a quiet one's.
+        "load_avg_1min": _load(),
     }
