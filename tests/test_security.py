@@ -459,3 +459,32 @@ def test_static_no_pickle_loading_in_product():
     # The one torch.load is the project's own training state.
     src = (ROOT / "gda_core" / "checkpoints.py").read_text()
     assert 'torch.load(path, map_location="cpu", weights_only=True)' in src and "path = run_dir / STATE" in src
+
+
+# -- reports are untrusted input; every string they carry is escaped on the way out -----------------
+
+
+PLANTED = "<script>alert('planted')</script>"
+
+
+def _planted_report():
+    from gda_core.metrics import Report
+
+    d = Report.from_raw({"precision": 0.8, "recall": 0.6, "images_per_s": 100.0, PLANTED: 0.5}, provenance={"family": PLANTED}).to_dict()
+    d["per_class"] = {PLANTED: {"fidelity": 0.5, "intervals": {}}}
+    d["units"][PLANTED] = PLANTED
+    d["warnings"] = [PLANTED]
+    d["scores"]["speed"] = "not a number"  # a hand-edited file: read as n/a, never trusted
+    d["uncertainty"] = {"score:fidelity": {"mean": "x"}, "precision": {"mean": 0.8, "lo": 0.7, "hi": 0.9, "se": 0.05, "df": None, "n": 3,
+                                                                        "method": PLANTED}}  # fmt: skip
+    return Report.from_dict(json.loads(json.dumps(d)))
+
+
+def test_html_exports_escape_every_string_from_a_report_file(tmp_path):
+    from gda_core.metrics import write_comparison
+
+    rep = _planted_report()
+    assert rep.scores["speed"] is None and "score:fidelity" not in rep.uncertainty and rep.estimate("precision").mean == 0.8
+    out = write_comparison([rep, rep], [PLANTED, "b"], tmp_path / "c.html")
+    page = out.read_text()
+    assert "<script>alert" not in page and "&lt;script&gt;alert(&#x27;planted&#x27;)&lt;/script&gt;" in page
