@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 REQS   := requirements.txt requirements-dev.txt requirements-nodeps.txt
 PORT   ?= 8501
 
-.PHONY: setup run test test-fast lint bench bench-speed checkpoints browser-deps clean
+.PHONY: setup run test test-fast lint bench bench-speed checkpoints browser-deps clean docs
 
 setup: $(STAMP)
 
@@ -41,6 +41,10 @@ bench: setup
 bench-speed: setup
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/bench_speed.py
+
+# docs/benchmarks.md and docs/protocol-results.md from bench/results/*.json (standard library only: no setup needed).
+docs:
+	$(PYTHON) -m bench.make_docs
 
 # Re-train the shipped checkpoints on the built-in dataset (CPU: about 35 minutes in all).
 checkpoints: setup
