@@ -53,10 +53,9 @@ def load_npz(
     arrays = _read_arrays(path)
     warnings: list[str] = []
     present = _given_splits(path, arrays, warnings)
-    train = present["train"]
     present = _consistent_shapes(path, present, spec, warnings)
     class_names = _resolve_class_names(path, arrays, present, class_names)
-    _carve_missing_splits(path, present, train, spec, warnings)
+    _carve_missing_splits(path, present, spec, warnings)
     try:
         return finalize(
             name=name,
@@ -130,11 +129,12 @@ def _resolve_class_names(path: Path, arrays: dict[str, np.ndarray], present: dic
     return [str(c) for c in class_names]
 
 
-def _carve_missing_splits(path: Path, present: dict, train: tuple[np.ndarray, np.ndarray], spec: DataSpec, warnings: list[str]) -> None:
-    """A missing val and/or test split is carved out of ``train`` with a seeded stratified split."""
+def _carve_missing_splits(path: Path, present: dict, spec: DataSpec, warnings: list[str]) -> None:
+    """A missing val and/or test split is carved out of train (already cropped and converted, so
+    the carved splits match the given ones) with a seeded stratified split."""
     if "val" in present and "test" in present:
         return
-    train_images, train_labels = train
+    train_images, train_labels = present["train"]
     val_f = _VAL_FRACTION if "val" not in present else 0.0
     test_f = _TEST_FRACTION if "test" not in present else 0.0
     tr, va, te = stratified_split(train_labels, val_fraction=val_f, test_fraction=test_f, seed=spec.seed)
