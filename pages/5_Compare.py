@@ -11,7 +11,7 @@ import streamlit as st
 from gda_core.errors import GDAError
 from gda_core.jobs import cached_reports, start_evaluation
 from gda_core.metrics import AXES, AXIS_HELP, BPD_HELP, HEADLINE_RAW, RAW_META, radar_figure, reading, write_comparison
-from pages import common
+from pages.ui import common
 
 common.setup()
 st.title("Compare")
