@@ -1,6 +1,6 @@
 """Utility study on BreastMNIST: does adding VAE / GAN images help a small classifier?
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/study_breastmnist.py [--vae-steps 600] [--gan-steps 600] [--seeds 3]
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.study_breastmnist [--vae-steps 600] [--gan-steps 600] [--seeds 3]
 
 Trains a small VAE (and a GAN with --gan-steps N) on the full BreastMNIST training split (28x28 grey, 2 classes,
 546 images; ../shared/data/breastmnist/breastmnist.npz), then runs gda_core.augment.run_study at
@@ -22,15 +22,14 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from gda_core.augment import quick_budget, run_study
+from gda_core.data import load_dataset
+from gda_core.runtime import atomic_write_bytes, atomic_write_json
+from gda_core.training import train
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from gda_core.augment import quick_budget, run_study  # noqa: E402
-from gda_core.data import load_dataset  # noqa: E402
-from gda_core.runtime import atomic_write_bytes, atomic_write_json  # noqa: E402
-from gda_core.training import train  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "breastmnist" / "breastmnist.npz"
 

@@ -1,6 +1,6 @@
 """Train the checkpoints shipped in checkpoints/ (the app's instant start) and write their model cards.
 
-    .venv/bin/python bench/train_shipped.py [--only vae,gan,ddpm] [--runs-dir /tmp/ship]
+    .venv/bin/python -m bench.train_shipped [--only vae,gan,ddpm] [--runs-dir /tmp/ship]
 
 Each model trains on the built-in `digits` dataset (16x16, all 1,259 training images) with the
 budget below, is evaluated on the six axes, and is copied into checkpoints/<family>-digits/ with
@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 BUDGETS = {
     "vae": ["--steps", "2500"],

@@ -19,7 +19,7 @@ from .torchrun import ROOT, report, torchrun
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "gda_core", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
 
 
