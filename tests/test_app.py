@@ -248,6 +248,7 @@ def test_train_page_runs_a_short_vae_in_the_background(runs_dir):
 
 
 @pytest.mark.parametrize("native_bf16", [True, False])
+@pytest.mark.slow
 def test_train_page_offers_bf16_only_on_cpus_with_native_bf16(runs_dir, monkeypatch, native_bf16):
     from gda_core import fastpath
 
