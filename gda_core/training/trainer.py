@@ -240,6 +240,7 @@ class _Run:
         self.callback(TrainEvent(kind=kind, step=self.step, total_steps=self.steps, elapsed_s=el, fraction=f, logs=logs or {}, eta_s=eta, **kw))
 
     def start(self) -> None:
+        """The start event: what trains on what, where, and at which precision."""
         ctx, dev = self.ctx, self.dev
         where = f" x {ctx.world_size} processes ({ctx.backend})" if ctx.distributed else ""
         precision = ", bfloat16 autocast" if self.amp_dtype is not None else ""
