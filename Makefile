@@ -2,31 +2,45 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
-REQS   := requirements.txt requirements-dev.txt requirements-nodeps.txt
+# Two stamps, so that `make run` installs only what the app needs and `make test` adds the rest.
+RUNTIME := $(VENV)/.runtime-installed
+TESTING := $(VENV)/.test-installed
 PORT   ?= 8501
 
-.PHONY: setup run test test-fast lint bench bench-speed checkpoints browser-deps clean docs
+.PHONY: setup test-setup run test test-fast lint bench bench-speed checkpoints browser-deps clean docs
 
-setup: $(STAMP)
+# The app's set-up alone: requirements.txt, then gda_core itself (editable, so `import gda_core`
+# works from any folder and edits to the checkout take effect). --no-deps: pip must not swap the
+# pinned local torch for another build while resolving gda-studio's own requirement list;
+# --no-build-isolation: build with the venv's setuptools instead of fetching a fresh one.
+setup: $(RUNTIME)
 
-$(STAMP): $(REQS)
+$(RUNTIME): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=64" wheel
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+# The tests' tools on top: pytest, oracles, Playwright, ruff; torchattacks without its stale pins.
+test-setup: $(TESTING)
+
+$(TESTING): $(RUNTIME) requirements-dev.txt requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
-	@touch $(STAMP)
+	@touch $@
 
 run: setup
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
 
-test: setup
+test: test-setup
 	$(BIN)/python -m pytest
 
-test-fast: setup
-	$(BIN)/python -m pytest -m "not slow and not browser"
+# Everything but the long end-to-end runs, the real-browser tests and the GPU checks (a few minutes on 2 cores).
+test-fast: test-setup
+	$(BIN)/python -m pytest -m "not slow and not browser and not gpu"
 
-lint: setup
+lint: test-setup
 	$(BIN)/ruff check gda_core pages app.py tests bench
 
 # Debian's chromium for the real-browser tests (Playwright drives it; it never downloads a browser).
@@ -35,12 +49,12 @@ browser-deps:
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
-	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python -m bench.bench_engine
 
 # Speed vs diffusers, utilisation and slider latency -> bench/results/speed_<device>.json (CPU: ~15-30 min).
 bench-speed: setup
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
-	$(BIN)/python bench/bench_speed.py
+	$(BIN)/python -m bench.bench_speed
 
 # docs/benchmarks.md and docs/protocol-results.md from bench/results/*.json (standard library only: no setup needed).
 docs:
@@ -48,7 +62,7 @@ docs:
 
 # Re-train the shipped checkpoints on the built-in dataset (CPU: about 35 minutes in all).
 checkpoints: setup
-	$(BIN)/python bench/train_shipped.py
+	$(BIN)/python -m bench.train_shipped
 
 clean:
 	rm -rf runs test-output .pytest_cache

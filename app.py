@@ -1,21 +1,20 @@
 """GDA Studio: the Streamlit entry point (page config, shared sidebar, navigation, Home).
 
-Run with ``streamlit run app.py``. Pages live in ``pages/`` and only call ``gda_core``.
+Run with ``streamlit run app.py``. Pages live in ``pages/``, their shared helpers in ``pages/ui/``,
+and they only call ``gda_core`` (installed by ``make setup``). ``pages`` is imported from this
+file's folder, which ``streamlit run`` puts first on sys.path.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from pages.ui import common
 
-from pages import common  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 st.set_page_config(page_title="GDA Studio", page_icon=":material/biotech:", layout="wide")
 common.setup(entry=True)
@@ -32,13 +31,28 @@ ICONS = {
 }
 
 
+# The Home page's path through the app: one step per page, keyed by its title, shown in the
+# sidebar's order (tests/test_app.py checks that every page has its step).
+STEPS = {
+    "Data": "pick a built-in dataset, a MedMNIST set or upload your own images; choose how many images per class to keep.",
+    "Train": "train a model of one of seven families (VAE, GAN, StyleGAN2, DDPM, latent diffusion, flow matching, RealNVP) "
+    "in the background, with live loss curves and previews.",
+    "Sample": "generate images from any checkpoint; move a slider and the grid updates; download PNG, zip or .npz.",
+    "Latent space": "walk between two images, turn one latent dimension at a time, map real vs synthetic images, spot near-copies.",
+    "Compare": "score several models on six axes, see them on one radar chart and export the report.",
+    "Learn": "see how each family works on your own data: noising and denoising, reconstructions, GAN dynamics.",
+    "Augment": "turn a checkpoint into extra training images (how many, class balance, quality filters), export them, "
+    "and check with a utility study whether they help a classifier.",
+}
+
+
 def home() -> None:
     st.title("GDA Studio")
     st.markdown(
         "GDA Studio helps you make more training images when you only have a few labelled ones. "
-        "You train small generative models (a VAE, a GAN or a diffusion model) on your images, then sample them, "
-        "look inside their latent spaces and compare them on six measures: fidelity, diversity, speed, utility, robustness and privacy. "
-        "Everything runs on this machine; your images never leave it."
+        "You train small generative models (VAEs, GANs, diffusion and flow models) on your images, then sample them, "
+        "look inside their latent spaces, compare them on six measures (fidelity, diversity, speed, utility, robustness and privacy) "
+        "and add their images to a training set. Everything runs on this machine; your images never leave it."
     )
     ds = common.current_dataset(show=False)
     c1, c2, c3 = st.columns(3)
@@ -51,17 +65,9 @@ def home() -> None:
     )
     c3.metric("Device", common.device_label(), help="Where models train and sample: the GPU when one is available, else the CPU.")
     st.subheader("A path through the app")
-    steps = [
-        ("Data", "pick a built-in dataset, a MedMNIST set or upload your own images; choose how many images per class to keep."),
-        ("Train", "train a VAE, GAN or diffusion model in the background with live loss curves and previews."),
-        ("Sample", "generate images from any checkpoint; move a slider and the grid updates; download PNG, zip or .npz."),
-        ("Latent space", "walk between two images, turn one latent dimension at a time, map real vs synthetic images, spot near-copies."),
-        ("Compare", "score several models on six axes, see them on one radar chart and export the report."),
-        ("Learn", "see how each family works on your own data: noising and denoising, reconstructions, GAN dynamics."),
-    ]
-    for i, (name, what) in enumerate(steps, 1):
-        st.markdown(f"{i}. **{name}**: {what}")
-    st.caption("Tip: shipped checkpoints (digits) let you try Sample, Latent space, Compare and Learn before training anything.")
+    for i, name in enumerate((_title(p) for p in page_files()), 1):
+        st.markdown(f"{i}. **{name}**: {STEPS.get(name, '')}")
+    st.caption("Tip: shipped checkpoints (digits) let you try Sample, Latent space, Compare, Learn and Augment before training anything.")
 
 
 def _title(path: Path) -> str:
@@ -69,10 +75,14 @@ def _title(path: Path) -> str:
     return stem.replace("_", " ")
 
 
+def page_files() -> list[Path]:
+    """Every numbered page file, in order: a new page appears by being added to pages/."""
+    return sorted(PAGES_DIR.glob("[0-9]*_*.py"), key=lambda p: (int(p.name.split("_", 1)[0]), p.name))
+
+
 def build_pages() -> list:
     pages = [st.Page(home, title="Home", icon=":material/home:", default=True)]
-    # Every numbered page file, in order (new pages such as Augment appear by being added to pages/).
-    for path in sorted(PAGES_DIR.glob("[0-9]*_*.py"), key=lambda p: (int(p.name.split("_", 1)[0]), p.name)):
+    for path in page_files():
         title = _title(path)
         # No url_path: the URL is the file's name without its number (/Train, /Latent_space), the name
         # Streamlit's legacy pages/ mode gives the same file, so a deep link that reaches a fresh server

@@ -1,6 +1,6 @@
 """Which average of the weights to sample from after a short CPU run: EMA schedules on ONE trajectory.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_ema.py [--minutes 10] [--n 1000] [--seeds 0 1]
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.bench_ema [--minutes 10] [--n 1000] [--seeds 0 1]
         [--schedules const power:0.75 none] [--out ema_cpu]
 
 Trains our DDPM (default config, the trainer's default precision, batch 64, the trainer's batch
@@ -37,11 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.bench_time_to_quality import DEFAULT_DATA, _labels, _rel, sample_u8, scores
 
-from bench_time_to_quality import DEFAULT_DATA, _labels, _rel, sample_u8, scores  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def decay(schedule: str, n: int) -> float:
@@ -117,8 +115,7 @@ def main() -> int:
     if not Path(args.data).is_file():
         print(f"skipped: {args.data} not found (pass --data PATH)")
         return 0
-    import bench_speed
-
+    from bench import bench_speed
     from gda_core.data import load_dataset
     from gda_core.metrics import get_extractor
     from gda_core.runtime import atomic_write_json
@@ -130,10 +127,10 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="gda-ema-") as tmp:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        base = [sys.executable, __file__, "--worker", "--minutes", str(args.minutes), "--n", str(args.n), "--guidance", str(args.guidance),
+        base = [sys.executable, "-m", "bench.bench_ema", "--worker", "--minutes", str(args.minutes), "--n", str(args.n), "--guidance", str(args.guidance),
                 "--data", args.data, "--work", tmp, "--schedules", *args.schedules]  # fmt: skip
         load_before = os.getloadavg()
-        procs = {s: subprocess.Popen([*base, "--seed", str(s)], env=env) for s in args.seeds}
+        procs = {s: subprocess.Popen([*base, "--seed", str(s)], env=env, cwd=ROOT) for s in args.seeds}
         codes = {s: p.wait() for s, p in procs.items()}
         if any(codes.values()):
             print(f"error: worker exit codes {codes}", file=sys.stderr)
@@ -161,7 +158,7 @@ def main() -> int:
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "date": time.strftime("%Y-%m-%d"),
-        "command": f"OMP_NUM_THREADS=1 python bench/bench_ema.py --data {_rel(args.data)} --minutes {args.minutes:g} --n {args.n} "
+        "command": f"OMP_NUM_THREADS=1 python -m bench.bench_ema --data {_rel(args.data)} --minutes {args.minutes:g} --n {args.n} "
         f"--seeds {' '.join(map(str, args.seeds))} --schedules {' '.join(args.schedules)} --out {args.out}",
     }
     out = ROOT / "bench" / "results" / f"{Path(args.out).name}.json"

@@ -1,6 +1,6 @@
 """Training and sampling throughput of every registered family at 28x28x1 and 32x32x3.
 
-    .venv/bin/python bench/bench_engine.py [--device auto] [--quick]
+    .venv/bin/python -m bench.bench_engine [--device auto] [--quick]
 
 Training images/s: median over timed steps (after warm-up) of batch 64 / step time, default
 model configs, in the precision the trainer uses by default on the device (the DDPM in bf16 on a
@@ -22,15 +22,12 @@ from pathlib import Path
 
 import torch
 
+from bench.bench_speed import _cpu_model
+from gda_core.models import TrainConfig, build_model, list_models
+from gda_core.runtime import device_name, resolve_device
+from gda_core.training import train_precision
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_speed import _cpu_model  # noqa: E402
-
-from gda_core.models import TrainConfig, build_model, list_models  # noqa: E402
-from gda_core.runtime import device_name, resolve_device  # noqa: E402
-from gda_core.training import train_precision  # noqa: E402
 
 
 def sync(dev: torch.device) -> None:

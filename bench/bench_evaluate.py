@@ -1,6 +1,6 @@
 """Wall time of a full `evaluate` per model family on pneumoniamnist (28x28 grey, 2,428 training images).
 
-    .venv/bin/python bench/bench_evaluate.py [--steps 200] [--device auto]
+    .venv/bin/python -m bench.bench_evaluate [--steps 200] [--device auto]
 
 Each family is trained briefly (the figure is about the evaluation's cost, not the model's
 quality), then evaluated with the default (full) settings: synthetic set = training-split size,
@@ -18,14 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from gda_core.data import load_dataset
+from gda_core.metrics import evaluate, get_extractor
+from gda_core.models import TrainConfig, list_models
+from gda_core.runtime import device_name, resolve_device
+from gda_core.training import train
 
-from gda_core.data import load_dataset  # noqa: E402
-from gda_core.metrics import evaluate, get_extractor  # noqa: E402
-from gda_core.models import TrainConfig, list_models  # noqa: E402
-from gda_core.runtime import device_name, resolve_device  # noqa: E402
-from gda_core.training import train  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
 
@@ -54,7 +53,7 @@ def main() -> int:
                      "scores": rep.scores, "images_per_s": rep.raw.get("images_per_s")})  # fmt: skip
         print(f"{family}: evaluate {rows[-1]['evaluate_s']} s", flush=True)
     meta = {"device": device_name(dev), "dataset": "pneumoniamnist (shared/data)", "extractor_train_s": round(extractor_s, 1),
-            "command": "python bench/bench_evaluate.py", "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+            "command": "python -m bench.bench_evaluate", "date": time.strftime("%Y-%m-%d")}  # fmt: skip
     (ROOT / "bench" / "results" / f"evaluate_{dev.type}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"\nDevice: {meta['device']}; domain extractor trained once in {meta['extractor_train_s']} s (then cached)\n")
     print("| family | full evaluate wall time | " + " | ".join(rows[0]["scores"]) + " |")

@@ -1,6 +1,6 @@
 """Every registered family on one dataset at one budget: size, speed and the six scores.
 
-    .venv/bin/python bench/bench_families.py [--dataset digits] [--minutes 4] [--threads 1]
+    .venv/bin/python -m bench.bench_families [--dataset digits] [--minutes 4] [--threads 1]
         [--families vae gan ...] [--jobs 1] [--steps 10] [--previews assets/families_digits_3min.png]
 
 For each family: train with the family defaults for ``--minutes`` of wall-clock time (the normal
@@ -24,8 +24,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 ITERATIVE = {"ddpm", "ldm", "flow"}
 
@@ -87,8 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs-dir", default=str(ROOT / "bench" / "runs"))
     ap.add_argument("--previews", default=None, help="write the runs' preview grids side by side into this PNG")
     args = ap.parse_args(argv)
-    import bench_speed
-
+    from bench import bench_speed
     from gda_core.models import list_models
     from gda_core.runtime import resolve_device
 

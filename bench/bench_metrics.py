@@ -9,7 +9,7 @@
 
 Writes bench/results/metrics_<device>.json and prints a markdown table.
 
-    .venv/bin/python bench/bench_metrics.py [--device auto] [--threads N] [--quick]
+    .venv/bin/python -m bench.bench_metrics [--device auto] [--threads N] [--quick]
 """
 
 from __future__ import annotations
@@ -27,10 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from gda_core.metrics import (  # noqa: E402
+from gda_core.metrics import (
     ClassifierBudget,
     deepfool,
     density_coverage,
@@ -38,8 +35,10 @@ from gda_core.metrics import (  # noqa: E402
     precision_recall,
     train_classifier,
 )
-from gda_core.metrics.privacy import C1, C2, WIN, gaussian_window  # noqa: E402
-from gda_core.runtime import device_name, resolve_device  # noqa: E402
+from gda_core.metrics.privacy import C1, C2, WIN, gaussian_window
+from gda_core.runtime import device_name, resolve_device
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PNEUMONIA = ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
 

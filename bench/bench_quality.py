@@ -1,6 +1,6 @@
 """Sample quality of the shipped digits checkpoints, and few-step samplers vs DDIM at 50 steps.
 
-    .venv/bin/python bench/bench_quality.py [--n 1000]
+    .venv/bin/python -m bench.bench_quality [--n 1000]
 
 1. Held-out recognition: a logistic-regression classifier trained ONLY on the digits test split
    (never seen by the generative models) labels 1,000 class-balanced samples per model; the
@@ -18,21 +18,19 @@ Results: bench/results/quality_<device>.json and a markdown table on stdout.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from gda_core import fastpath
+from gda_core.checkpoints import SHIPPED_DIR, load_run
+from gda_core.data import images_to_tensor, load_dataset
+from gda_core.metrics import fid, get_extractor, precision_recall
+from gda_core.runtime import atomic_write_json, device_name, resolve_device
+from gda_core.sampling import generate
 
-from gda_core import fastpath  # noqa: E402
-from gda_core.checkpoints import SHIPPED_DIR, load_run  # noqa: E402
-from gda_core.data import images_to_tensor, load_dataset  # noqa: E402
-from gda_core.metrics import fid, get_extractor, precision_recall  # noqa: E402
-from gda_core.runtime import atomic_write_json, device_name, resolve_device  # noqa: E402
-from gda_core.sampling import generate  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
@@ -90,7 +88,7 @@ def main() -> int:
                           "mean_level_change": round(float(diff.mean()), 3), "max_level_change": int(diff.max()), **score(res.images)})  # fmt: skip
     out = ROOT / "bench" / "results" / f"quality_{dev.type}.json"
     meta = {"device": device_name(dev), "n": args.n, "classifier_val_acc": val_acc, "cpu_native_bf16": fastpath.cpu_native_bf16(),
-            "command": "python bench/bench_quality.py" + (f" --n {args.n}" if args.n != 1000 else "")}  # fmt: skip
+            "command": "python -m bench.bench_quality" + (f" --n {args.n}" if args.n != 1000 else "")}  # fmt: skip
     atomic_write_json(out, {"meta": meta, "models": rows, "samplers": samplers, "fast_path_precision": precision})
     print(f"Held-out classifier (trained on the digits test split) accuracy on the val split: {val_acc:.3f}\n")
     print(f"| model | recognised as requested class | precision | recall | FID (domain features) | time for {args.n} |")

@@ -1,6 +1,6 @@
 """Evaluation at scale: time and peak memory of the k-NN and nearest-SSIM metrics up to 50k x 50k.
 
-    .venv/bin/python bench/bench_scale.py [--device auto] [--threads N] [--quick]
+    .venv/bin/python -m bench.bench_scale [--device auto] [--threads N] [--quick]
 
 Each case runs in a fresh subprocess so its peak resident memory (ru_maxrss; on CUDA also
 torch.cuda.max_memory_allocated) is its own. Cases: precision/recall/density/coverage of
@@ -23,8 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import json, resource, sys, time
-sys.path.insert(0, {root!r})
+import json, resource, time
 import torch
 if {threads}:
     torch.set_num_threads({threads})
@@ -55,8 +54,8 @@ print(json.dumps(out))
 
 
 def run_case(kind: str, a: int, b: int, device: str, threads: int) -> dict:
-    code = CHILD.format(root=str(ROOT), threads=threads, device=device, kind=kind, a=a, b=b)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    code = CHILD.format(threads=threads, device=device, kind=kind, a=a, b=b)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)  # cwd: the same gda_core as this run
     if r.returncode != 0:
         raise SystemExit(f"case {kind} {a}x{b} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
     return {"kind": kind, "a": a, "b": b, **json.loads(r.stdout.strip().splitlines()[-1])}
@@ -68,7 +67,6 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     import torch
 
     from gda_core.runtime import atomic_write_json, device_name, resolve_device

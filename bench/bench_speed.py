@@ -1,7 +1,7 @@
 """Speed against the reference implementation (diffusers), hardware utilisation and slider latency.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_speed.py --threads 1
-    .venv/bin/python bench/bench_speed.py --threads 2 [--device auto] [--compile] [--quick]
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.bench_speed --threads 1
+    .venv/bin/python -m bench.bench_speed --threads 2 [--device auto] [--compile] [--quick]
 
 All figures of one run are measured side by side in that run, variants interleaved round by round
 (so a load change on a shared machine hits every variant alike); each figure is the median over
@@ -49,18 +49,15 @@ from pathlib import Path
 
 import torch
 
+from bench import diffusers_baseline as base
+from gda_core import fastpath
+from gda_core.checkpoints import load_run
+from gda_core.models import TrainConfig, build_model
+from gda_core.runtime import atomic_write_json, device_name, resolve_device
+from gda_core.sampling import generate
+from gda_core.training import train_precision
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import diffusers_baseline as base  # noqa: E402
-
-from gda_core import fastpath  # noqa: E402
-from gda_core.checkpoints import load_run  # noqa: E402
-from gda_core.models import TrainConfig, build_model  # noqa: E402
-from gda_core.runtime import atomic_write_json, device_name, resolve_device  # noqa: E402
-from gda_core.sampling import generate  # noqa: E402
-from gda_core.training import train_precision  # noqa: E402
 
 SHAPES = ((28, 1), (32, 3))
 BATCH = 64

@@ -1,6 +1,6 @@
 """Time to quality: our DDPM vs diffusers' UNet2DModel, same wall-clock training budget, same data.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_time_to_quality.py [--minutes 10] [--n 1000] [--seed 0]
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.bench_time_to_quality [--minutes 10] [--n 1000] [--seed 0]
         [--models ours diffusers-ref diffusers] [--out NAME]
 
 ``--models`` lists what trains (all at once, one process and one thread each):
@@ -61,8 +61,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
 
@@ -144,9 +142,9 @@ def worker(args) -> int:
         t1 = time.perf_counter()
         u8 = sample_u8(args.n, lambda a, b: model.sample(b - a, labels[a:b], seed=a, guidance=args.guidance, **how))
     else:
-        import diffusers_baseline as base
         from diffusers.training_utils import EMAModel
 
+        from bench import diffusers_baseline as base
         from gda_core.models import TrainConfig
         from gda_core.runtime import set_global_seed
         from gda_core.training import train_precision
@@ -226,8 +224,7 @@ def main() -> int:
     except ImportError:
         print("skipped: diffusers is not installed (pip install -r bench/requirements.txt)")
         return 0
-    import bench_speed
-
+    from bench import bench_speed
     from gda_core.data import load_dataset
     from gda_core.fastpath import cpu_native_bf16
     from gda_core.metrics import get_extractor
@@ -242,11 +239,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="gda-ttq-") as tmp:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        base_cmd = [sys.executable, __file__, "--minutes", str(args.minutes), "--n", str(args.n), "--guidance", str(args.guidance),
+        base_cmd = [sys.executable, "-m", "bench.bench_time_to_quality", "--minutes", str(args.minutes), "--n", str(args.n), "--guidance", str(args.guidance),
                     "--data", args.data, "--work", tmp, "--seed", str(args.seed)]  # fmt: skip
         load_before = os.getloadavg()
         t0 = time.perf_counter()
-        procs = {i: subprocess.Popen([*base_cmd, "--worker", w, "--index", str(i)], env=env) for i, w in enumerate(args.models)}
+        procs = {i: subprocess.Popen([*base_cmd, "--worker", w, "--index", str(i)], env=env, cwd=ROOT) for i, w in enumerate(args.models)}
         codes = {args.models[i]: p.wait() for i, p in procs.items()}
         wall = time.perf_counter() - t0
         if any(codes.values()):
@@ -279,7 +276,7 @@ def main() -> int:
         "machine": platform.machine(),
         "cpu_native_bf16": cpu_native_bf16(),
         "date": time.strftime("%Y-%m-%d"),
-        "command": f"OMP_NUM_THREADS=1 python bench/bench_time_to_quality.py --data {_rel(args.data)} --minutes {args.minutes:g} --n {args.n} "
+        "command": f"OMP_NUM_THREADS=1 python -m bench.bench_time_to_quality --data {_rel(args.data)} --minutes {args.minutes:g} --n {args.n} "
         f"--guidance {args.guidance:g} --seed {args.seed} --models {' '.join(args.models)} --out {args.out}",
     }
     table = _table(rows, ref)

@@ -1,6 +1,6 @@
 """How the DDPM sampler keeps x0 in range: dynamic thresholding vs a static clip vs diffusers' default.
 
-    .venv/bin/python bench/bench_x0_clip.py [--n 500] [--steps 300] [--out x0_clip_cpu]
+    .venv/bin/python -m bench.bench_x0_clip [--n 500] [--steps 300] [--out x0_clip_cpu]
 
 Each sampler turns the same starting noise into images with DDIM 25 steps and guidance 2.0 (our
 default) on two networks: the shipped 16x16 digits DDPM and a DDPM trained here for
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,14 +25,12 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 PNEUMONIA = ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
 
 
 def _diffusers_images(model, labels: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-    import diffusers_baseline as base
+    from bench import diffusers_baseline as base
 
     cfg = model.config
 
@@ -114,7 +111,7 @@ def main() -> int:
     meta = {"n": args.n, "sampler": "DDIM 25 steps, eta 0, guidance 2.0", "features": "domain-cnn, real = training split",
             "wall_s": round(time.perf_counter() - t0, 1), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
             "pneumoniamnist_train_precision": precision, "cpu_threads": torch.get_num_threads(),
-            "command": f"python bench/bench_x0_clip.py --n {args.n} --steps {args.steps} --out {args.out}"}  # fmt: skip
+            "command": f"python -m bench.bench_x0_clip --n {args.n} --steps {args.steps} --out {args.out}"}  # fmt: skip
     out = ROOT / "bench" / "results" / f"{Path(args.out).name}.json"
     atomic_write_json(out, {"meta": meta, "rows": rows, "markdown": table})
     print(table)

@@ -1,6 +1,6 @@
 """Where a DDPM sampling pass spends its time: torch.profiler over one UNet forward, by operator.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/profile_unet.py [--size 28] [--channels 1] [--batch 128]
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.profile_unet [--size 28] [--channels 1] [--batch 128]
 
 Batch 128 = one guided DDIM step of 64 images (conditional + unconditional in one pass), our
 default UNet in the fast path's channels_last layout, one thread. Prints the operator table and
@@ -12,14 +12,12 @@ calls too) take most of the pass.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
@@ -60,7 +58,7 @@ def main() -> int:
         ROOT / "bench" / "results" / "profile_unet_cpu.json",
         {"shape": f"{args.size}x{args.size}x{args.channels}", "batch": args.batch, "threads": args.threads, "pass_ms": round(pass_s * 1000, 1),
          "self_cpu_share": top, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-         "command": f"python bench/profile_unet.py --size {args.size} --channels {args.channels} --batch {args.batch} --threads {args.threads}"},
+         "command": f"python -m bench.profile_unet --size {args.size} --channels {args.channels} --batch {args.batch} --threads {args.threads}"},
     )  # fmt: skip
     return 0
 

@@ -11,7 +11,7 @@ import streamlit as st
 from gda_core.data import default_data_dir
 from gda_core.errors import GDAError
 from gda_core.sampling import image_grid
-from pages import common
+from pages.ui import common
 
 common.setup()
 st.title("Data")

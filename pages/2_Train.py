@@ -14,7 +14,7 @@ from gda_core.models import TrainConfig, get_model_class, list_models
 from gda_core.runtime import DEVICE_CHOICES
 from gda_core.schedulers import X0_CLIPS
 from gda_core.training import cpu_bf16_offered
-from pages import common
+from pages.ui import common
 
 common.setup()
 st.title("Train")

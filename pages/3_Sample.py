@@ -6,7 +6,7 @@ import streamlit as st
 
 from gda_core.errors import GDAError
 from gda_core.sampling import faster_precision, generate, png_bytes
-from pages import common
+from pages.ui import common
 
 common.setup()
 st.title("Sample")

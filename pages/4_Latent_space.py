@@ -10,7 +10,7 @@ from gda_core import latent
 from gda_core.errors import GDAError
 from gda_core.jobs import cached_reports
 from gda_core.sampling import generate, image_grid
-from pages import common
+from pages.ui import common
 
 common.setup()
 st.title("Latent space")

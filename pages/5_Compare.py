@@ -26,7 +26,7 @@ from gda_core.metrics import (
     write_comparison,
 )
 from gda_core.metrics.curve import curve_figure
-from pages import common
+from pages.ui import common
 
 common.setup()
 st.title("Compare")

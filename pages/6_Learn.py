@@ -9,7 +9,7 @@ from gda_core import learn
 from gda_core.errors import GDAError
 from gda_core.models import get_model_class, list_models
 from gda_core.sampling import image_grid
-from pages import common
+from pages.ui import common
 
 common.setup()
 st.title("Learn")

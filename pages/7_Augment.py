@@ -18,7 +18,7 @@ from gda_core.augment.select import select as apply_filters
 from gda_core.errors import GDAError
 from gda_core.metrics import DEFAULT_BUDGET
 from gda_core.sampling import image_grid
-from pages import common
+from pages.ui import common
 
 common.setup()
 st.title("Augment")

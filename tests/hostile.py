@@ -15,7 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # process reduces in the same order (and so the tests stay light on a shared 2-core machine).
 ENV = {
     **os.environ,
-    "PYTHONPATH": str(ROOT),
     "GDA_ALLOW_DOWNLOAD": "0",
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -31,7 +30,8 @@ def train_args(out: Path, steps: int, *extra: str, checkpoint_every: int = 25) -
 
 
 def cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    """``python -m gda_core ARGS`` in a subprocess."""
+    """``python -m gda_core ARGS`` in a subprocess (from ROOT: ``-m`` puts the working folder first on
+    sys.path, so it runs this checkout's gda_core whatever .venv has installed)."""
     return subprocess.run([sys.executable, "-m", "gda_core", *args], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=timeout, **kw)
 
 

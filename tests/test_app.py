@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -125,7 +126,11 @@ def test_home_page(runs_dir):
     from gda_core.runtime import device_name, resolve_device
 
     assert at.metric[2].value == device_name(resolve_device("auto"))
-    assert any("Sample" in m.value for m in at.markdown)
+    # The path through the app walks every page of the sidebar, in its order, each with what it is for.
+    steps = [m.value for m in at.markdown if re.match(r"\d+\. \*\*", m.value)]
+    titles = ["Data", "Train", "Sample", "Latent space", "Compare", "Learn", "Augment"]
+    assert [re.match(r"\d+\. \*\*(.+?)\*\*", v).group(1) for v in steps] == titles, steps
+    assert all(len(v.split("**: ", 1)[1]) > 20 for v in steps), steps
 
 
 def test_data_page_defaults_and_scarcity(runs_dir):
@@ -197,7 +202,7 @@ def test_data_local_path_missing_shows_error(runs_dir, tmp_path):
 
 
 def _wait_for_jobs(at: AppTest, seconds: float) -> None:
-    from pages import common
+    from pages.ui import common
 
     end = time.time() + seconds
     while time.time() < end:
@@ -243,6 +248,7 @@ def test_train_page_runs_a_short_vae_in_the_background(runs_dir):
 
 
 @pytest.mark.parametrize("native_bf16", [True, False])
+@pytest.mark.slow
 def test_train_page_offers_bf16_only_on_cpus_with_native_bf16(runs_dir, monkeypatch, native_bf16):
     from gda_core import fastpath
 
@@ -471,7 +477,7 @@ def test_compare_page_without_results_explains_what_to_do(runs_dir):
 
 
 def test_augment_page_study_progress_per_cell_cancel_and_resume(runs_dir):
-    from pages import common
+    from pages.ui import common
 
     at = _open("7_Augment.py")
     assert at.radio(key="study_source").value == "per-level"  # the leakage-free protocol is the default

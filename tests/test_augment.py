@@ -40,14 +40,6 @@ BREAST = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist"
 TINY = ClassifierBudget(epochs=2, min_steps=20, max_steps=30, batch_size=64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _tiny_run(tmp_path: Path, *, image_size=16, channels=1, num_classes=3) -> Run:
     """An untrained VAE wrapped as a Run (sizes and provenance only; the images are noise)."""
     model = build_model("vae", image_size=image_size, channels=channels, num_classes=num_classes, latent_dim=4, base_channels=8).eval()
@@ -230,7 +222,6 @@ def breast_vae(tmp_path_factory):
         pytest.skip(f"{BREAST} not present: the study test needs ../shared/data/breastmnist")
     from gda_core.training import train
 
-    torch.set_num_threads(1)
     ds = load_dataset(str(BREAST))
     out = train("vae", ds, out=tmp_path_factory.mktemp("runs") / "vae-breast", steps=30, seed=0, device="cpu",
                 model_config={"latent_dim": 8, "base_channels": 8})  # fmt: skip

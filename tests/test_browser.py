@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "test-output" / "screenshots"
 # URL of each page: the file name without its number, as in the sidebar's links.
-PAGES = {"home": "", "data": "Data", "train": "Train", "sample": "Sample", "latent": "Latent_space", "compare": "Compare", "learn": "Learn"}
+PAGES = {"home": "", "data": "Data", "train": "Train", "sample": "Sample", "latent": "Latent_space", "compare": "Compare", "learn": "Learn",
+         "augment": "Augment"}  # fmt: skip
 
 if not Path(CHROMIUM).exists():
     pytest.skip(
@@ -172,6 +173,9 @@ def test_every_page_opens(page, server):
         assert page.locator("h1").first.inner_text().strip()
         assert page.locator('[data-testid="stSidebarNav"]').count() == 1
         _shot(page, name)
+    # The sidebar lists the product's pages and nothing else (no helper module of pages/ as a page).
+    links = [t.strip().splitlines()[-1].strip() for t in page.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()]
+    assert links == ["Home", "Data", "Train", "Sample", "Latent space", "Compare", "Learn", "Augment"], links
 
 
 def test_sample_temperature_slider_changes_the_image(page, server):
@@ -238,7 +242,7 @@ def test_compare_shows_the_radar_chart(page, server):
 
 def test_a_deep_link_as_the_first_request_opens_that_page(browser, tmp_path):
     """A fresh server whose very first request is /Train (a bookmark, a link in a report) shows the
-    Train page inside the app: shared sidebar, the app's pages only (no 'common'), no 'Page not found'."""
+    Train page inside the app: shared sidebar, the app's pages only, no 'Page not found'."""
     with _streamlit(tmp_path, tmp_path / "runs") as url:
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         try:

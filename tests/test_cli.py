@@ -16,13 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GDA_ALLOW_DOWNLOAD": "0"}
+    env = {**os.environ, "GDA_ALLOW_DOWNLOAD": "0"}
     p = subprocess.run([sys.executable, "-m", "gda_core", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     if check and p.returncode != 0:
         raise AssertionError(f"exit {p.returncode}: {p.stderr}")
     return p
 
 
+@pytest.mark.slow
 def test_lists():
     p = cli("datasets", check=True)
     assert "digits" in p.stdout and "pneumoniamnist" in p.stdout
@@ -30,6 +31,7 @@ def test_lists():
     assert {r["name"] for r in rows} >= {"vae", "gan", "ddpm"}
 
 
+@pytest.mark.slow
 def test_train_sample_resume(tmp_path):
     run = tmp_path / "run"
     p = cli("train", "--dataset", "digits", "--model", "vae", "--steps", "20", "--per-class", "20", "--set", "latent_dim=8",
@@ -47,6 +49,7 @@ def test_train_sample_resume(tmp_path):
     assert Image.open(tmp_path / "g.png").size[0] > 16
 
 
+@pytest.mark.slow
 def test_train_cpu_bf16_flag(tmp_path):
     from gda_core import fastpath
 
@@ -83,6 +86,7 @@ def test_train_cpu_bf16_flag(tmp_path):
         (["train", "--dataset", "{tmp}/fake.npz", "--model", "vae", "--steps", "1", "--out", "{tmp}/x"], "fake.npz"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2(args, fragment, tmp_path):
     (tmp_path / "fake.npz").write_text("this is not an npz")
     p = cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])

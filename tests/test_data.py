@@ -227,6 +227,21 @@ def test_npz_non_square_is_centre_cropped(tmp_path):
     assert any("not square" in w for w in ds.warnings)
 
 
+def test_npz_splits_carved_from_train_after_crop_and_rgb(tmp_path):
+    # The carved val/test come from the cropped (and RGB-converted) train images, like the given splits.
+    x = np.zeros((20, 12, 20), np.uint8)
+    x[:, :, 4:16] = 200
+    f = tmp_path / "wide_train_only.npz"
+    np.savez(f, train_images=x, train_labels=np.arange(20) % 2)
+    ds = load_npz(f, DataSpec(str(f)))
+    assert ds.train_images.shape[1:] == ds.val_images.shape[1:] == ds.test_images.shape[1:] == (12, 12, 1)
+    assert ds.test_images.min() == 200
+    g = tmp_path / "grey_train_rgb_val.npz"
+    np.savez(g, train_images=x[:, :, 4:16], train_labels=np.arange(20) % 2, val_images=np.full((4, 12, 12, 3), 9, np.uint8), val_labels=[0, 1, 0, 1])
+    ds = load_npz(g, DataSpec(str(g)))
+    assert ds.train_images.shape[1:] == ds.test_images.shape[1:] == (12, 12, 3) and ds.test_images.min() == 200
+
+
 # ---------------------------------------------------------------------------------------------
 # image folders and zips made here
 # ---------------------------------------------------------------------------------------------

@@ -19,13 +19,14 @@ from .torchrun import ROOT, report, torchrun
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "gda_core", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
 
 
 TINY_DDPM = ["--model", "ddpm", "--set", "base_channels=8", "--set", "channel_mults=[1,2]", "--set", "num_timesteps=100"]
 
 
+@pytest.mark.slow
 def test_torchrun_gloo_trains_checkpoints_once_resumes_and_loads_in_one_process(tmp_path):
     out = tmp_path / "run"
     common = ["train", "--dataset", "digits", *TINY_DDPM, "--batch-size", "16", "--out", str(out), "--checkpoint-every", "10"]
@@ -62,6 +63,7 @@ def test_torchrun_gloo_trains_checkpoints_once_resumes_and_loads_in_one_process(
     assert ck.read_config(out)["step"] == 35
 
 
+@pytest.mark.slow
 def test_torchrun_gan_with_accumulation_keeps_processes_in_sync(tmp_path):
     # A GAN steps two optimisers per train_step and its spectral-norm buffers change in every
     # forward: the trainer checks at the end that both processes hold identical weights.
@@ -111,6 +113,7 @@ def test_accumulated_step_equals_full_batch_step():
     assert all(torch.equal(a, b) for a, b in zip(before, acc.parameters(), strict=True))
 
 
+@pytest.mark.slow
 def test_batch_smaller_than_accumulation_is_a_clear_error(tmp_path):
     r = _cli("train", "--dataset", "digits", "--model", "vae", "--steps", "2", "--batch-size", "2", "--grad-accum", "4", "--out", str(tmp_path / "r"))
     assert r.returncode == 2
@@ -118,6 +121,7 @@ def test_batch_smaller_than_accumulation_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("accum", [1, 2])
+@pytest.mark.slow
 def test_trainer_accumulation_runs_and_loss_falls(tmp_path, accum):
     from gda_core.data import load_dataset
     from gda_core.models import TrainConfig

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from gda_core import checkpoints as ck
-from gda_core.data import load_dataset
 from gda_core.errors import ConfigError
 from gda_core.latent import has_encoder, interpolate_images, interpolate_seeds
 from gda_core.models import TrainConfig, build_model
@@ -20,16 +19,6 @@ from gda_core.schedulers.flow import evaluations, integrate, time_grid
 from gda_core.training import train
 
 from .test_models import TINY
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread in this file: the small convolutions here gain nothing from a second thread,
-    and on a shared machine two spinning threads per process make them many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_flow(**kw) -> Flow:
@@ -224,11 +213,6 @@ TRAIN_STEPS = 300
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
 def trained(digits, tmp_path_factory):
     """A small flow (16 base channels, 3 levels) trained for TRAIN_STEPS steps of 32 images
     through the real trainer, then loaded back from its run folder."""
@@ -246,6 +230,7 @@ def trained(digits, tmp_path_factory):
     return ck.load_run(out, device="cpu")
 
 
+@pytest.mark.slow
 def test_training_reduces_flow_matching_loss(trained):
     hist = trained.history
     # Measured: 1.40 over the first 20 steps -> 0.228 over the last 30.
@@ -254,6 +239,7 @@ def test_training_reduces_flow_matching_loss(trained):
     assert json.loads((trained.run_dir / "config.json").read_text())["family"] == "flow"
 
 
+@pytest.mark.slow
 def test_heun_20_close_to_euler_200_on_trained_model(trained):
     # The issue's requirement. Measured on this model (seed 0, 16 images, guidance 1, images in
     # [0, 1]): Heun-20 vs Euler-200 mean |diff| = 0.00062, Euler-20 vs Euler-200 = 0.0047 (7.6x).
@@ -270,6 +256,7 @@ def test_heun_20_close_to_euler_200_on_trained_model(trained):
     assert d_heun < 0.25 * d_euler, (d_heun, d_euler)
 
 
+@pytest.mark.slow
 def test_real_images_invert_and_interpolate(trained, digits):
     m = trained.model
     x, y = digits.tensors("test")

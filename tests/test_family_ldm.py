@@ -27,21 +27,6 @@ AE_STEPS = 150
 RECON_MSE_BOUND = 0.005
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """This file is budgeted for one torch thread. (conftest asks for 2; on a shared, loaded 2-core machine
-    that makes these small convolutions about 100x slower, threads waiting on each other.)"""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
 def tiny(**kw) -> LDM:
     return build_model("ldm", **{**TINY["ldm"], "image_size": 16, "channels": 1, "num_classes": 3, **kw})  # type: ignore[return-value]
 
@@ -213,6 +198,7 @@ def test_scale_factor_pooled_over_processes(tmp_path):
     assert torch.allclose(a.scale_factor, b.scale_factor) and float(a.scale_factor) != 1.0
 
 
+@pytest.mark.slow
 def test_training_run_writes_autoencoder_checkpoint(digits, tmp_path):
     out = train("ldm", digits, out=tmp_path / "run", steps=AE_STEPS + 30, checkpoint_every=50, log_every=10,
                 model_config={"ae_steps": AE_STEPS, "base_channels": 16}, train_config=TrainConfig(batch_size=32))  # fmt: skip

@@ -23,15 +23,6 @@ from .torchrun import report, torchrun
 SMALL = {"levels": 2, "steps_per_level": 2, "hidden_channels": 8, "class_dim": 4}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 threads under load run many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _perturbed(seed: int = 0, scale: float = 0.05, **cfg):
     """A model whose every layer does something (zero-initialised layers perturbed away from identity)."""
     torch.manual_seed(seed)
@@ -215,6 +206,7 @@ def test_config_validation():
 BPD_MARGIN = 3.0
 
 
+@pytest.mark.slow
 def test_short_training_on_digits_beats_the_uniform_bound(tmp_path):
     ds = load_dataset("digits")
     out = train("realnvp", ds, out=tmp_path / "run", steps=250, model_config={**SMALL, "hidden_channels": 16},
@@ -231,6 +223,7 @@ def test_short_training_on_digits_beats_the_uniform_bound(tmp_path):
     assert hist[-1]["loss"] < hist[0]["loss"] - 1.0, (hist[0], hist[-1])
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_share_the_actnorm_initialisation(tmp_path):
     """Under torchrun each process initialises actnorm on its own shard; process 0's values must
     win everywhere (the trainer refuses a run whose processes end with different weights)."""

@@ -19,16 +19,6 @@ from gda_core.training import train
 from .test_models import TINY
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread for this file (restored after): on a shared, busy CPU a second thread mostly
-    spins waiting for the first and made the short training run ~20x slower in CPU time."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _model(**kw):
     torch.manual_seed(0)
     m = build_model("stylegan2", **{**TINY["stylegan2"], "image_size": 16, "channels": 1, "num_classes": 3, **kw})

@@ -1,7 +1,7 @@
 """GPU tests: training steps and sampling on CUDA, bf16 autocast close to fp32, the compiled path correct.
 
 Skipped (with the reason) on machines without a CUDA device; CI has none, so run them by hand on
-a GPU machine: ``python -m pytest tests/test_gpu.py``.
+a GPU machine: ``python -m pytest -m gpu``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from gda_core.checkpoints import load_run
 from gda_core.models import TrainConfig, build_model
 from gda_core.sampling import generate
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: GPU tests need torch.cuda.is_available()")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: GPU tests need torch.cuda.is_available()")]
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {

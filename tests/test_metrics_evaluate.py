@@ -13,7 +13,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from gda_core.data import load_dataset
 from gda_core.metrics import AXES, ClassifierBudget, Report, compare, evaluate, radar_figure, write_comparison
@@ -29,25 +28,6 @@ RAW_KEYS = {
     "nearest_ssim_p95", "memorization_rate", "fid", "kid",
 }  # fmt: skip
 PNEUMONIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 threads under load run many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def small_digits():
-    return load_dataset("digits", per_class=20, seed=0)  # 200 training images
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +68,7 @@ def noise_report(digits, quick):
     return quick(NoiseModel(config_for(digits)), digits)
 
 
+@pytest.mark.slow
 def test_memorising_model_has_no_privacy(memorising_report):
     rep = memorising_report
     _check_report(rep)
@@ -98,6 +79,7 @@ def test_memorising_model_has_no_privacy(memorising_report):
     assert any("FID" in w for w in rep.warnings)  # 1,257 < 2,000 images per side
 
 
+@pytest.mark.slow
 def test_noise_model_has_no_fidelity(noise_report, memorising_report):
     rep = noise_report
     _check_report(rep)
@@ -109,6 +91,7 @@ def test_noise_model_has_no_fidelity(noise_report, memorising_report):
     assert rep.raw["trtr_acc"] == memorising_report.raw["trtr_acc"]
 
 
+@pytest.mark.slow
 def test_comparison_outputs(tmp_path, memorising_report, noise_report):
     reps, names = [memorising_report, noise_report], ["memoriser", "noise"]
     cmp = compare(reps, names)
@@ -134,6 +117,7 @@ def test_comparison_outputs(tmp_path, memorising_report, noise_report):
         write_comparison(reps, names, tmp_path / "cmp.txt")
 
 
+@pytest.mark.slow
 def test_cache_returns_the_same_report_instantly(tmp_path, small_digits, quick):
     digits = small_digits
     model = NoiseModel(config_for(digits))
@@ -209,6 +193,7 @@ def _registry_families() -> list[str]:
     return list_models()
 
 
+@pytest.mark.slow
 def test_cli_evaluate_writes_six_scores(tmp_path, small_digits, cache_dir, monkeypatch):
     digits = small_digits
     families = _registry_families()

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from gda_core import checkpoints as ck
-from gda_core.data import load_dataset
 from gda_core.errors import ConfigError
 from gda_core.jobs import cached_reports
 from gda_core.metrics import AXES, ClassifierBudget, Report, compare, evaluate, held_out_bits_per_dim, reading, write_comparison
@@ -28,19 +27,6 @@ TINY = ClassifierBudget(epochs=1, min_steps=20, max_steps=20)
 EXT = {"budget": ClassifierBudget(epochs=1, min_steps=30, max_steps=30)}
 FLOW = {"levels": 2, "steps_per_level": 2, "hidden_channels": 8, "class_dim": 4}
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", per_class=20, seed=0)  # 200 training images, the full 360-image test split
 
 
 @pytest.fixture(scope="module")
@@ -65,28 +51,28 @@ def _test_tensors(ds):
 
 
 @pytest.fixture(scope="module")
-def flow_run(tmp_path_factory, digits):
-    """A saved (untrained, perturbed so that it is not the identity) RealNVP run folder on digits."""
+def flow_run(tmp_path_factory, small_digits):
+    """A saved (untrained, perturbed so that it is not the identity) RealNVP run folder on the small digits set."""
     torch.manual_seed(0)
-    model = build_model("realnvp", image_size=digits.image_size, channels=digits.channels, num_classes=digits.num_classes, **FLOW)
+    model = build_model("realnvp", image_size=small_digits.image_size, channels=small_digits.channels, num_classes=small_digits.num_classes, **FLOW)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "invconv" not in name:
                 p.add_(0.02 * torch.randn_like(p))
     run_dir = tmp_path_factory.mktemp("runs") / "realnvp-digits"
     ck.save_weights(run_dir, model)
-    ck.write_config(run_dir, ck.base_config(model, data=digits.spec.to_dict(), class_names=digits.class_names, seed=0))
+    ck.write_config(run_dir, ck.base_config(model, data=small_digits.spec.to_dict(), class_names=small_digits.class_names, seed=0))
     return run_dir
 
 
 @pytest.fixture(scope="module")
-def flow_report(flow_run, digits, quick):
-    return quick(flow_run, digits)
+def flow_report(flow_run, small_digits, quick):
+    return quick(flow_run, small_digits)
 
 
-def test_held_out_bits_per_dim_is_batched_and_exact(digits, flow_run):
+def test_held_out_bits_per_dim_is_batched_and_exact(small_digits, flow_run):
     model = ck.load_run(flow_run, device="cpu").model
-    x, y = _test_tensors(digits)
+    x, y = _test_tensors(small_digits)
     bpd = held_out_bits_per_dim(model, x, y)
     assert np.isfinite(bpd) and 2.0 < bpd < 14.0, bpd
     # Same figure on every call; and for one batch it is the mean of the model's own per-image bits/dim.
@@ -96,13 +82,13 @@ def test_held_out_bits_per_dim_is_batched_and_exact(digits, flow_run):
         direct = model.bits_per_dim(x[:50].float() / 255, y[:50]).double().mean().item()
     assert abs(few - direct) < 1e-6
     with pytest.raises(ConfigError, match="no exact likelihood"):
-        held_out_bits_per_dim(NoiseModel(config_for(digits)), x, y)
+        held_out_bits_per_dim(NoiseModel(config_for(small_digits)), x, y)
 
 
-def test_evaluate_reports_bits_per_dim_for_likelihood_families(flow_report, flow_run, digits):
+def test_evaluate_reports_bits_per_dim_for_likelihood_families(flow_report, flow_run, small_digits):
     rep = flow_report
     model = ck.load_run(flow_run, device="cpu").model
-    x, y = _test_tensors(digits)
+    x, y = _test_tensors(small_digits)
     assert rep.bits_per_dim == pytest.approx(held_out_bits_per_dim(model, x, y), abs=1e-9)
     assert rep.raw["bits_per_dim"] == rep.bits_per_dim
     assert rep.units["bits_per_dim"] == "bits/dim" and rep.better["bits_per_dim"] == "lower" and rep.descriptions["bits_per_dim"]
@@ -112,10 +98,10 @@ def test_evaluate_reports_bits_per_dim_for_likelihood_families(flow_report, flow
     assert Report.from_dict(data).bits_per_dim == rep.bits_per_dim
 
 
-def test_cache_keeps_bits_per_dim_and_refreshes_old_entries(flow_report, flow_run, digits, quick):
+def test_cache_keeps_bits_per_dim_and_refreshes_old_entries(flow_report, flow_run, small_digits, quick):
     files = list((flow_run / "eval").glob("*.json"))
     assert len(files) == 1
-    cached = quick(flow_run, digits)
+    cached = quick(flow_run, small_digits)
     assert cached.to_dict() == flow_report.to_dict()
     assert cached_reports(flow_run)[0][1].bits_per_dim == flow_report.bits_per_dim
     # An entry written before bits/dim existed: it loads (bits_per_dim None) ...
@@ -125,18 +111,18 @@ def test_cache_keeps_bits_per_dim_and_refreshes_old_entries(flow_report, flow_ru
     assert Report.from_dict(old).bits_per_dim is None
     assert cached_reports(flow_run)[0][1].bits_per_dim is None
     # ... and evaluating the likelihood model again measures it instead of returning the stale entry.
-    fresh = quick(flow_run, digits)
+    fresh = quick(flow_run, small_digits)
     assert fresh.bits_per_dim == pytest.approx(flow_report.bits_per_dim, abs=1e-9)
     assert json.loads(files[0].read_text())["raw"]["bits_per_dim"] == fresh.bits_per_dim
 
 
-def test_models_without_likelihood_have_no_bits_per_dim(digits, quick, tmp_path):
-    run = SimpleNamespace(model=NoiseModel(config_for(digits)), run_dir=tmp_path / "noise", weights_hash="a" * 64, data_spec=digits.spec)
+def test_models_without_likelihood_have_no_bits_per_dim(small_digits, quick, tmp_path):
+    run = SimpleNamespace(model=NoiseModel(config_for(small_digits)), run_dir=tmp_path / "noise", weights_hash="a" * 64, data_spec=small_digits.spec)
     (tmp_path / "noise").mkdir()
-    rep = quick(run, digits)
+    rep = quick(run, small_digits)
     assert "bits_per_dim" not in rep.raw and rep.bits_per_dim is None
     # The cached entry of a model without a likelihood is reused as it is.
-    again = quick(run, digits)
+    again = quick(run, small_digits)
     assert again.to_dict() == rep.to_dict()
 
 

@@ -22,15 +22,6 @@ prdc_pkg = pytest.importorskip("prdc")
 skm = pytest.importorskip("skimage.metrics")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 threads under load run many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _prdc_ref(real, fake, k):
     return prdc_pkg.compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
 

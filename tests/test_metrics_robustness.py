@@ -7,22 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from gda_core.data import load_dataset
 from gda_core.metrics import ClassifierBudget, accuracy, deepfool, deepfool_rho, features, train_classifier
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 threads under load run many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ def held_out_classifier():
 
 
 @pytest.mark.parametrize("family", ["vae", "gan", "ddpm"])
+@pytest.mark.slow
 def test_shipped_checkpoint_makes_the_requested_class(family, held_out_classifier):
     path = SHIPPED_DIR / f"{family}-digits"
     if not (path / "model.safetensors").exists():
@@ -41,6 +42,7 @@ def test_shipped_checkpoint_makes_the_requested_class(family, held_out_classifie
     assert acc >= THRESHOLD[family], f"{family}: only {acc:.2f} of samples recognised as the requested class"
 
 
+@pytest.mark.slow
 def test_few_step_solver_matches_ddim_50_on_domain_features(tmp_path_factory):
     """DPM-Solver++(2M) at 15 steps keeps DDIM-50's quality on the shipped digits DDPM.
 

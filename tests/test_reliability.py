@@ -117,6 +117,7 @@ def reference(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_step_then_resume_equals_uninterrupted(tmp_path, reference):
     rng = random.Random(SEED)
     out = tmp_path / "run"
@@ -134,6 +135,7 @@ def test_sigkill_at_random_step_then_resume_equals_uninterrupted(tmp_path, refer
     _assert_same_as_reference(out, reference)
 
 
+@pytest.mark.slow
 def test_repeated_kills_including_inside_checkpoint_writes(tmp_path, reference):
     rng = random.Random(SEED + 1)
     out = tmp_path / "run"
@@ -258,6 +260,7 @@ def _limit_file_size(limit: int):
     return pre
 
 
+@pytest.mark.slow
 def test_real_write_failure_inside_torch_save_cli(tmp_path):
     """A real kernel write error in the middle of torch.save (RLIMIT_FSIZE: files may not grow past
     200 kB). The step-0 snapshot (~110 kB: no optimiser moments yet) fits; the step-25 one (~340 kB)
@@ -276,6 +279,7 @@ def test_real_write_failure_inside_torch_save_cli(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_nan_loss_cli_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
     out = tmp_path / "nan"
     p = cli(*train_args(out, 60, "--lr", "1e12"))
@@ -287,6 +291,7 @@ def test_nan_loss_cli_stops_with_message_and_keeps_last_good_checkpoint(tmp_path
     assert run.config["step"] == good and ck.load_train_state(out)["step"] == good
 
 
+@pytest.mark.slow
 def test_two_jobs_one_folder_second_fails_fast(tmp_path):
     out = tmp_path / "shared"
     a = popen(*train_args(out, 60, checkpoint_every=20))

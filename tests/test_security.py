@@ -242,6 +242,7 @@ def test_checkpoint_path_that_is_a_pickle_file(ctx, capfd):
 
 
 @pytest.mark.parametrize("case", ["weights-only-pickle-pt", "weights-header-claims-huge", "size-negative", "config-deeply-nested"])
+@pytest.mark.slow
 def test_hostile_checkpoint_cli_subprocess(case, ctx):
     """The same contract from a real process: exit 2, one line, no traceback, nothing written."""
     _, mutate, fragment, which = next(c for c in CHECKPOINT_CORPUS if c[0] == case)

@@ -23,14 +23,16 @@ from .test_models import TINY
 
 
 @pytest.fixture(scope="module")
-def digits():
+def digits40():
+    """40 images per class: enough for the short runs below to learn, small enough to stay quick."""
     return load_dataset("digits", per_class=40)
 
 
 @pytest.mark.parametrize("family,steps,key", [("vae", 120, "loss"), ("ddpm", 120, "loss"), ("gan", 150, "d_real")])
-def test_short_run_learns(family, steps, key, digits, tmp_path):
+@pytest.mark.slow
+def test_short_run_learns(family, steps, key, digits40, tmp_path):
     events = []
-    out = train(family, digits, out=tmp_path / family, steps=steps, model_config=TINY.get(family) if family != "ddpm" else {"base_channels": 16, "channel_mults": (1, 2)},
+    out = train(family, digits40, out=tmp_path / family, steps=steps, model_config=TINY.get(family) if family != "ddpm" else {"base_channels": 16, "channel_mults": (1, 2)},
                 train_config=TrainConfig(batch_size=32), callback=events.append, log_every=10)  # fmt: skip
     hist = json.loads((out / "history.json").read_text())
     first, last = np.mean([h[key] for h in hist[:2]]), np.mean([h[key] for h in hist[-2:]])
@@ -49,7 +51,7 @@ def test_short_run_learns(family, steps, key, digits, tmp_path):
     assert (out / "preview.png").stat().st_size > 0
 
 
-def test_resume_continues_from_saved_step(digits, tmp_path):
+def test_resume_continues_from_saved_step(digits40, tmp_path):
     out = tmp_path / "run"
     kw = dict(model_config=TINY["vae"], train_config=TrainConfig(batch_size=16), seed=3, log_every=5)
     cancel = threading.Event()
@@ -59,29 +61,29 @@ def test_resume_continues_from_saved_step(digits, tmp_path):
             cancel.set()
 
     with pytest.raises(Cancelled, match="cancelled at step 40"):
-        train("vae", digits, out=out, steps=80, cancel=cancel, callback=stop_at_40, **kw)
+        train("vae", digits40, out=out, steps=80, cancel=cancel, callback=stop_at_40, **kw)
     assert json.loads((out / "config.json").read_text())["step"] == 40
     with pytest.raises(ConfigError, match="already holds a run"):
-        train("vae", digits, out=out, steps=80, **kw)
-    train("vae", digits, out=out, steps=80, resume=True, **kw)
+        train("vae", digits40, out=out, steps=80, **kw)
+    train("vae", digits40, out=out, steps=80, resume=True, **kw)
     hist = json.loads((out / "history.json").read_text())
     assert [h["step"] for h in hist] == list(range(5, 85, 5))
     # The same 80 steps without interruption give the same final weights (same data order + RNG).
-    ref = train("vae", digits, out=tmp_path / "ref", steps=80, **kw)
+    ref = train("vae", digits40, out=tmp_path / "ref", steps=80, **kw)
     a, b = ck.load_run(out).model.state_dict(), ck.load_run(ref).model.state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
 
 
-def test_resume_checks_a_hand_edited_config_and_takes_its_settings(digits, tmp_path):
+def test_resume_checks_a_hand_edited_config_and_takes_its_settings(digits40, tmp_path):
     """Resuming takes the run's saved training settings (here its gradient accumulation, whatever the
     caller passes) and refuses a config.json edited into something a new run would refuse, naming
     the file, before touching the weights."""
     out = tmp_path / "run"
     kw = dict(model_config=TINY["vae"], seed=1)
-    train("vae", digits, out=out, steps=4, train_config=TrainConfig(batch_size=16, grad_accum=2), **kw)
+    train("vae", digits40, out=out, steps=4, train_config=TrainConfig(batch_size=16, grad_accum=2), **kw)
     path = out / "config.json"
     saved = path.read_text()
-    train("vae", digits, out=out, steps=6, resume=True, train_config=TrainConfig(batch_size=16), **kw)
+    train("vae", digits40, out=out, steps=6, resume=True, train_config=TrainConfig(batch_size=16), **kw)
     cfg = json.loads(path.read_text())
     assert cfg["step"] == 6 and cfg["train_config"]["grad_accum"] == 2
     weights = (out / "model.safetensors").read_bytes()
@@ -96,17 +98,17 @@ def test_resume_checks_a_hand_edited_config_and_takes_its_settings(digits, tmp_p
         bad["train_config"][key] = value
         path.write_text(json.dumps(bad))
         with pytest.raises(ck.CheckpointError, match=re.escape(fragment)) as info:
-            train("vae", digits, out=out, steps=8, resume=True, **kw)
+            train("vae", digits40, out=out, steps=8, resume=True, **kw)
         assert "config.json" in str(info.value)
     bad = json.loads(saved)
     bad["seed"] = "three"
     path.write_text(json.dumps(bad))
     with pytest.raises(ck.CheckpointError, match="'seed' must be an integer"):
-        train("vae", digits, out=out, steps=8, resume=True, **kw)
+        train("vae", digits40, out=out, steps=8, resume=True, **kw)
     assert (out / "model.safetensors").read_bytes() == weights, "a refused resume leaves the run as it was"
 
 
-def test_train_config_is_validated_before_anything_runs(digits, tmp_path):
+def test_train_config_is_validated_before_anything_runs(digits40, tmp_path):
     for tc, fragment in [
         (TrainConfig(lr=0.0), "learning rate must be a positive number"),
         (TrainConfig(lr=float("inf")), "learning rate must be a positive number"),
@@ -115,7 +117,7 @@ def test_train_config_is_validated_before_anything_runs(digits, tmp_path):
         (TrainConfig(amp="no"), "amp must be true or false"),
     ]:
         with pytest.raises(ConfigError, match=re.escape(fragment)):
-            train("vae", digits, out=tmp_path / "x", steps=1, model_config=TINY["vae"], train_config=tc)
+            train("vae", digits40, out=tmp_path / "x", steps=1, model_config=TINY["vae"], train_config=tc)
     assert not (tmp_path / "x" / "model.safetensors").exists()
 
 
@@ -126,35 +128,36 @@ def test_batches_are_a_function_of_step():
     assert sorted(a[:10].tolist()) == list(range(10))
 
 
-def test_divergence_stops_and_keeps_last_checkpoint(digits, tmp_path):
+def test_divergence_stops_and_keeps_last_checkpoint(digits40, tmp_path):
     out = tmp_path / "nan"
     with pytest.raises(TrainingError, match=r"diverged: .* became (nan|inf).*last good checkpoint \(step 0\)"):
-        train("vae", digits, out=out, steps=50, model_config=TINY["vae"], train_config=TrainConfig(batch_size=16, lr=1e12))
+        train("vae", digits40, out=out, steps=50, model_config=TINY["vae"], train_config=TrainConfig(batch_size=16, lr=1e12))
     run = ck.load_run(out)
     assert all(math.isfinite(float(v.float().abs().sum())) for v in run.model.state_dict().values())
 
 
-def test_run_folder_lock(tmp_path, digits):
+def test_run_folder_lock(tmp_path, digits40):
     with run_lock(tmp_path / "busy"):
         with pytest.raises(TrainingError, match="in use by another job"):
-            train("vae", digits, out=tmp_path / "busy", steps=5, model_config=TINY["vae"])
+            train("vae", digits40, out=tmp_path / "busy", steps=5, model_config=TINY["vae"])
 
 
-def test_budget_validation(digits, tmp_path):
+def test_budget_validation(digits40, tmp_path):
     with pytest.raises(ConfigError, match="training budget"):
-        train("vae", digits, out=tmp_path / "x")
+        train("vae", digits40, out=tmp_path / "x")
     with pytest.raises(ConfigError, match="unknown model"):
-        train("transformer", digits, out=tmp_path / "x", steps=1)
+        train("transformer", digits40, out=tmp_path / "x", steps=1)
 
 
-def test_minutes_budget(digits, tmp_path):
-    out = train("vae", digits, out=tmp_path / "m", minutes=0.05, model_config=TINY["vae"], train_config=TrainConfig(batch_size=16))
+def test_minutes_budget(digits40, tmp_path):
+    out = train("vae", digits40, out=tmp_path / "m", minutes=0.05, model_config=TINY["vae"], train_config=TrainConfig(batch_size=16))
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["finished"] and cfg["step"] > 0 and cfg["train_time_s"] >= 3.0
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_cpu_bf16_trains_in_bf16_only_where_the_cpu_does_it_natively(native, digits, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_cpu_bf16_trains_in_bf16_only_where_the_cpu_does_it_natively(native, digits40, tmp_path, monkeypatch):
     from gda_core import fastpath
     from gda_core.training import cpu_bf16_offered
 
@@ -163,9 +166,9 @@ def test_cpu_bf16_trains_in_bf16_only_where_the_cpu_does_it_natively(native, dig
     monkeypatch.setattr(fastpath, "cpu_native_bf16", lambda: native)
     assert cpu_bf16_offered("cpu") is native
     kw = dict(steps=20, model_config={"base_channels": 16, "channel_mults": (1, 2)}, seed=1, device="cpu", log_every=1)
-    plain = train("ddpm", digits, out=tmp_path / "fp32", train_config=TrainConfig(batch_size=32, cpu_bf16=False), **kw)
+    plain = train("ddpm", digits40, out=tmp_path / "fp32", train_config=TrainConfig(batch_size=32, cpu_bf16=False), **kw)
     events = []
-    low = train("ddpm", digits, out=tmp_path / "bf16", train_config=TrainConfig(batch_size=32, cpu_bf16=True), callback=events.append, **kw)
+    low = train("ddpm", digits40, out=tmp_path / "bf16", train_config=TrainConfig(batch_size=32, cpu_bf16=True), callback=events.append, **kw)
     cfg = json.loads((low / "config.json").read_text())
     assert cfg["train_config"]["cpu_bf16"] is True
     assert cfg["train_precision"] == ("bfloat16" if native else "float32")
@@ -187,7 +190,7 @@ def test_cpu_bf16_trains_in_bf16_only_where_the_cpu_does_it_natively(native, dig
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_cpu_bf16_default_is_the_familys(native, digits, tmp_path, monkeypatch):
+def test_cpu_bf16_default_is_the_familys(native, digits40, tmp_path, monkeypatch):
     """TrainConfig() (cpu_bf16=None) trains the DDPM in bf16 where the CPU does it natively, and the
     families without a measured bf16 time to quality in float32; an explicit False always wins."""
     from gda_core import fastpath
@@ -202,24 +205,24 @@ def test_cpu_bf16_default_is_the_familys(native, digits, tmp_path, monkeypatch):
              ("vae", TrainConfig(batch_size=16), False), ("vae", TrainConfig(batch_size=16, cpu_bf16=True), native)]  # fmt: skip
     for i, (family, tc, bf16) in enumerate(cases):
         events = []
-        out = train(family, digits, out=tmp_path / f"r{i}", model_config=TINY[family], train_config=tc, callback=events.append, **kw)
+        out = train(family, digits40, out=tmp_path / f"r{i}", model_config=TINY[family], train_config=tc, callback=events.append, **kw)
         cfg = json.loads((out / "config.json").read_text())
         assert cfg["train_config"]["cpu_bf16"] == tc.cpu_bf16, "the setting is recorded as given (null: the family's default)"
         assert cfg["train_precision"] == ("bfloat16" if bf16 else "float32"), (family, tc)
         start = next(e.message for e in events if e.kind == "start")
         assert ("cpu_bf16 ignored" in start) == (tc.cpu_bf16 is True and not native), start
     with pytest.raises(ConfigError, match="cpu_bf16 must be true, false or null"):
-        train("vae", digits, out=tmp_path / "bad", steps=1, model_config=TINY["vae"], train_config=TrainConfig(cpu_bf16="yes"))
+        train("vae", digits40, out=tmp_path / "bad", steps=1, model_config=TINY["vae"], train_config=TrainConfig(cpu_bf16="yes"))
 
 
 @pytest.mark.parametrize("family", sorted(TINY))
-def test_every_family_trains_under_cpu_bf16(family, digits, tmp_path, monkeypatch):
+def test_every_family_trains_under_cpu_bf16(family, digits40, tmp_path, monkeypatch):
     from gda_core import fastpath
 
     # Native bf16 is assumed (patched) so the autocast path runs on every CI machine; where the CPU
     # lacks it, the arithmetic is emulated: slower, the same results.
     monkeypatch.setattr(fastpath, "cpu_native_bf16", lambda: True)
-    out = train(family, digits, out=tmp_path / family, steps=6, model_config=TINY[family], device="cpu", log_every=1,
+    out = train(family, digits40, out=tmp_path / family, steps=6, model_config=TINY[family], device="cpu", log_every=1,
                 train_config=TrainConfig(batch_size=16, cpu_bf16=True))  # fmt: skip
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["train_precision"] == "bfloat16"

@@ -19,8 +19,9 @@ def free_port() -> int:
 
 def torchrun(nproc: int, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
     """``torchrun --nproc_per_node nproc -m gda_core *args`` on 127.0.0.1, one thread per process
-    (the processes write to the captured stderr directly; ``report`` formats it for a failure)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    (the processes write to the captured stderr directly; ``report`` formats it for a failure).
+    From ROOT, so that ``-m gda_core`` runs this checkout's package."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1"]
     cmd += ["--master_port", str(free_port()), "-m", "gda_core", *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

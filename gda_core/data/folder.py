@@ -294,114 +294,31 @@ def _unwrap(tree: _Node) -> _Node:
     return tree
 
 
+# Files of one class: (name shown in warnings, a function that opens the file).
+_Files = list[tuple[str, Callable[[], object]]]
+# A readable file after the header pass: (name, opener, (width, height), grey).
+_Probed = list[tuple[str, Callable[[], object], tuple[int, int], bool]]
+
+
 def _load_tree(tree: _Node, path: Path, spec: DataSpec, name: str, skips: _Skips, notes: list[str]) -> Dataset:
+    """The dataset of a folder tree: find the layout, read the headers to choose one size, decode,
+    then keep the split the folders give or make a stratified one."""
     tree = _unwrap(tree)
     warnings: list[str] = []
-    lowered = {d.lower(): d for d in tree.dirs}
-    split_layout = "train" in lowered and all(k in _SPLIT_ALIASES for k in lowered)
-    if tree.files:
-        notes.append(f"{len(tree.files)} image(s) directly in {path} are outside any class folder; ignored")
-
-    # split -> class name -> files
-    layout: dict[str, dict[str, list[tuple[str, Callable[[], object]]]]] = {}
-    if split_layout:
-        for low, actual in lowered.items():
-            split = _SPLIT_ALIASES[low]
-            if split in layout:
-                raise DataError(f"{path} has two folders for the {split} split ({', '.join(k for k in lowered if _SPLIT_ALIASES[k] == split)})")
-            node = tree.dirs[actual]
-            if node.files:
-                notes.append(f"{len(node.files)} image(s) directly in the {actual} folder are outside any class folder; ignored")
-            layout[split] = {cls: sub.all_files() for cls, sub in node.dirs.items()}
-    else:
-        layout["whole"] = {cls: sub.all_files() for cls, sub in tree.dirs.items()}
-
+    layout, split_layout = _layout(tree, path, notes)
     all_classes = sorted({c for per in layout.values() for c in per})
     if not all_classes:
         raise DataError(f"{path} has no class sub-folders; put the images of each class in their own folder")
 
     # Pass 1: headers only (size, grey or colour) to choose the size before decoding anything.
-    probes: dict[tuple[str, str], list[tuple[str, Callable[[], object], tuple[int, int], bool]]] = {}
-    for split, per in layout.items():
-        for cls, files in per.items():
-            ok = []
-            for display, opener in files:
-                info = _probe(display, opener, skips)
-                if info is not None:
-                    ok.append((display, opener, info[0], info[1]))
-            probes[(split, cls)] = ok
-    sides = [min(size) for items in probes.values() for _, _, size, _ in items]
-    if not sides:
-        raise DataError(f"{path} has no readable images ({_count(layout)} image file(s) found, none could be decoded)")
-
-    size = spec.image_size
-    if size is None:
-        median = int(np.median(sides))
-        size = int(min(max(median // 4 * 4, MIN_IMAGE_SIZE), MAX_IMAGE_SIZE))
-        dims = {s for items in probes.values() for _, _, s, _ in items}
-        if dims != {(size, size)}:
-            shown = ", ".join(f"{w}x{h}" for w, h in sorted(dims)[:4]) + (" ..." if len(dims) > 4 else "")
-            warnings.append(
-                f"images ({shown}) centre-cropped and resized to {size}x{size}: the median shorter side "
-                f"({median} px) rounded down to a multiple of 4 within {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}; pass an image size to choose"
-            )
+    probes = {(split, cls): _probe_files(files, skips) for split, per in layout.items() for cls, files in per.items()}
+    size = _choose_size(probes, spec, path, layout, warnings)
     grey = all(g for items in probes.values() for _, _, _, g in items)
 
     # Pass 2: decode, crop, resize.
-    decoded: dict[tuple[str, str], list[np.ndarray]] = {}
-    for key, items in probes.items():
-        arrays = []
-        for display, opener, _, _ in items:
-            arr = _decode(display, opener, size, grey, skips)
-            if arr is not None:
-                arrays.append(arr)
-        decoded[key] = arrays
-
-    classes = [c for c in all_classes if any(decoded.get((s, c)) for s in layout)]
-    dropped = [c for c in all_classes if c not in classes]
-    if dropped:
-        shown = ", ".join(f"'{c}'" for c in dropped[:10]) + (" ..." if len(dropped) > 10 else "")
-        warnings.append(f"{len(dropped)} class folder(s) in {path} with no readable images dropped: {shown}")
-    if not classes:
-        raise DataError(f"{path} has no readable images ({_count(layout)} image file(s) found, none could be decoded)")
-    if len(classes) == 1:
-        warnings.append(f"only one class ('{classes[0]}') in {path}; class-conditional models need two or more")
-    index = {c: i for i, c in enumerate(classes)}
-    channels = 1 if grey else 3
-
-    def stack(split: str) -> tuple[np.ndarray, np.ndarray]:
-        imgs, labs = [], []
-        for cls in classes:
-            arrays = decoded.get((split, cls), [])
-            imgs.extend(arrays)
-            labs.extend([index[cls]] * len(arrays))
-        if not imgs:
-            return np.zeros((0, size, size, channels), np.uint8), np.zeros(0, np.int64)
-        return np.stack(imgs), np.asarray(labs, dtype=np.int64)
-
-    splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if split_layout:
-        for split in layout:
-            splits[split] = stack(split)
-        missing = [s for s in SPLITS if s not in splits]
-        if missing:
-            images, labels = splits["train"]
-            tr, va, te = stratified_split(
-                labels,
-                val_fraction=_VAL_FRACTION if "val" in missing else 0.0,
-                test_fraction=_TEST_FRACTION if "test" in missing else 0.0,
-                seed=spec.seed,
-            )
-            splits["train"] = (images[tr], labels[tr])
-            splits.setdefault("val", (images[va], labels[va]))
-            splits.setdefault("test", (images[te], labels[te]))
-            warnings.append(f"no {'/'.join(missing)} folder in {path}; made a stratified split from train with seed {spec.seed}")
-    else:
-        images, labels = stack("whole")
-        tr, va, te = stratified_split(labels, val_fraction=_VAL_FRACTION, test_fraction=_TEST_FRACTION, seed=spec.seed)
-        splits = {"train": (images[tr], labels[tr]), "val": (images[va], labels[va]), "test": (images[te], labels[te])}
-        notes.append(f"no train/val/test folders in {path}; made a stratified 70/10/20 split with seed {spec.seed}")
-
+    decoded = {key: _decode_files(items, size, grey, skips) for key, items in probes.items()}
+    classes = _classes_with_images(all_classes, decoded, layout, path, warnings)
+    splits = _splits(layout, decoded, classes, size, 1 if grey else 3, split_layout, spec, path, warnings, notes)
     try:
         return finalize(
             name=name,
@@ -415,6 +332,116 @@ def _load_tree(tree: _Node, path: Path, spec: DataSpec, name: str, skips: _Skips
     except DataError as exc:
         msg = str(exc)
         raise DataError(msg if str(path) in msg else f"{path}: {msg}") from None
+
+
+def _layout(tree: _Node, path: Path, notes: list[str]) -> tuple[dict[str, dict[str, _Files]], bool]:
+    """split -> class name -> files, and whether the folders give the split (else one split "whole")."""
+    lowered = {d.lower(): d for d in tree.dirs}
+    split_layout = "train" in lowered and all(k in _SPLIT_ALIASES for k in lowered)
+    if tree.files:
+        notes.append(f"{len(tree.files)} image(s) directly in {path} are outside any class folder; ignored")
+    if not split_layout:
+        return {"whole": {cls: sub.all_files() for cls, sub in tree.dirs.items()}}, False
+    layout: dict[str, dict[str, _Files]] = {}
+    for low, actual in lowered.items():
+        split = _SPLIT_ALIASES[low]
+        if split in layout:
+            raise DataError(f"{path} has two folders for the {split} split ({', '.join(k for k in lowered if _SPLIT_ALIASES[k] == split)})")
+        node = tree.dirs[actual]
+        if node.files:
+            notes.append(f"{len(node.files)} image(s) directly in the {actual} folder are outside any class folder; ignored")
+        layout[split] = {cls: sub.all_files() for cls, sub in node.dirs.items()}
+    return layout, True
+
+
+def _probe_files(files: _Files, skips: _Skips) -> _Probed:
+    ok = []
+    for display, opener in files:
+        info = _probe(display, opener, skips)
+        if info is not None:
+            ok.append((display, opener, info[0], info[1]))
+    return ok
+
+
+def _choose_size(probes: dict[tuple[str, str], _Probed], spec: DataSpec, path: Path, layout: dict, warnings: list[str]) -> int:
+    """``spec.image_size``, or when None the median shorter side rounded down to a multiple of 4
+    (within the limits), with a warning when that resizes any image."""
+    sides = [min(size) for items in probes.values() for _, _, size, _ in items]
+    if not sides:
+        raise DataError(f"{path} has no readable images ({_count(layout)} image file(s) found, none could be decoded)")
+    if spec.image_size is not None:
+        return spec.image_size
+    median = int(np.median(sides))
+    size = int(min(max(median // 4 * 4, MIN_IMAGE_SIZE), MAX_IMAGE_SIZE))
+    dims = {s for items in probes.values() for _, _, s, _ in items}
+    if dims != {(size, size)}:
+        shown = ", ".join(f"{w}x{h}" for w, h in sorted(dims)[:4]) + (" ..." if len(dims) > 4 else "")
+        warnings.append(
+            f"images ({shown}) centre-cropped and resized to {size}x{size}: the median shorter side "
+            f"({median} px) rounded down to a multiple of 4 within {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}; pass an image size to choose"
+        )
+    return size
+
+
+def _decode_files(items: _Probed, size: int, grey: bool, skips: _Skips) -> list[np.ndarray]:
+    arrays = []
+    for display, opener, _, _ in items:
+        arr = _decode(display, opener, size, grey, skips)
+        if arr is not None:
+            arrays.append(arr)
+    return arrays
+
+
+def _classes_with_images(all_classes: list[str], decoded: dict, layout: dict, path: Path, warnings: list[str]) -> list[str]:
+    """The classes with at least one readable image; a warning names the dropped ones."""
+    classes = [c for c in all_classes if any(decoded.get((s, c)) for s in layout)]
+    dropped = [c for c in all_classes if c not in classes]
+    if dropped:
+        shown = ", ".join(f"'{c}'" for c in dropped[:10]) + (" ..." if len(dropped) > 10 else "")
+        warnings.append(f"{len(dropped)} class folder(s) in {path} with no readable images dropped: {shown}")
+    if not classes:
+        raise DataError(f"{path} has no readable images ({_count(layout)} image file(s) found, none could be decoded)")
+    if len(classes) == 1:
+        warnings.append(f"only one class ('{classes[0]}') in {path}; class-conditional models need two or more")
+    return classes
+
+
+def _splits(layout: dict, decoded: dict, classes: list[str], size: int, channels: int, split_layout: bool,
+            spec: DataSpec, path: Path, warnings: list[str], notes: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """(images, labels) per split: the folders' own splits (a missing val or test carved out of
+    train), or a stratified 70/10/20 split of the one "whole" set."""
+    index = {c: i for i, c in enumerate(classes)}
+
+    def stack(split: str) -> tuple[np.ndarray, np.ndarray]:
+        imgs, labs = [], []
+        for cls in classes:
+            arrays = decoded.get((split, cls), [])
+            imgs.extend(arrays)
+            labs.extend([index[cls]] * len(arrays))
+        if not imgs:
+            return np.zeros((0, size, size, channels), np.uint8), np.zeros(0, np.int64)
+        return np.stack(imgs), np.asarray(labs, dtype=np.int64)
+
+    if not split_layout:
+        images, labels = stack("whole")
+        tr, va, te = stratified_split(labels, val_fraction=_VAL_FRACTION, test_fraction=_TEST_FRACTION, seed=spec.seed)
+        notes.append(f"no train/val/test folders in {path}; made a stratified 70/10/20 split with seed {spec.seed}")
+        return {"train": (images[tr], labels[tr]), "val": (images[va], labels[va]), "test": (images[te], labels[te])}
+    splits = {split: stack(split) for split in layout}
+    missing = [s for s in SPLITS if s not in splits]
+    if missing:
+        images, labels = splits["train"]
+        tr, va, te = stratified_split(
+            labels,
+            val_fraction=_VAL_FRACTION if "val" in missing else 0.0,
+            test_fraction=_TEST_FRACTION if "test" in missing else 0.0,
+            seed=spec.seed,
+        )
+        splits["train"] = (images[tr], labels[tr])
+        splits.setdefault("val", (images[va], labels[va]))
+        splits.setdefault("test", (images[te], labels[te]))
+        warnings.append(f"no {'/'.join(missing)} folder in {path}; made a stratified split from train with seed {spec.seed}")
+    return splits
 
 
 def _count(layout: dict) -> int:

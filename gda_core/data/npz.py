@@ -52,77 +52,10 @@ def load_npz(
     name = name or path.stem
     arrays = _read_arrays(path)
     warnings: list[str] = []
-
-    missing = [k for k in ("train_images", "train_labels") if k not in arrays]
-    if missing:
-        found = ", ".join(sorted(arrays)) or "none"
-        raise DataError(f"{path} is missing required keys {', '.join(missing)} (found: {found}); expected MedMNIST layout")
-
-    present: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for split in SPLITS:
-        ik, lk = f"{split}_images", f"{split}_labels"
-        if (ik in arrays) != (lk in arrays):
-            have, lack = (ik, lk) if ik in arrays else (lk, ik)
-            raise DataError(f"{path} has {have} but no {lack}")
-        if ik in arrays:
-            images = _images(path, ik, arrays[ik], warnings)
-            labels = _labels(path, lk, arrays[lk])
-            if len(images) != len(labels):
-                raise DataError(f"{path}: {ik} has {len(images)} images but {lk} has {len(labels)} labels")
-            present[split] = (images, labels)
-
-    train_images, train_labels = present["train"]
-    if len(train_labels) == 0:
-        raise DataError(f"{path}: train_images is empty")
-
-    # Consistent size and channels across splits.
-    hw = train_images.shape[1:3]
-    for split, (images, _) in present.items():
-        if images.shape[1:3] != hw and len(images) and spec.image_size is None:
-            raise DataError(
-                f"{path}: {split}_images are {images.shape[1]}x{images.shape[2]} but train_images are "
-                f"{hw[0]}x{hw[1]}; pass an image size to resize them all"
-            )
-    if len({imgs.shape[3] for imgs, _ in present.values()}) > 1:
-        present = {s: (np.repeat(i, 3, axis=3) if i.shape[3] == 1 else i, lab) for s, (i, lab) in present.items()}
-        warnings.append(f"{path.name}: splits mix grey and RGB images; all converted to RGB")
-
-    # Non-square: centre-crop to the shorter side (the folder loader does the same).
-    if hw[0] != hw[1]:
-        present = {s: (_center_crop(i), lab) for s, (i, lab) in present.items()}
-        side = min(hw)
-        warnings.append(f"{path.name}: images are {hw[0]}x{hw[1]}, not square; centre-cropped to {side}x{side}")
-
-    # Classes.
-    max_label = max(int(lab.max()) for _, lab in present.values() if len(lab))
-    if max_label >= safety.MAX_CLASSES:
-        raise DataError(f"{path}: label {max_label} is out of range (more than {safety.MAX_CLASSES} classes); labels must be 0..K-1")
-    if class_names is None and "class_names" in arrays:
-        class_names = _class_names(path, arrays["class_names"])
-    if class_names is None:
-        class_names = _known_class_names(path, max_label)
-    if class_names is not None:
-        if max_label >= len(class_names):
-            raise DataError(f"{path}: label {max_label} is out of range for {len(class_names)} class names (labels must be 0..{len(class_names) - 1})")
-        class_names = [str(c) for c in class_names]
-    else:
-        class_names = [str(i) for i in range(max_label + 1)]
-
-    # Missing splits: carve them out of train with a seeded stratified split.
-    if "val" not in present or "test" not in present:
-        val_f = _VAL_FRACTION if "val" not in present else 0.0
-        test_f = _TEST_FRACTION if "test" not in present else 0.0
-        tr, va, te = stratified_split(train_labels, val_fraction=val_f, test_fraction=test_f, seed=spec.seed)
-        made = [s for s in ("val", "test") if s not in present]
-        if "val" not in present:
-            present["val"] = (train_images[va], train_labels[va])
-        if "test" not in present:
-            present["test"] = (train_images[te], train_labels[te])
-        present["train"] = (train_images[tr], train_labels[tr])
-        warnings.append(
-            f"{path.name} has no {'/'.join(made)} split; made a stratified one from train with seed {spec.seed}"
-        )
-
+    present = _given_splits(path, arrays, warnings)
+    present = _consistent_shapes(path, present, spec, warnings)
+    class_names = _resolve_class_names(path, arrays, present, class_names)
+    _carve_missing_splits(path, present, spec, warnings)
     try:
         return finalize(
             name=name,
@@ -135,6 +68,83 @@ def load_npz(
     except DataError as exc:
         msg = str(exc)
         raise DataError(msg if str(path) in msg else f"{path}: {msg}") from None
+
+
+def _given_splits(path: Path, arrays: dict[str, np.ndarray], warnings: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(images, labels) of each split the file holds, checked; train is required and not empty."""
+    missing = [k for k in ("train_images", "train_labels") if k not in arrays]
+    if missing:
+        found = ", ".join(sorted(arrays)) or "none"
+        raise DataError(f"{path} is missing required keys {', '.join(missing)} (found: {found}); expected MedMNIST layout")
+    present: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split in SPLITS:
+        ik, lk = f"{split}_images", f"{split}_labels"
+        if (ik in arrays) != (lk in arrays):
+            have, lack = (ik, lk) if ik in arrays else (lk, ik)
+            raise DataError(f"{path} has {have} but no {lack}")
+        if ik in arrays:
+            images = _images(path, ik, arrays[ik], warnings)
+            labels = _labels(path, lk, arrays[lk])
+            if len(images) != len(labels):
+                raise DataError(f"{path}: {ik} has {len(images)} images but {lk} has {len(labels)} labels")
+            present[split] = (images, labels)
+    if len(present["train"][1]) == 0:
+        raise DataError(f"{path}: train_images is empty")
+    return present
+
+
+def _consistent_shapes(path: Path, present: dict, spec: DataSpec, warnings: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """One size and one channel count across splits: RGB when they mix grey and RGB, and square
+    images (centre-cropped to the shorter side, as the folder loader does)."""
+    hw = present["train"][0].shape[1:3]
+    for split, (images, _) in present.items():
+        if images.shape[1:3] != hw and len(images) and spec.image_size is None:
+            raise DataError(
+                f"{path}: {split}_images are {images.shape[1]}x{images.shape[2]} but train_images are "
+                f"{hw[0]}x{hw[1]}; pass an image size to resize them all"
+            )
+    if len({imgs.shape[3] for imgs, _ in present.values()}) > 1:
+        present = {s: (np.repeat(i, 3, axis=3) if i.shape[3] == 1 else i, lab) for s, (i, lab) in present.items()}
+        warnings.append(f"{path.name}: splits mix grey and RGB images; all converted to RGB")
+    if hw[0] != hw[1]:
+        present = {s: (_center_crop(i), lab) for s, (i, lab) in present.items()}
+        side = min(hw)
+        warnings.append(f"{path.name}: images are {hw[0]}x{hw[1]}, not square; centre-cropped to {side}x{side}")
+    return present
+
+
+def _resolve_class_names(path: Path, arrays: dict[str, np.ndarray], present: dict, class_names: list[str] | None) -> list[str]:
+    """The caller's names, else the file's ``class_names``, else a known dataset's, else "0".."K-1"."""
+    max_label = max(int(lab.max()) for _, lab in present.values() if len(lab))
+    if max_label >= safety.MAX_CLASSES:
+        raise DataError(f"{path}: label {max_label} is out of range (more than {safety.MAX_CLASSES} classes); labels must be 0..K-1")
+    if class_names is None and "class_names" in arrays:
+        class_names = _class_names(path, arrays["class_names"])
+    if class_names is None:
+        class_names = _known_class_names(path, max_label)
+    if class_names is None:
+        return [str(i) for i in range(max_label + 1)]
+    if max_label >= len(class_names):
+        raise DataError(f"{path}: label {max_label} is out of range for {len(class_names)} class names (labels must be 0..{len(class_names) - 1})")
+    return [str(c) for c in class_names]
+
+
+def _carve_missing_splits(path: Path, present: dict, spec: DataSpec, warnings: list[str]) -> None:
+    """A missing val and/or test split is carved out of train (already cropped and converted, so
+    the carved splits match the given ones) with a seeded stratified split."""
+    if "val" in present and "test" in present:
+        return
+    train_images, train_labels = present["train"]
+    val_f = _VAL_FRACTION if "val" not in present else 0.0
+    test_f = _TEST_FRACTION if "test" not in present else 0.0
+    tr, va, te = stratified_split(train_labels, val_fraction=val_f, test_fraction=test_f, seed=spec.seed)
+    made = [s for s in ("val", "test") if s not in present]
+    if "val" not in present:
+        present["val"] = (train_images[va], train_labels[va])
+    if "test" not in present:
+        present["test"] = (train_images[te], train_labels[te])
+    present["train"] = (train_images[tr], train_labels[tr])
+    warnings.append(f"{path.name} has no {'/'.join(made)} split; made a stratified one from train with seed {spec.seed}")
 
 
 # ---------------------------------------------------------------------------------------------

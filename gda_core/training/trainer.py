@@ -27,10 +27,11 @@ from .. import checkpoints as ck
 from .. import fastpath
 from ..data import Dataset
 from ..errors import Cancelled, ConfigError, GDAError, TrainingError
-from ..models import TrainConfig, build_model, get_model_class
+from ..models import GenerativeModel, TrainConfig, build_model, get_model_class
 from ..runtime import atomic_write_json, device_name, resolve_device, run_lock, set_global_seed
 from ..sampling import image_grid, save_png
 from .distributed import (
+    DistContext,
     SyncedOptimizer,
     all_agree,
     barrier,
@@ -106,6 +107,256 @@ def _check_batch(tc: TrainConfig, world_size: int) -> None:
         raise ConfigError(f"batch size {tc.batch_size} is smaller than processes x accumulation steps ({world_size} x {tc.grad_accum})")
 
 
+def _check_budget(steps: int | None, minutes: float | None) -> None:
+    if steps is None and minutes is None:
+        raise ConfigError("give a training budget: steps or minutes")
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise ConfigError(f"steps must be a positive integer, got {steps}")
+    if minutes is not None and not (minutes > 0):
+        raise ConfigError(f"minutes must be positive, got {minutes}")
+
+
+def _remove_stale_temp_files(out: Path) -> None:
+    """Temp files of writes interrupted by a kill. Called with the run lock held: nobody else is writing here."""
+    for stale in out.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def _saved_run(out: Path, family: str, seed: int, train_config: TrainConfig) -> tuple[dict, dict, int, TrainConfig]:
+    """What a resumed run continues from: (train state, model config, seed, train config) of ``out``.
+    The saved settings win over the arguments, so a run trains the same however it is resumed."""
+    state = ck.load_train_state(out)
+    if not isinstance(state, dict):
+        raise ck.CheckpointError(f"{out / ck.STATE}: not a training state; start a new run")
+    saved_cfg = ck.read_config(out)
+    if saved_cfg["family"] != family:
+        raise ConfigError(f"{out}: cannot resume a '{saved_cfg['family']}' run as '{family}'")
+    seed = saved_cfg.get("seed", seed)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ck.CheckpointError(f"{out / ck.CONFIG}: 'seed' must be an integer, got {seed!r}")
+    try:  # a hand-edited config.json is checked as a new one would be
+        train_config = TrainConfig.from_dict(saved_cfg.get("train_config", asdict(train_config)))
+    except ConfigError as exc:
+        raise ck.CheckpointError(f"{out / ck.CONFIG}: {exc}") from None
+    return state, saved_cfg["model_config"], seed, train_config
+
+
+def _build_model(family: str, dataset: Dataset, model_config: dict[str, Any] | None, seed: int, dev: torch.device) -> GenerativeModel:
+    """The family's model for ``dataset``, its weights drawn from ``seed``; config errors as ConfigError."""
+    mc = {"image_size": dataset.image_size, "channels": dataset.channels, "num_classes": dataset.num_classes, **(model_config or {})}
+    for key, actual in (("image_size", dataset.image_size), ("channels", dataset.channels), ("num_classes", dataset.num_classes)):
+        if mc[key] != actual:
+            raise ConfigError(f"model {key}={mc[key]} does not match the dataset ({actual})")
+    set_global_seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's zero-element warning: refused just below
+            model = build_model(family, **mc).to(dev)
+    except (RuntimeError, ValueError, TypeError, OverflowError) as exc:  # e.g. a negative or absurd size
+        msg = str(exc).strip().splitlines()
+        raise ConfigError(f"{family} config {mc} cannot be built ({msg[0][:120] if msg else type(exc).__name__})") from None
+    if any(p.numel() == 0 for p in model.parameters()):
+        raise ConfigError(f"{family} config {mc} gives empty layers; use positive sizes")
+    return model
+
+
+class _Run:
+    """One training run in progress: the state a checkpoint saves (model, optimisers, RNG, step,
+    loss history) and the named pieces the loop in :func:`train` calls, in the order it calls them."""
+
+    def __init__(self, out: Path, family: str, dataset: Dataset, model: GenerativeModel, ctx: DistContext, dev: torch.device,
+                 *, train_config: TrainConfig, seed: int, steps: int | None, minutes: float | None, state: dict | None,
+                 callback: Callable[[TrainEvent], None] | None, preview_every: int | None, checkpoint_every: int | None,
+                 checkpoint_seconds: float, log_every: int):  # fmt: skip
+        self.out, self.family, self.dataset, self.model, self.ctx, self.dev = out, family, dataset, model, ctx, dev
+        self.train_config, self.seed, self.steps, self.minutes, self.callback = train_config, seed, steps, minutes, callback
+        self.optimizers = model.configure_optimizers(train_config)
+        # What the family steps: accumulation + cross-process averaging happen in optimizer_step.
+        self.synced = {k: SyncedOptimizer(o, accum=train_config.grad_accum, ctx=ctx) for k, o in self.optimizers.items()}
+        self.step = 0
+        self.history: list[dict] = []
+        self.window: dict[str, list[float]] = {}  # losses since the last logged step (part of the snapshot)
+        self.elapsed_before = 0.0
+        if state is not None:
+            self._restore(state)
+        self.amp_dtype = train_precision(dev, train_config, family)
+        self.images, self.labels = dataset.tensors("train", device=dev)
+        self.log_every = log_every
+        self.preview_every = preview_every or max(50, (steps or 1000) // 10)
+        self.checkpoint_every = checkpoint_every or max(100, (steps or 1000) // 10)
+        self.checkpoint_seconds = checkpoint_seconds
+        self.run_config = ck.base_config(
+            model,
+            train_config=asdict(train_config),
+            data=dataset.spec.to_dict(),
+            dataset_name=dataset.name,
+            class_names=dataset.class_names,
+            seed=seed,
+            device=device_name(dev),
+            world_size=ctx.world_size,
+            total_steps=steps,
+            minutes=minutes,
+            train_images=len(self.labels),
+            train_precision="bfloat16" if self.amp_dtype is not None else "float32",
+        )
+        self.t0 = time.perf_counter()
+        self.last_ckpt_time = self.t0
+        self.last_good_step = self.step if state is not None else None  # named by the divergence error
+
+    def _restore(self, state: dict) -> None:
+        """Resume: weights, optimiser moments, RNG, step and loss history from a snapshot."""
+        try:
+            self.model.load_state_dict(state["model"])
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+            torch.set_rng_state(state["rng_cpu"])
+            if self.dev.type == "cuda" and state.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state(state["rng_cuda"])
+            self.step = int(state["step"])
+            self.history = list(state.get("history", []))
+            self.window = {str(k): [float(x) for x in v] for k, v in dict(state.get("window", {})).items()}
+            self.elapsed_before = float(state.get("elapsed_s", 0.0))
+            if self.step < 0:
+                raise ValueError(f"negative step {self.step}")
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            msg = str(exc).strip().splitlines()
+            raise ck.CheckpointError(f"{self.out / ck.STATE}: does not match this model ({msg[0][:100] if msg else type(exc).__name__})") from None
+
+    def elapsed(self) -> float:
+        """Training seconds, counting the time before a resume."""
+        return self.elapsed_before + time.perf_counter() - self.t0
+
+    def fraction(self) -> float:
+        fs = self.step / self.steps if self.steps else 0.0
+        fm = self.elapsed() / (self.minutes * 60) if self.minutes else 0.0
+        return min(1.0, max(fs, fm))
+
+    def emit(self, kind: str, logs: dict | None = None, **kw: Any) -> None:
+        if self.callback is None or not self.ctx.is_main:
+            return
+        f = self.fraction()
+        el = self.elapsed()
+        eta = (el / f - el) if f > 0 else None
+        self.callback(TrainEvent(kind=kind, step=self.step, total_steps=self.steps, elapsed_s=el, fraction=f, logs=logs or {}, eta_s=eta, **kw))
+
+    def start(self) -> None:
+        """The start event: what trains on what, where, and at which precision."""
+        ctx, dev = self.ctx, self.dev
+        where = f" x {ctx.world_size} processes ({ctx.backend})" if ctx.distributed else ""
+        precision = ", bfloat16 autocast" if self.amp_dtype is not None else ""
+        if self.train_config.cpu_bf16 is True and dev.type == "cpu" and self.amp_dtype is None:
+            precision = " (cpu_bf16 ignored: this CPU has no native bfloat16, float32 is faster here)"
+        n = len(self.labels)
+        self.emit("start", message=f"training {self.family} on {self.dataset.name} ({n} images) on {device_name(dev)}{where}{precision}")
+
+    def should_stop(self, cancel: threading.Event | None) -> bool:
+        """True when the budget is spent. A cancel saves a checkpoint and raises Cancelled."""
+        if self.steps is not None and self.step >= self.steps:
+            return True
+        time_up = self.minutes is not None and self.elapsed() >= self.minutes * 60
+        cancelled = cancel is not None and cancel.is_set()
+        if self.ctx.distributed and all_agree(time_up or cancelled, self.ctx, self.dev):
+            time_up = True  # processes stop together (clocks differ by a few ms)
+        if cancelled:
+            self.checkpoint()
+            raise Cancelled(f"training cancelled at step {self.step}; resume to continue from {self.out}")
+        return time_up
+
+    def optimisation_step(self) -> dict[str, float]:
+        """One step on the effective batch: this process's share of it, in ``grad_accum`` micro-batches,
+        gradients averaged over processes by the synced optimisers; the losses averaged the same way."""
+        ctx, model = self.ctx, self.model
+        if ctx.distributed:
+            # Each process draws its own noise; reseeding from (seed, step, rank) keeps
+            # resume exact without saving one RNG state per process.
+            torch.manual_seed((self.seed * 1_000_003 + self.step) * 1_009 + ctx.rank)
+        indices = _batch_indices(self.step, len(self.labels), self.train_config.batch_size, self.seed)
+        micro_logs = []
+        for i, part in enumerate(shard(indices, ctx, self.train_config.grad_accum)):
+            for o in self.synced.values():
+                o.micro = i
+            part = part.to(self.dev)
+            micro_logs.append(model.train_step(self.images[part], self.labels[part], self.synced, step=self.step, amp_dtype=self.amp_dtype))
+        logs, _ = reduce_logs(micro_logs, False, ctx, self.dev)
+        broadcast_buffers(model, ctx)
+        return logs
+
+    def check_finite(self, logs: dict[str, float]) -> None:
+        """Divergence: stop on the first non-finite loss, before the EMA or a checkpoint takes it in."""
+        bad = [k for k, v in logs.items() if not math.isfinite(v)]
+        if bad:
+            kept = self.last_good_step
+            where = f"the last good checkpoint (step {kept}) is kept in {self.out}" if kept is not None else "no checkpoint was written"
+            raise TrainingError(f"training diverged: {bad[0]} became {logs[bad[0]]} at step {self.step + 1}; {where}; try a lower learning rate")
+
+    def update_ema(self) -> None:
+        # EMA warm-up (decay grows with the step count) so short runs are not dominated by init.
+        self.model.update_ema(min(self.train_config.ema_decay, (1 + self.step) / (10 + self.step)))
+
+    def _window_row(self) -> dict:
+        return {"step": self.step, "time_s": round(self.elapsed(), 3), **{k: float(np.mean(v)) for k, v in self.window.items()}}
+
+    def record(self, logs: dict[str, float]) -> None:
+        """Add a step's losses to the window; every ``log_every`` steps (and at the last) their means become a history row."""
+        for k, v in logs.items():
+            self.window.setdefault(k, []).append(v)
+        if self.step % self.log_every == 0 or (self.steps is not None and self.step == self.steps):
+            row = self._window_row()
+            self.history.append(row)
+            self.window = {}
+            self.emit("step", logs=row)
+
+    def save_preview(self) -> None:
+        """Process 0 samples a fixed-seed grid (a few images per class) into preview.png and the app."""
+        if not self.ctx.is_main:
+            return
+        model = self.model
+        model.eval()
+        k = self.dataset.num_classes
+        per = max(1, min(8, 64 // k)) if k <= 64 else 1
+        labs = torch.arange(min(k, 64)).repeat_interleave(per)
+        imgs = model.sample(len(labs), labs, seed=12345, **model.split_controls(steps=20)[0])  # 20 steps where the family has steps
+        model.train()
+        grid = image_grid(imgs, nrow=per if k > 1 else 8, transpose=True)
+        save_png(self.out / ck.PREVIEW, grid)
+        self.emit("preview", preview=grid)
+
+    def checkpoint_due(self) -> bool:
+        return self.step % self.checkpoint_every == 0 or time.perf_counter() - self.last_ckpt_time > self.checkpoint_seconds
+
+    def checkpoint(self, finished: bool = False) -> None:
+        """Process 0 writes the snapshot (train_state.pt first, so a kill leaves a resumable folder),
+        then the sampling weights, config, history and the family's extra files."""
+        if self.ctx.is_main:  # one writer
+            snap = {
+                "model": self.model.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state() if self.dev.type == "cuda" else None,
+                "step": self.step,
+                "history": self.history,
+                "window": self.window,
+                "elapsed_s": self.elapsed(),
+            }
+            ck.save_train_state(self.out, snap)
+            ck.save_weights(self.out, self.model, {"step": str(self.step)})
+            ck.write_config(self.out, {**self.run_config, "step": self.step, "train_time_s": round(self.elapsed(), 2), "finished": finished})
+            atomic_write_json(self.out / ck.HISTORY, self.history)
+            self.model.write_artifacts(self.out, self.dataset, self.step)
+        self.last_ckpt_time = time.perf_counter()
+        self.last_good_step = self.step
+        self.emit("checkpoint", message=f"saved step {self.step}")
+
+    def finish(self) -> None:
+        """The last partial window, a check that the processes hold the same weights, then the final preview and checkpoint."""
+        if self.window:
+            self.history.append(self._window_row())
+        check_in_sync(self.model, self.ctx, self.dev)
+        self.save_preview()
+        self.checkpoint(finished=True)
+        self.emit("done", message=f"finished {self.step} steps in {self.elapsed():.0f} s; run saved to {self.out}")
+
+
 def train(
     family: str,
     dataset: Dataset,
@@ -138,12 +389,7 @@ def train(
     each of the N processes takes 1/N of every batch; process 0 writes the run folder, which
     has the same format as a single-process run and resumes with any number of processes.
     """
-    if steps is None and minutes is None:
-        raise ConfigError("give a training budget: steps or minutes")
-    if steps is not None and (not isinstance(steps, int) or steps < 1):
-        raise ConfigError(f"steps must be a positive integer, got {steps}")
-    if minutes is not None and not (minutes > 0):
-        raise ConfigError(f"minutes must be positive, got {minutes}")
+    _check_budget(steps, minutes)
     out = Path(out).expanduser()
     train_config = train_config or TrainConfig()
     train_config.validate()
@@ -154,212 +400,41 @@ def train(
         _check_batch(train_config, ctx.world_size)  # before the run folder is touched
         if ctx.is_main:
             stack.enter_context(run_lock(out))
-            # Temp files of writes interrupted by a kill (we hold the lock: nobody else is writing here).
-            for stale in out.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
+            _remove_stale_temp_files(out)
         state = None
         if resume:
-            state = ck.load_train_state(out)
-            if not isinstance(state, dict):
-                raise ck.CheckpointError(f"{out / ck.STATE}: not a training state; start a new run")
-            saved_cfg = ck.read_config(out)
-            if saved_cfg["family"] != family:
-                raise ConfigError(f"{out}: cannot resume a '{saved_cfg['family']}' run as '{family}'")
-            model_config = saved_cfg["model_config"]
-            seed = saved_cfg.get("seed", seed)
-            if not isinstance(seed, int) or isinstance(seed, bool):
-                raise ck.CheckpointError(f"{out / ck.CONFIG}: 'seed' must be an integer, got {seed!r}")
-            try:  # the saved settings win; a hand-edited config.json is checked as a new one would be
-                train_config = TrainConfig.from_dict(saved_cfg.get("train_config", asdict(train_config)))
-            except ConfigError as exc:
-                raise ck.CheckpointError(f"{out / ck.CONFIG}: {exc}") from None
+            state, model_config, seed, train_config = _saved_run(out, family, seed, train_config)
         elif (out / ck.STATE).exists() or (out / ck.WEIGHTS).exists():
             raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         _check_batch(train_config, ctx.world_size)  # again: a resumed run trains with its saved settings
-        accum = train_config.grad_accum
-        mc = {"image_size": dataset.image_size, "channels": dataset.channels, "num_classes": dataset.num_classes, **(model_config or {})}
-        for key, actual in (("image_size", dataset.image_size), ("channels", dataset.channels), ("num_classes", dataset.num_classes)):
-            if mc[key] != actual:
-                raise ConfigError(f"model {key}={mc[key]} does not match the dataset ({actual})")
-        set_global_seed(seed)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch's zero-element warning: refused just below
-                model = build_model(family, **mc).to(dev)
-        except (RuntimeError, ValueError, TypeError, OverflowError) as exc:  # e.g. a negative or absurd size
-            msg = str(exc).strip().splitlines()
-            raise ConfigError(f"{family} config {mc} cannot be built ({msg[0][:120] if msg else type(exc).__name__})") from None
-        if any(p.numel() == 0 for p in model.parameters()):
-            raise ConfigError(f"{family} config {mc} gives empty layers; use positive sizes")
+        model = _build_model(family, dataset, model_config, seed, dev)
         broadcast_module(model, ctx)
         model.train()
-        optimizers = model.configure_optimizers(train_config)
-        # What the family steps: accumulation + cross-process averaging happen in optimizer_step.
-        synced = {k: SyncedOptimizer(o, accum=accum, ctx=ctx) for k, o in optimizers.items()}
-        history: list[dict] = []
-        window: dict[str, list[float]] = {}  # losses since the last logged step (part of the snapshot)
-        step = 0
-        elapsed_before = 0.0
-        if state is not None:
-            try:
-                model.load_state_dict(state["model"])
-                for name, opt in optimizers.items():
-                    opt.load_state_dict(state["optimizers"][name])
-                torch.set_rng_state(state["rng_cpu"])
-                if dev.type == "cuda" and state.get("rng_cuda") is not None:
-                    torch.cuda.set_rng_state(state["rng_cuda"])
-                step = int(state["step"])
-                history = list(state.get("history", []))
-                window = {str(k): [float(x) for x in v] for k, v in dict(state.get("window", {})).items()}
-                elapsed_before = float(state.get("elapsed_s", 0.0))
-                if step < 0:
-                    raise ValueError(f"negative step {step}")
-            except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-                msg = str(exc).strip().splitlines()
-                raise ck.CheckpointError(f"{out / ck.STATE}: does not match this model ({msg[0][:100] if msg else type(exc).__name__})") from None
-        amp_dtype = train_precision(dev, train_config, family)
-        images, labels = dataset.tensors("train", device=dev)
-        n = len(labels)
-        batch = train_config.batch_size
-        preview_every = preview_every or max(50, (steps or 1000) // 10)
-        checkpoint_every = checkpoint_every or max(100, (steps or 1000) // 10)
-        run_config = ck.base_config(
-            model,
-            train_config=asdict(train_config),
-            data=dataset.spec.to_dict(),
-            dataset_name=dataset.name,
-            class_names=dataset.class_names,
-            seed=seed,
-            device=device_name(dev),
-            world_size=ctx.world_size,
-            total_steps=steps,
-            minutes=minutes,
-            train_images=n,
-            train_precision="bfloat16" if amp_dtype is not None else "float32",
-        )
-        t0 = time.perf_counter()
-        last_ckpt_time = t0
-        last_good_step = step if state is not None else None
-
-        def elapsed() -> float:
-            return elapsed_before + time.perf_counter() - t0
-
-        def fraction() -> float:
-            fs = step / steps if steps else 0.0
-            fm = elapsed() / (minutes * 60) if minutes else 0.0
-            return min(1.0, max(fs, fm))
-
-        def emit(kind: str, logs=None, **kw):
-            if callback is None or not ctx.is_main:
-                return
-            f = fraction()
-            el = elapsed()
-            eta = (el / f - el) if f > 0 else None
-            callback(TrainEvent(kind=kind, step=step, total_steps=steps, elapsed_s=el, fraction=f, logs=logs or {}, eta_s=eta, **kw))
-
-        def preview() -> np.ndarray:
-            model.eval()
-            k = dataset.num_classes
-            per = max(1, min(8, 64 // k)) if k <= 64 else 1
-            labs = torch.arange(min(k, 64)).repeat_interleave(per)
-            imgs = model.sample(len(labs), labs, seed=12345, **model.split_controls(steps=20)[0])  # 20 steps where the family has steps
-            model.train()
-            return image_grid(imgs, nrow=per if k > 1 else 8, transpose=True)
-
-        def checkpoint(finished: bool = False) -> None:
-            nonlocal last_ckpt_time, last_good_step
-            if not ctx.is_main:  # one writer: process 0
-                last_ckpt_time = time.perf_counter()
-                last_good_step = step
-                return
-            snap = {
-                "model": model.state_dict(),
-                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state() if dev.type == "cuda" else None,
-                "step": step,
-                "history": history,
-                "window": window,
-                "elapsed_s": elapsed(),
-            }
-            ck.save_train_state(out, snap)
-            ck.save_weights(out, model, {"step": str(step)})
-            ck.write_config(out, {**run_config, "step": step, "train_time_s": round(elapsed(), 2), "finished": finished})
-            atomic_write_json(out / ck.HISTORY, history)
-            model.write_artifacts(out, dataset, step)
-            last_ckpt_time = time.perf_counter()
-            last_good_step = step
-            emit("checkpoint", message=f"saved step {step}")
-
-        where_ = f" x {ctx.world_size} processes ({ctx.backend})" if ctx.distributed else ""
-        precision = ", bfloat16 autocast" if amp_dtype is not None else ""
-        if train_config.cpu_bf16 is True and dev.type == "cpu" and amp_dtype is None:
-            precision = " (cpu_bf16 ignored: this CPU has no native bfloat16, float32 is faster here)"
-        emit("start", message=f"training {family} on {dataset.name} ({n} images) on {device_name(dev)}{where_}{precision}")
+        run = _Run(out, family, dataset, model, ctx, dev, train_config=train_config, seed=seed, steps=steps, minutes=minutes, state=state,
+                   callback=callback, preview_every=preview_every, checkpoint_every=checkpoint_every,
+                   checkpoint_seconds=checkpoint_seconds, log_every=log_every)  # fmt: skip
+        run.start()
         barrier(ctx)  # every process has checked and loaded the folder before process 0 writes it
         if state is None:
-            checkpoint()  # step 0: the run folder is valid from the first second
+            run.checkpoint()  # step 0: the run folder is valid from the first second
         try:
-            while True:
-                if steps is not None and step >= steps:
-                    break
-                time_up = minutes is not None and elapsed() >= minutes * 60
-                cancelled = cancel is not None and cancel.is_set()
-                if ctx.distributed and all_agree(time_up or cancelled, ctx, dev):
-                    time_up = True  # processes stop together (clocks differ by a few ms)
-                if time_up and not cancelled:
-                    break
-                if cancelled:
-                    checkpoint()
-                    raise Cancelled(f"training cancelled at step {step}; resume to continue from {out}")
-                if ctx.distributed:
-                    # Each process draws its own noise; reseeding from (seed, step, rank) keeps
-                    # resume exact without saving one RNG state per process.
-                    torch.manual_seed((seed * 1_000_003 + step) * 1_009 + ctx.rank)
-                micro_logs = []
-                for i, part in enumerate(shard(_batch_indices(step, n, batch, seed), ctx, accum)):
-                    for o in synced.values():
-                        o.micro = i
-                    part = part.to(dev)
-                    micro_logs.append(model.train_step(images[part], labels[part], synced, step=step, amp_dtype=amp_dtype))
-                logs, _ = reduce_logs(micro_logs, False, ctx, dev)
-                broadcast_buffers(model, ctx)
-                bad = [k for k, v in logs.items() if not math.isfinite(v)]
-                if bad:
-                    where = f"the last good checkpoint (step {last_good_step}) is kept in {out}" if last_good_step is not None else "no checkpoint was written"
-                    raise TrainingError(f"training diverged: {bad[0]} became {logs[bad[0]]} at step {step + 1}; {where}; try a lower learning rate")
-                # EMA warm-up (decay grows with the step count) so short runs are not dominated by init.
-                decay = min(train_config.ema_decay, (1 + step) / (10 + step))
-                model.update_ema(decay)
-                step += 1
-                for k, v in logs.items():
-                    window.setdefault(k, []).append(v)
-                if step % log_every == 0 or (steps is not None and step == steps):
-                    rec = {"step": step, "time_s": round(elapsed(), 3), **{k: float(np.mean(v)) for k, v in window.items()}}
-                    history.append(rec)
-                    window = {}
-                    emit("step", logs=rec)
-                if step % preview_every == 0 and ctx.is_main:
-                    grid = preview()
-                    save_png(out / ck.PREVIEW, grid)
-                    emit("preview", preview=grid)
-                if step % checkpoint_every == 0 or time.perf_counter() - last_ckpt_time > checkpoint_seconds:
-                    checkpoint()
+            while not run.should_stop(cancel):
+                logs = run.optimisation_step()
+                run.check_finite(logs)
+                run.update_ema()
+                run.step += 1
+                run.record(logs)
+                if run.step % run.preview_every == 0:
+                    run.save_preview()
+                if run.checkpoint_due():
+                    run.checkpoint()
         except GDAError:
             raise
         except torch.cuda.OutOfMemoryError:
-            raise TrainingError(f"out of GPU memory at batch size {batch}; lower the batch size or use --device cpu") from None
+            raise TrainingError(f"out of GPU memory at batch size {train_config.batch_size}; lower the batch size or use --device cpu") from None
         except OSError as exc:
             raise TrainingError(f"could not write to {out}: {exc.strerror or exc}") from None
-        if window:
-            history.append({"step": step, "time_s": round(elapsed(), 3), **{k: float(np.mean(v)) for k, v in window.items()}})
-        check_in_sync(model, ctx, dev)
-        if ctx.is_main:
-            grid = preview()
-            save_png(out / ck.PREVIEW, grid)
-            emit("preview", preview=grid)
-        checkpoint(finished=True)
-        emit("done", message=f"finished {step} steps in {elapsed():.0f} s; run saved to {out}")
+        run.finish()
         barrier(ctx)
     return out
 

@@ -1,4 +1,4 @@
-"""Shared UI helpers for the pages (not a page itself: app.py's st.navigation lists the pages).
+"""Shared UI helpers for the pages: session set-up, cached datasets and runs, pickers, display.
 
 Only Streamlit, numpy and plotly here; every computation is a gda_core call.
 """
@@ -22,6 +22,8 @@ from gda_core.data import get_dataset_info, list_datasets, load_dataset
 from gda_core.errors import GDAError
 from gda_core.jobs import JobManager
 from gda_core.runtime import device_name, resolve_device
+
+APP = Path(__file__).resolve().parents[2] / "app.py"  # pages/ui/common.py -> the entry point
 
 DEFAULT_DATA = {
     "source": "digits",
@@ -122,10 +124,10 @@ def _leave_folder_mode() -> None:
     Until app.py has called ``st.navigation`` once in a server process, Streamlit treats the
     ``pages/`` folder as a legacy multipage app: a first request for a deep link such as ``/Train``
     (a bookmark, a tab reconnecting to a restarted server) runs pages/2_Train.py by itself, without
-    app.py's page set-up, shared sidebar and navigation, and lists this module as a page. Here the
-    page hands over to app.py, which runs it in its navigation (app.py's pages keep the folder's URL
-    names, so it is the same page), and the direct run stops. Nothing is lost: this happens before
-    the page has drawn anything, in the same script run, so widget events are kept.
+    app.py's page set-up, shared sidebar and navigation. Here the page hands over to app.py, which
+    runs it in its navigation (app.py's pages keep the folder's URL names, so it is the same page),
+    and the direct run stops. Nothing is lost: this happens before the page has drawn anything, in
+    the same script run, so widget events are kept.
     A no-op once app.py has run in this server process, and on a Streamlit without that mode.
     """
     try:
@@ -135,7 +137,7 @@ def _leave_folder_mode() -> None:
     if not getattr(PagesManager, "uses_pages_directory", None):
         return
     PagesManager.uses_pages_directory = False
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"), run_name="__main__")
+    runpy.run_path(str(APP), run_name="__main__")
     st.stop()
 
 
@@ -398,7 +400,3 @@ def open_run(info):
         show_error(exc)
         st.stop()
     return run, ds, str(info.path), info.path.joinpath("model.safetensors").stat().st_mtime
-
-
-if __name__ == "__main__":  # opened as a page by Streamlit's legacy pages/ mode (/common): hand over to app.py
-    setup()
