@@ -406,8 +406,8 @@ def generator_scores(plan: StudyPlan, run, rec: dict, pool, ry: np.ndarray, leve
     """Fidelity (precision) and diversity (recall) against the full training split, privacy (1 -
     mean nearest-training SSIM) and utility (TSTR accuracy / the real-only accuracy at this level)
     of one generator. Cached."""
-    key = stage_key(weights=rec["weights_sha256"], data=rec.get("train_data_sha256"), seed=seed, level=level, n=SCORE_IMAGES,
-                    sampling=plan.sampling, budget=plan.budget.to_dict(), baseline=baseline_acc)  # fmt: skip
+    key = stage_key(weights=rec["weights_sha256"], data=_data_id(plan), seed=seed, level=level, n=SCORE_IMAGES, sampling=plan.sampling,
+                    budget=plan.budget.to_dict(), baseline=baseline_acc, device=plan.device.type)  # fmt: skip
     return plan.cache.json("scores", key, lambda: _scores(plan, run, pool, ry, seed, baseline_acc))
 
 
