@@ -278,9 +278,9 @@ def plan_study(dataset, *, models=None, checkpoints=None, model_configs=None, pe
     check_dataset(dataset, levels)
     _check_shapes(specs, dataset)
     filters = parse_filters(select) if isinstance(select, str) else (list(select) if select else [])
-    unknown = set(sampling or {}) - {"temperature", "guidance", "steps"}
+    unknown = set(sampling or {}) - {"temperature", "guidance", "steps", "sampler"}
     if unknown:
-        raise ConfigError(f"unknown sampling setting(s) {', '.join(sorted(unknown))}; use temperature, guidance or steps")
+        raise ConfigError(f"unknown sampling setting(s) {', '.join(sorted(unknown))}; use temperature, guidance, steps or sampler")
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache()
     return StudyPlan(ds=dataset, models=specs, levels=levels, ratios=ratio_list, seeds=seed_list, augs=augs, scope=scope, minutes=minutes,
                      steps=steps, budget=budget or DEFAULT_BUDGET, selection_budget=selection_budget or budget or DEFAULT_BUDGET,
