@@ -92,8 +92,8 @@ def build_pages() -> list:
     return pages
 
 
-def sidebar() -> None:
-    with st.sidebar:
+def sidebar(slot) -> None:
+    with slot:
         o = common.data_options()
         ds = common.current_dataset(show=False)
         st.markdown("**Dataset**")
@@ -114,5 +114,10 @@ def sidebar() -> None:
 
 
 pg = st.navigation(build_pages())
-sidebar()
-pg.run()
+# The sidebar's slot is placed first but filled after the page ran, so it shows the dataset the page
+# just loaded (filled before, it showed the previous one until the next rerun).
+slot = st.sidebar.container()
+try:
+    pg.run()
+finally:
+    sidebar(slot)

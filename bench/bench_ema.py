@@ -9,7 +9,7 @@ several exponential moving averages of the same weights side by side. Then it sa
 from each average with the same sample seeds (DDIM 25, guidance 2, as bench_time_to_quality) and
 scores them on the domain features against the training split. Every average is taken over the
 SAME sequence of weights, so the differences between schedules within a seed are not training
-noise (which, at this budget, moves FID more than most settings do: README, "Time to quality").
+noise (which, at this budget, moves FID more than most settings do: docs/benchmarks.md, "Time to quality on pneumoniamnist").
 
 Schedules (decay d_n applied after optimisation step n = 0, 1, ...: ema <- d ema + (1 - d) w):
 - ``const``: d = min(0.999, (1 + n) / (10 + n)), the trainer's (``TrainConfig.ema_decay``) and the

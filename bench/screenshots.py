@@ -50,7 +50,11 @@ def streamlit(tmp: Path):
             yield url
         finally:
             proc.terminate()
-            proc.wait(15)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:  # a job thread still busy: the shots are written, do not hang on it
+                proc.kill()
+                proc.wait()
 
 
 def settle(pg, timeout: float = 600) -> None:
@@ -119,7 +123,7 @@ def small_study(pg, url: str) -> None:
     pg.get_by_role("option").filter(has_text="vae").first.click()
     pg.keyboard.press("Escape")
     settle(pg)
-    minutes = pg.get_by_label("Minutes per generator")
+    minutes = pg.get_by_role("spinbutton", name="Minutes per generator")  # the label also names its help button
     minutes.fill("0.3")
     minutes.press("Enter")
     settle(pg)

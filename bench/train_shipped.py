@@ -64,7 +64,7 @@ def model_card(run_dir: Path, report: dict | None) -> str:
         keep = ["precision", "recall", "density", "coverage", "images_per_s", "tstr_acc", "trtr_acc", "nearest_ssim_mean", "memorization_rate", "fid"]
         lines += ["", "Raw figures: " + ", ".join(f"{k} = {fmt_with_interval(rep.raw[k], rep.raw_intervals.get(k))}" for k in keep
                                                   if isinstance(rep.raw.get(k), (int, float)))]  # fmt: skip
-        lines += [f"Device: {rep.provenance.get('device', '?')}. Re-evaluate: `python -m gda_core evaluate --checkpoint {run_dir} --preset full --out r.json`."]
+        lines += [f"Device: {rep.provenance.get('device', '?')}. Re-evaluate: `python -m gda_core evaluate --checkpoint {Path(run_dir).resolve().relative_to(ROOT)} --preset full --out r.json`."]
     return "\n".join(lines) + "\n"
 
 

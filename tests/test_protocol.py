@@ -53,6 +53,17 @@ def test_t_interval_covers_the_truth_at_its_nominal_rate_and_narrows_with_more_s
     assert over_replicates([0.5]) is None  # one replicate has no spread to show
 
 
+def test_seed_intervals_stay_within_what_each_figure_can_take():
+    from gda_core.metrics.summaries import aggregate_replicates
+
+    raws = [{"tstr_acc": a, "precision": a, "fid": f, "kid": k} for a, f, k in ((0.80, 0.1, -0.001), (0.95, 2.0, 0.002), (0.96, 0.2, 0.0))]
+    out = aggregate_replicates(raws)
+    assert over_replicates([0.80, 0.95, 0.96]).hi > 1  # the raw t-interval runs past 1 ...
+    assert out["tstr_acc"].hi == 1.0 and out["precision"].hi == 1.0  # ... the reported one stops there
+    assert out["fid"].lo == 0.0 and out["fid"].mean == pytest.approx(0.7667, abs=1e-4)
+    assert out["kid"].lo < 0  # unbiased KID can be negative: left as it is
+
+
 def _precision_case(rng, n_fake: int, truth: float):
     """Real features, and fake ones that are either copies of real points (inside the real manifold
     for sure) or far away (outside for sure): the population precision is exactly ``truth``."""

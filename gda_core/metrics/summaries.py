@@ -9,6 +9,7 @@ Score intervals are keyed ``score:<axis>``; raw figures by their own key.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -111,7 +112,7 @@ def aggregate_replicates(raws: list[dict], *, what: str = "sampling seeds") -> d
             continue
         est = over_replicates([r.get(key) for r in raws], what=what)
         if est is not None:
-            out[key] = est
+            out[key] = _within_domain(key, est)
     scores = [normalise_scores(r) for r in raws]
     for axis in AXES:
         est = over_replicates([s[axis] for s in scores if s[axis] is not None], what=what)
@@ -120,7 +121,26 @@ def aggregate_replicates(raws: list[dict], *, what: str = "sampling seeds") -> d
     return out
 
 
-# Figures every replicate shares (measured once): their interval comes from elsewhere, not the seeds.
+# A t-interval knows nothing of a figure's range: three accuracies of 0.80, 0.95 and 0.96 give an upper
+# end above 1. Shown to a user that reads as an error, so each interval is cut to what the figure can take.
+_UNIT = {"precision", "recall", "coverage", "memorization_rate"}
+_NON_NEGATIVE = {"density", "fid", "images_per_s", "deepfool_rho_tstr", "deepfool_rho_trtr", "bits_per_dim"}
+
+
+def _within_domain(key: str, est: Estimate) -> Estimate:
+    if key in _UNIT or key.endswith(("_acc", "_bacc")):
+        lo, hi = 0.0, 1.0
+    elif key == "nearest_ssim_mean":
+        lo, hi = -1.0, 1.0
+    elif key in _NON_NEGATIVE:
+        lo, hi = 0.0, math.inf
+    else:
+        return est
+    return dataclasses.replace(est, lo=max(lo, est.lo), hi=min(hi, est.hi))
+
+
+# Figures with no interval over seeds: the real-data references and the speed are measured once and shared by every
+# replicate; kid_std is itself a spread (of KID over subsets), so a mean of it with an interval would mean nothing.
 _SHARED = {"trtr_acc", "trtr_bacc", "deepfool_rho_trtr", "images_per_s", "nfe_per_image", "memorization_threshold", "kid_std"}
 
 

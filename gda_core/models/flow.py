@@ -114,7 +114,7 @@ class Flow(GenerativeModel):
     default_lr = 5e-4
     has_latent = True
     # bf16 training on CPUs with native bf16: 1.4x the steps of float32 in the same 10 minutes and a better
-    # FID on both measured seeds, recall within 0.01 (README, "Training in bfloat16 on CPU").
+    # FID on both measured seeds, recall within 0.01 (docs/benchmarks.md, "Training in bfloat16 on CPU").
     cpu_bf16_default = True
     description = "Conditional flow matching (rectified flow): diffusion-like fidelity, straight paths, fewer sampling steps."
     how_it_works = (
