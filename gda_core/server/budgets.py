@@ -18,7 +18,6 @@ def apply_data_limits(cfg: ServerConfig) -> None:
 
     safety.MAX_DATASET_PIXELS = min(safety.MAX_DATASET_PIXELS, cfg.max_dataset_pixels)
     safety.MAX_DATASET_BYTES = min(safety.MAX_DATASET_BYTES, cfg.max_dataset_bytes)
-    safety.MAX_NPZ_BYTES = min(safety.MAX_NPZ_BYTES, cfg.max_dataset_bytes)
 
 
 def model_parameters(family: str, model_config: dict) -> int:

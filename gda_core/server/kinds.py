@@ -109,7 +109,8 @@ def train_job(ctx: JobContext, p: dict) -> dict:
     tc = TrainConfig.from_dict(p["train_config"]) if p.get("train_config") else None
     out = train(p["family"], ds, out=p["out"], steps=p.get("steps"), minutes=p.get("minutes"), model_config=p.get("model_config"),
                 train_config=tc, seed=int(p.get("seed", 0)), device=p.get("device", "auto"), resume=bool(p.get("resume")),
-                callback=on_event, cancel=ctx.cancel_event, preview_every=p.get("preview_every"))  # fmt: skip
+                callback=on_event, cancel=ctx.cancel_event, preview_every=p.get("preview_every"),
+                checkpoint_every=p.get("checkpoint_every"))  # fmt: skip
     return {"run_dir": str(out)}
 
 
@@ -232,7 +233,7 @@ def run_job(app_data: str, job_id: str) -> int:
     cfg = load_config(app_data)
     store = store_for(cfg)
     job = store.get(job_id)
-    if job is None or not store.claim(job_id, os.getpid()):
+    if job is None or not store.claim(job_id, os.getpid(), os.getppid()):
         return 0  # unknown, or cancelled before it started
     torch.set_num_threads(int(os.environ.get("GDA_JOB_THREADS") or cfg.resolved_job_threads()))
     apply_data_limits(cfg)

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, workspace TEXT NOT NULL, kind TEXT NOT NULL,
     title TEXT NOT NULL, status TEXT NOT NULL, progress REAL NOT NULL DEFAULT 0, message TEXT NOT NULL DEFAULT '',
     eta_s REAL, error TEXT, params TEXT NOT NULL, meta TEXT NOT NULL, result TEXT, preview TEXT,
-    created REAL NOT NULL, started REAL, finished REAL, pid INTEGER, host TEXT, cancel INTEGER NOT NULL DEFAULT 0
+    created REAL NOT NULL, started REAL, finished REAL, pid INTEGER, supervisor INTEGER, host TEXT, cancel INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_ws ON jobs (workspace, kind);
 CREATE TABLE IF NOT EXISTS logs (seq INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, data TEXT NOT NULL);
@@ -62,6 +62,7 @@ class Job:
     started: float | None = None
     finished: float | None = None
     pid: int | None = None
+    supervisor: int | None = None
     host: str | None = None
     cancel_requested: bool = False
     queue_position: int | None = None
@@ -82,8 +83,8 @@ class Job:
         return (self.started or time.time()) - self.created
 
 
-def _pid_alive(pid: int, job_id: str) -> bool:
-    """Whether ``pid`` is still the process running ``job_id`` (a reused pid runs something else)."""
+def _pid_alive(pid: int, marker: str) -> bool:
+    """Whether ``pid`` is still the process whose command line holds ``marker`` (a reused pid runs something else)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -94,7 +95,7 @@ def _pid_alive(pid: int, job_id: str) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc (macOS): trust the pid
-    return job_id.encode() in cmdline
+    return marker.encode() in cmdline
 
 
 class JobStore:
@@ -133,10 +134,11 @@ class JobStore:
             cur = db.execute(f"UPDATE jobs SET {cols} WHERE id = ? {where}", (*values.values(), job_id))
             return cur.rowcount > 0
 
-    def claim(self, job_id: str, pid: int) -> bool:
-        """Mark a queued job running in process ``pid``; False when it was cancelled meanwhile."""
-        return self._set(job_id, "AND status = 'queued'", status=RUNNING, started=time.time(), pid=pid, host=socket.gethostname(),
-                         message="starting...")  # fmt: skip
+    def claim(self, job_id: str, pid: int, supervisor: int | None = None) -> bool:
+        """Mark a queued job running in process ``pid``, watched by the worker ``supervisor`` (which
+        records how the process ended if it could not); False when it was cancelled meanwhile."""
+        return self._set(job_id, "AND status = 'queued'", status=RUNNING, started=time.time(), pid=pid, supervisor=supervisor,
+                         host=socket.gethostname(), message="starting...")  # fmt: skip
 
     def update(self, job_id: str, *, progress: float | None = None, message: str | None = None, eta_s: float | None = None) -> None:
         values: dict[str, Any] = {"eta_s": eta_s}
@@ -191,7 +193,8 @@ class JobStore:
                    progress=row["progress"], message=row["message"], eta_s=row["eta_s"], error=row["error"],
                    params=json.loads(row["params"]), meta=json.loads(row["meta"]),
                    result=json.loads(row["result"]) if row["result"] else None, preview=row["preview"], created=row["created"],
-                   started=row["started"], finished=row["finished"], pid=row["pid"], host=row["host"], cancel_requested=bool(row["cancel"]),
+                   started=row["started"], finished=row["finished"], pid=row["pid"], supervisor=row["supervisor"], host=row["host"],
+                   cancel_requested=bool(row["cancel"]),
                    queue_position=position)  # fmt: skip
 
     def _rows(self, sql: str, args: tuple) -> list[Job]:
@@ -236,7 +239,10 @@ class JobStore:
 
     # -- the dead --------------------------------------------------------------------------------
     def _dead(self, job: Job) -> bool:
-        return job.status == RUNNING and job.pid is not None and job.host == socket.gethostname() and not _pid_alive(job.pid, job.id)
+        """Running on this machine, its process gone, and no live worker left to say how it ended."""
+        if job.status != RUNNING or job.pid is None or job.host != socket.gethostname() or _pid_alive(job.pid, job.id):
+            return False
+        return job.supervisor is None or not _pid_alive(job.supervisor, "worker")
 
     def reap(self, reason: str | None = None) -> int:
         """Mark ``failed`` every running job of this machine whose process is gone; return how many."""
