@@ -99,10 +99,10 @@ def sidebar() -> None:
         st.markdown("**Dataset**")
         if ds is not None:
             st.caption(
-                f"{o.get('label') or ds.name}: {len(ds.train_labels):,} training images, {ds.num_classes} classes, {ds.image_size}x{ds.image_size} px, {'grey' if ds.channels == 1 else 'RGB'}"
+                f"{common.plain(o.get('label') or ds.name)}: {len(ds.train_labels):,} training images, {ds.num_classes} classes, {ds.image_size}x{ds.image_size} px, {'grey' if ds.channels == 1 else 'RGB'}"
             )
         else:
-            st.caption(f"{o.get('label') or o['source']}: not loaded (see the Data page)")
+            st.caption(f"{common.plain(o.get('label') or o['source'])}: not loaded (see the Data page)")
         st.markdown("**Device**")
         st.caption(common.device_label())
         ws = common.workspace()

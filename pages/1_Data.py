@@ -180,9 +180,10 @@ with right:
             st.caption("The app keeps using the previous dataset: " + common.plain(common.data_options().get("label")))
             ds = None
         else:
-            st.session_state["data_options"] = new_opts
+            if new_opts != common.data_options():
+                common.set_data_options(new_opts)
     if ds is not None:
-        st.subheader(common.data_options().get("label") or ds.name)
+        st.subheader(common.plain(common.data_options().get("label") or ds.name))
         if ds.description:
             st.caption(ds.description)
         m = st.columns(6)

@@ -258,14 +258,14 @@ def jobs_panel() -> None:
                 if btn.button("Cancel", key=f"cancel_{j.id}", help="Stop after the current step; a checkpoint is saved so you can resume."):
                     queue.cancel(ws, j.id)
                 eta = f", about {common.fmt_seconds(j.eta_s)} left" if j.eta_s is not None else ""
-                st.progress(j.progress, text=common.job_status_text(j) if j.status == "queued" else
-                            f"{j.message} · {j.progress:.0%}{eta} · elapsed {common.fmt_seconds(j.elapsed_s)}")  # fmt: skip
+                text = common.job_status_text(j) if j.status == "queued" else f"{j.message} · {j.progress:.0%}{eta} · elapsed {common.fmt_seconds(j.elapsed_s)}"
+                st.progress(j.progress, text=common.plain(text))
             elif j.status == "failed":
-                st.error(j.error)
+                st.error(common.plain(j.error))
             elif j.status == "cancelled":
-                st.warning(f"{j.error} (use the Resume tab)")
+                st.warning(f"{common.plain(j.error)} (use the Resume tab)")
             else:
-                st.success(f"Finished in {common.fmt_seconds(j.elapsed_s)}: {j.message}")
+                st.success(f"Finished in {common.fmt_seconds(j.elapsed_s)}: {common.plain(j.message)}")
             if j is jobs[0] or not j.done:
                 _curves_and_preview(j)
     if newly_done:

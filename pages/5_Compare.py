@@ -122,7 +122,7 @@ eval_jobs()
 shown = [p for p in selected if p in reports]
 missing = [by_path[p].path.name for p in selected if p not in reports]
 if missing and shown:
-    st.caption(f"No saved evaluation yet for {', '.join(missing)}: press **Evaluate selected**.")
+    st.caption(f"No saved evaluation yet for {common.plain(', '.join(missing))}: press **Evaluate selected**.")
 if not shown:
     st.info("No results yet for the selected checkpoints: press **Evaluate selected**.")
     st.stop()

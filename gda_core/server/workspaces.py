@@ -34,6 +34,7 @@ from .config import ServerConfig
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 SUBDIRS = ("uploads", "datasets", "runs", "evaluations", "exports", "jobs", "study-cache")
 INFO = "workspace.json"
+STATE = "state.json"
 NOTE = "note.json"
 #: What a run zip may hold (anything else is refused): weights, config, cards, history, preview, saved evaluations.
 RUN_FILES = frozenset({"model.safetensors", "config.json", "history.json", "preview.png", "MODEL_CARD.md", "DATA_CARD.md", NOTE})
@@ -116,6 +117,17 @@ class Workspace:
         else:
             info.pop("password", None)
         atomic_write_json(self.root / INFO, info)
+
+    # -- what the pages keep (the current dataset's options) ----------------------------------------
+    def state(self) -> dict:
+        try:
+            d = json.loads((self.root / STATE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return d if isinstance(d, dict) else {}
+
+    def save_state(self, **values: object) -> None:
+        atomic_write_json(self.root / STATE, {**self.state(), **values})
 
     # -- disk ------------------------------------------------------------------------------------
     def usage_bytes(self) -> int:
@@ -261,20 +273,24 @@ def _zip_members(data: bytes) -> dict[str, bytes]:
 
 def import_run_zip(cfg: ServerConfig, ws: Workspace, data: bytes, name: str) -> Path:
     """Add an uploaded run zip to the workspace after validating it as an untrusted checkpoint
-    (gda_core.checkpoints.load_run: config checked, tensor shapes from the header, no NaN)."""
-    from ..checkpoints import load_run
+    (gda_core.checkpoints.load_run: config checked, tensor shapes from the header, no NaN), no larger
+    than the server's model budget."""
+    from ..checkpoints import build_from_config, load_run, read_config
 
     ws.check_quota(cfg, len(data))
     members = _zip_members(data)
     if "config.json" not in members or "model.safetensors" not in members:
         raise CheckpointError("the run zip needs config.json and model.safetensors")
     base = safe_name(Path(name).stem, "run")
-    staging = _private_dir(ws.runs.parent / "jobs" / f".import-{secrets.token_hex(4)}")
+    staging = _private_dir(ws.jobs / f".import-{secrets.token_hex(4)}")
     try:
         for key, content in members.items():
             dst = staging / key
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_bytes(content)
+        n = sum(p.numel() for p in build_from_config(read_config(staging), staging, meta=True).parameters())
+        if n > cfg.max_model_params:
+            raise CheckpointError(f"model budget: the uploaded run has {n:,} parameters, over the limit max_model_params = {cfg.max_model_params:,}")
         load_run(staging, device="cpu")
         target = ws.runs / base
         i = 1

@@ -122,7 +122,7 @@ def setup(*, entry: bool = False) -> None:
         _password_gate(ws)
     ss["owner"] = ws.id
     if "data_options" not in ss:
-        ss["data_options"] = dict(DEFAULT_DATA)
+        ss["data_options"] = _saved_data_options(ws)
     _server_started(cfg)
 
 
@@ -153,6 +153,20 @@ def _resolve_workspace(cfg: ServerConfig) -> Workspace:
     if st.query_params.get("ws") != ws.id:
         st.query_params["ws"] = ws.id
     return ws
+
+
+def _saved_data_options(ws: Workspace) -> dict:
+    """The dataset this workspace used last (kept on disk, so a reload or another tab finds it)."""
+    saved = ws.state().get("data_options")
+    if not isinstance(saved, dict) or set(saved) - set(DEFAULT_DATA) - {"upload_label"}:
+        return dict(DEFAULT_DATA)
+    return {**DEFAULT_DATA, **saved}
+
+
+def set_data_options(options: dict) -> None:
+    """Make ``options`` the current dataset of this session and of its workspace."""
+    st.session_state["data_options"] = options
+    workspace().save_state(data_options=options)
 
 
 def _password_gate(ws: Workspace) -> None:
@@ -263,12 +277,13 @@ def iterative_families() -> tuple[str, ...]:
 
 
 def show_error(exc: BaseException) -> None:
-    """A user-facing one-line error (never a traceback)."""
-    st.error(
+    """A user-facing one-line error (never a traceback), shown literally: messages quote file and
+    class names from users' archives, which must not be read as markdown."""
+    st.error(plain(
         str(exc)
         if isinstance(exc, GDAError)
         else f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-    )
+    ))
 
 
 # -- datasets -------------------------------------------------------------------------------------
@@ -315,7 +330,7 @@ def current_dataset(show: bool = True):
         )
     except GDAError as exc:
         if show:
-            st.error(f"Current dataset could not be loaded: {exc}")
+            st.error(f"Current dataset could not be loaded: {plain(exc)}")
         return None
 
 
@@ -357,7 +372,7 @@ def prepared_dataset(source: str, label: str, *, image_size, channels: str, seed
         return str(out)
     jobs = [j for j in q.list(ws, "prepare") if j.meta.get("key") == key]
     if jobs and jobs[0].status == "failed":
-        st.error(jobs[0].error)
+        st.error(plain(jobs[0].error))
         if not st.button("Try again", key=f"prepare_retry_{key}", help="Decode the file again (after the server's limits changed, say)."):
             return None
     elif not jobs or jobs[0].status in ("cancelled", "done"):
@@ -394,7 +409,7 @@ def _follow_prepare(key: str) -> None:
             st.rerun()
         j = jobs[0]
         where = f" (number {j.queue_position} in the queue)" if j.status == "queued" and j.queue_position else ""
-        st.progress(j.progress, text=f"Decoding your images in the background{where}: {j.message}")
+        st.progress(j.progress, text=f"Decoding your images in the background{where}: {plain(j.message)}")
 
     follow()
 
@@ -522,14 +537,14 @@ def show_job_progress(jobs, *, key: str, limit: int, cancel_help: str = "Stop th
     """Progress bar + Cancel button for each queued or running job, then the latest failures/cancellations."""
     for j in [j for j in jobs if not j.done]:
         a, b = st.columns([6, 1])
-        a.progress(j.progress, text=job_status_text(j))
+        a.progress(j.progress, text=plain(job_status_text(j)))
         if b.button("Cancel", key=f"{key}_{j.id}", help=cancel_help):
             job_queue().cancel(workspace(), j.id)
     for j in jobs[:limit]:
         if j.status == "failed":
-            st.error(f"{j.title}: {j.error}")
+            st.error(plain(f"{j.title}: {j.error}"))
         elif j.status == "cancelled":
-            st.caption(f"{j.title}: cancelled")
+            st.caption(plain(f"{j.title}: cancelled"))
 
 
 def open_run(info):
