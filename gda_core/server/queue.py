@@ -153,8 +153,11 @@ def ensure_worker(cfg: ServerConfig) -> bool:
         return False
     cfg.app_data.mkdir(parents=True, exist_ok=True)
     with open(cfg.app_data / "worker.log", "ab") as out:
-        subprocess.Popen([sys.executable, "-m", "gda_core", "worker", "--app-data", str(cfg.app_data)], stdout=out, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, "GDA_APP_DATA": str(cfg.app_data)})  # fmt: skip
+        proc = subprocess.Popen([sys.executable, "-m", "gda_core", "worker", "--app-data", str(cfg.app_data)], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "GDA_APP_DATA": str(cfg.app_data)})  # fmt: skip
+    # Written now, not only by the worker once it runs: stop_worker must find a worker still starting.
+    (cfg.app_data / WORKER_PID).write_text(str(proc.pid))
     return True
 
 
@@ -164,12 +167,28 @@ def stop_worker(cfg: ServerConfig, timeout: float = 20.0) -> None:
         pid = int((cfg.app_data / WORKER_PID).read_text())
     except (OSError, ValueError):
         return
+    end = time.time() + timeout
+    while time.time() < end and not worker_running(cfg) and _alive(pid):
+        time.sleep(0.1)  # still starting: let it take the lock (or give up) so that SIGTERM finds a consumer
     _signal_worker(pid, signal.SIGTERM)
     end = time.time() + timeout
     while time.time() < end and worker_running(cfg):
         time.sleep(0.2)
     if worker_running(cfg):
         _signal_worker(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def _signal_worker(pid: int, sig: int) -> None:
