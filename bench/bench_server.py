@@ -17,56 +17,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from bench.bench_protocol import cpu_name
 from gda_core.runtime import atomic_write_json
+from tests.serving import small_class_zip, streamlit_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _zip(seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for c in ("left", "right"):
-            for i in range(12):
-                img = io.BytesIO()
-                Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(img, format="PNG")
-                zf.writestr(f"set{seed}/{c}/{i}.png", img.getvalue())
-    return buf.getvalue()
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _settle(pg, timeout: float = 600) -> None:
@@ -111,7 +80,7 @@ class Session:
             await pg.get_by_text("Upload a .zip or .npz").click()
             await _settle(pg)
             await pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
-                files=[{"name": f"set{self.i}.zip", "mimeType": "application/zip", "buffer": _zip(self.i)}])
+                files=[{"name": f"set{self.i}.zip", "mimeType": "application/zip", "buffer": small_class_zip(f"set{self.i}", self.i, ("left", "right"), 12)}])
             await pg.get_by_role("heading", name=f"set{self.i}.zip").wait_for()
             await self.open(pg, "Train")
             box = pg.get_by_role("combobox", name="Model family", exact=True)
@@ -180,44 +149,27 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "server_load.json"))
     args = ap.parse_args()
     from gda_core.server.config import load_config
-    from gda_core.server.queue import stop_worker, store_for
+    from gda_core.server.queue import ensure_worker, store_for
 
     tmp = Path(tempfile.mkdtemp(prefix="gda-load-"))
     app = tmp / "app"
     app.mkdir()
     (app / "server.toml").write_text(f"workers = {args.workers}\njob_threads = 1\n")
-    env = {**os.environ, "GDA_APP_DATA": str(app), "GDA_CACHE_DIR": str(tmp / "cache"), "GDA_ALLOW_DOWNLOAD": "0", "OMP_NUM_THREADS": "1"}
-    os.environ.update({k: env[k] for k in ("GDA_APP_DATA", "GDA_CACHE_DIR")})
+    os.environ.update(GDA_APP_DATA=str(app), GDA_CACHE_DIR=str(tmp / "cache"), GDA_ALLOW_DOWNLOAD="0", OMP_NUM_THREADS="1")
     cfg = load_config()
-    port = _port()
     load_before = os.getloadavg()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)], cwd=ROOT, env=env,
-                            stdout=open(tmp / "streamlit.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        urllib.request.urlopen(url, timeout=30).read()
-        from gda_core.server.queue import ensure_worker
-
+    with streamlit_server(tmp, app, threads=1) as url:
+        urllib.request.urlopen(url, timeout=60).read()
         ensure_worker(cfg)
         long_ids = _start_long_trainings(cfg, args.long_minutes)
         time.sleep(5)
         t0 = time.perf_counter()
         sessions = asyncio.run(_sessions(url, args.sessions))
         wall = time.perf_counter() - t0
-        peak = _peak_kib(proc.pid)
+        peak = _peak_kib(url.pid)
         store = store_for(cfg)
         jobs = [j for s in sessions if s.token for j in store.list(s.token)]
         long_jobs = [store.get(i) for i in long_ids]
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        stop_worker(cfg)
     times = [t for s in sessions for _, t in s.times]
     names = {s.i: [f"set{s.i}"] + [Path(j.meta.get("out", "")).name for j in jobs if j.workspace == s.token and j.meta.get("out")] for s in sessions}
     leaks = sum(1 for s in sessions if getattr(s, "html", None) for o in sessions if o.i != s.i for n in names[o.i] if n and n in s.html)
@@ -225,7 +177,7 @@ def main() -> int:
     waits = [j.waited_s for j in jobs if j.started]
     result = {
         "meta": {"command": "python -m bench.bench_server " + " ".join(sys.argv[1:]), "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                 "cpu": _cpu(), "cpus": os.cpu_count(), "threads": 1, "python": platform.python_version(), "wall_s": round(wall, 1),
+                 "cpu": cpu_name(), "cpus": os.cpu_count(), "threads": 1, "python": platform.python_version(), "wall_s": round(wall, 1),
                  "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"sessions": args.sessions, "workers": args.workers, "job_threads": 1, "long_trainings": 2,
                      "long_training": f"ddpm on digits, {args.long_minutes:g} minutes each"},

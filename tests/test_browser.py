@@ -8,19 +8,17 @@ $GDA_TEST_RUNS_DIR's runs when set (as in test_app.py).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from gda_core.checkpoints import list_runs
+
+from .serving import small_class_zip, streamlit_server
 
 pytestmark = pytest.mark.browser
 
@@ -36,12 +34,6 @@ if not Path(CHROMIUM).exists():
         f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) to run the browser tests", allow_module_level=True
     )
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _seed_runs(dst: Path) -> None:
@@ -64,47 +56,13 @@ def _seed_runs(dst: Path) -> None:
         Report.from_raw(raw, provenance={"seed": 0, "n_samples": 100, "device": "CPU"}).save(dst / name / "eval" / "demo.json")
 
 
-@contextlib.contextmanager
-def _streamlit(tmp: Path, app_data: Path):
-    """``streamlit run app.py`` on a free port of 127.0.0.1 with its data in ``app_data`` until the
-    block ends (then its queue's worker is stopped too); yields its URL."""
-    from gda_core.server.config import load_config
-    from gda_core.server.queue import stop_worker
-
-    port = _free_port()
-    env = {**os.environ, "GDA_APP_DATA": str(app_data), "GDA_ALLOW_DOWNLOAD": "0", "GDA_CACHE_DIR": str(tmp / "cache"), "OMP_NUM_THREADS": "2"}
-    log = open(tmp / "streamlit.log", "w")  # noqa: SIM115 - closed below
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"streamlit did not start; see {tmp / 'streamlit.log'}")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        stop_worker(load_config(app_data))
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
     app_data = tmp / "app"
     runs = app_data / "published"
     _seed_runs(runs)
-    with _streamlit(tmp, app_data) as url:
+    with streamlit_server(tmp, app_data) as url:
         yield {"url": url, "runs": runs, "app": app_data}
 
 
@@ -251,7 +209,7 @@ def test_compare_shows_the_radar_chart(page, server):
 def test_a_deep_link_as_the_first_request_opens_that_page(browser, tmp_path):
     """A fresh server whose very first request is /Train (a bookmark, a link in a report) shows the
     Train page inside the app: shared sidebar, the app's pages only, no 'Page not found'."""
-    with _streamlit(tmp_path, tmp_path / "app") as url:
+    with streamlit_server(tmp_path, tmp_path / "app") as url:
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         try:
             pg = ctx.new_page()
@@ -264,33 +222,14 @@ def test_a_deep_link_as_the_first_request_opens_that_page(browser, tmp_path):
             assert links == ["Home", "Data", "Train", "Sample", "Latent space", "Compare", "Learn", "Augment"], links
             assert pg.get_by_text("Page not found").count() == 0
             assert pg.get_by_text("Device").count() >= 1  # app.py's shared sidebar ran
-            assert pg.url.rstrip("/").endswith("/Train")
+            # the app adds the workspace token (?ws=...) to the URL: the path alone is the page
+            assert urlparse(pg.url).path.rstrip("/").endswith("/Train"), pg.url
             _shot(pg, "deep_link_first_request")
         finally:
             ctx.close()
 
 
-def _pets_zip() -> bytes:
-    import io
-    import zipfile
-
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for c in ("cats", "dogs"):
-            for i in range(8):
-                img = io.BytesIO()
-                Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(img, format="PNG")
-                zf.writestr(f"pets/{c}/{i}.png", img.getvalue())
-    return buf.getvalue()
-
-
 def _token(pg) -> str:
-    from urllib.parse import parse_qs, urlparse
-
     return parse_qs(urlparse(pg.url).query)["ws"][0]
 
 
@@ -332,7 +271,7 @@ def test_workspaces_are_private_and_survive_a_reload_with_the_running_job(browse
         alice.get_by_text("Upload a .zip or .npz").click()
         _settle(alice)
         alice.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
-            files=[{"name": "pets.zip", "mimeType": "application/zip", "buffer": _pets_zip()}])
+            files=[{"name": "pets.zip", "mimeType": "application/zip", "buffer": small_class_zip("pets")}])
         alice.get_by_role("heading", name="pets.zip").wait_for()
         _open_ws(alice, server, "train", token)
         _start_training(alice, "5000")

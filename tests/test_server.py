@@ -11,10 +11,7 @@ import os
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -30,6 +27,8 @@ from gda_core.server import workspaces as wsp
 from gda_core.server.budgets import apply_data_limits, check_training
 from gda_core.server.config import load_config
 from gda_core.server.queue import ensure_worker, stop_worker, worker_running
+
+from .serving import streamlit_server
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_VAE = {"latent_dim": 8, "base_channels": 8}
@@ -296,23 +295,9 @@ def _upgrade(port: int, host: str) -> str:
 @pytest.mark.slow
 def test_websocket_upgrade_checks_the_host_header(tmp_path):
     """The repo's .streamlit/config.toml allows 127.0.0.1 and localhost only (DNS rebinding)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "GDA_APP_DATA": str(tmp_path / "app"), "GDA_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        for _ in range(240):
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
+    with streamlit_server(tmp_path, tmp_path / "app") as url:
+        port = int(url.rsplit(":", 1)[1])
         assert " 101 " in _upgrade(port, f"127.0.0.1:{port}") + " "
         assert " 101 " in _upgrade(port, f"localhost:{port}") + " "
         refused = _upgrade(port, f"evil.example:{port}")
         assert " 101 " not in refused + " " and refused.startswith("HTTP/1.1 4"), refused
-    finally:
-        proc.terminate()
-        proc.wait(20)

@@ -31,7 +31,7 @@ from huey.registry import Message
 from huey.serializer import Serializer
 
 from .config import ServerConfig, load_config
-from .store import FAILED, JobStore
+from .store import FAILED, JobStore, pid_alive
 
 log = logging.getLogger(__name__)
 QUEUE_DB = "queue.db"
@@ -168,7 +168,7 @@ def stop_worker(cfg: ServerConfig, timeout: float = 20.0) -> None:
     except (OSError, ValueError):
         return
     end = time.time() + timeout
-    while time.time() < end and not worker_running(cfg) and _alive(pid):
+    while time.time() < end and not worker_running(cfg) and pid_alive(pid):
         time.sleep(0.1)  # still starting: let it take the lock (or give up) so that SIGTERM finds a consumer
     _signal_worker(pid, signal.SIGTERM)
     end = time.time() + timeout
@@ -176,19 +176,6 @@ def stop_worker(cfg: ServerConfig, timeout: float = 20.0) -> None:
         time.sleep(0.2)
     if worker_running(cfg):
         _signal_worker(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped by its parent) is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _signal_worker(pid: int, sig: int) -> None:

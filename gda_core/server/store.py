@@ -83,8 +83,9 @@ class Job:
         return (self.started or time.time()) - self.created
 
 
-def _pid_alive(pid: int, marker: str) -> bool:
-    """Whether ``pid`` is still the process whose command line holds ``marker`` (a reused pid runs something else)."""
+def pid_alive(pid: int, marker: str = "") -> bool:
+    """Whether ``pid`` is still running (not a zombie) and its command line holds ``marker`` (a reused
+    pid runs something else). Without /proc (macOS) the pid alone decides."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -92,10 +93,11 @@ def _pid_alive(pid: int, marker: str) -> bool:
     except PermissionError:
         return True
     try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return True  # no /proc (macOS): trust the pid
-    return marker.encode() in cmdline
+        return True
+    return state != "Z" and marker.encode() in cmdline
 
 
 class JobStore:
@@ -240,9 +242,9 @@ class JobStore:
     # -- the dead --------------------------------------------------------------------------------
     def _dead(self, job: Job) -> bool:
         """Running on this machine, its process gone, and no live worker left to say how it ended."""
-        if job.status != RUNNING or job.pid is None or job.host != socket.gethostname() or _pid_alive(job.pid, job.id):
+        if job.status != RUNNING or job.pid is None or job.host != socket.gethostname() or pid_alive(job.pid, job.id):
             return False
-        return job.supervisor is None or not _pid_alive(job.supervisor, "worker")
+        return job.supervisor is None or not pid_alive(job.supervisor, "worker")
 
     def reap(self, reason: str | None = None) -> int:
         """Mark ``failed`` every running job of this machine whose process is gone; return how many."""

@@ -59,6 +59,15 @@ def safe_name(name: str, fallback: str = "file") -> str:
     return cleaned[:100] or fallback
 
 
+def _read_dict(path: Path) -> dict:
+    """A JSON object from ``path``; {} when the file is missing, unreadable or not an object."""
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
 def dir_bytes(path: Path) -> int:
     """Bytes of the regular files under ``path`` (symlinks are not followed)."""
     total = 0
@@ -86,11 +95,7 @@ class Workspace:
 
     # -- identity --------------------------------------------------------------------------------
     def info(self) -> dict:
-        try:
-            d = json.loads((self.root / INFO).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return d if isinstance(d, dict) else {}
+        return _read_dict(self.root / INFO)
 
     @property
     def name(self) -> str:
@@ -120,11 +125,7 @@ class Workspace:
 
     # -- what the pages keep (the current dataset's options) ----------------------------------------
     def state(self) -> dict:
-        try:
-            d = json.loads((self.root / STATE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return d if isinstance(d, dict) else {}
+        return _read_dict(self.root / STATE)
 
     def save_state(self, **values: object) -> None:
         atomic_write_json(self.root / STATE, {**self.state(), **values})
