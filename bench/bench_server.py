@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.bench_protocol import cpu_name
+from bench.bench_speed import _cpu_model
 from gda_core.runtime import atomic_write_json
 from tests.serving import small_class_zip, streamlit_server
 
@@ -177,7 +177,7 @@ def main() -> int:
     waits = [j.waited_s for j in jobs if j.started]
     result = {
         "meta": {"command": "python -m bench.bench_server " + " ".join(sys.argv[1:]), "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                 "cpu": cpu_name(), "cpus": os.cpu_count(), "threads": 1, "python": platform.python_version(), "wall_s": round(wall, 1),
+                 "cpu": _cpu_model(), "cpus": os.cpu_count(), "threads": 1, "python": platform.python_version(), "wall_s": round(wall, 1),
                  "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"sessions": args.sessions, "workers": args.workers, "job_threads": 1, "long_trainings": 2,
                      "long_training": f"ddpm on digits, {args.long_minutes:g} minutes each"},

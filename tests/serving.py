@@ -1,5 +1,6 @@
-"""A real ``streamlit run app.py`` for the tests that talk to the server over HTTP (browser tests,
-the WebSocket Host check)."""
+"""A real ``streamlit run app.py`` for whatever talks to the server over HTTP: the browser tests,
+the WebSocket Host check, the load test (bench/bench_server.py) and the screenshots
+(bench/screenshots.py). No pytest import: the bench scripts use it too."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,16 +34,16 @@ class ServerUrl(str):
 
 
 @contextlib.contextmanager
-def streamlit_server(tmp: Path, app_data: Path, threads: int = 2):
+def streamlit_server(tmp: Path, app_data: Path, threads: int = 2, env: dict[str, str] | None = None):
     """``streamlit run app.py`` on a free port of 127.0.0.1 with its data in ``app_data`` until the
     block ends (then its queue's worker is stopped too); yields its URL. The repository's
-    .streamlit/config.toml applies (the server runs from the checkout)."""
+    .streamlit/config.toml applies (the server runs from the checkout); ``env`` adds variables."""
     from gda_core.server.config import load_config
     from gda_core.server.queue import stop_worker
 
     port = free_port()
     env = {**os.environ, "GDA_APP_DATA": str(app_data), "GDA_ALLOW_DOWNLOAD": "0", "GDA_CACHE_DIR": str(tmp / "cache"),
-           "OMP_NUM_THREADS": str(threads)}
+           "OMP_NUM_THREADS": str(threads), **(env or {})}
     log = open(tmp / "streamlit.log", "w")  # noqa: SIM115 - closed below
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port), "--server.address", "127.0.0.1",
            "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
@@ -58,7 +58,7 @@ def streamlit_server(tmp: Path, app_data: Path, threads: int = 2):
             except OSError:
                 time.sleep(0.5)
         else:
-            pytest.fail(f"streamlit did not start; see {tmp / 'streamlit.log'}")
+            raise RuntimeError(f"streamlit did not start; see {tmp / 'streamlit.log'}")
         yield url
     finally:
         proc.terminate()
