@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import statistics
@@ -38,37 +39,47 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-async def _settle(pg, timeout: float = 600) -> None:
-    await asyncio.sleep(1.0)
-    end = time.time() + timeout
-    while time.time() < end:
-        if await pg.locator('[data-testid="stStatusWidget"]').count() == 0:
-            await asyncio.sleep(0.3)
-            if await pg.locator('[data-testid="stStatusWidget"]').count() == 0:
-                return
-        await asyncio.sleep(0.2)
+STATUS = '[data-testid="stStatusWidget"]'
+
+
+async def _settle(pg, timeout: float = 600) -> float:
+    """Wait until the script run has finished: at least a second, then the status widget ('Running...')
+    unseen for 0.3 s. Returns when it was last seen (this call's start if never), so that a response
+    time ends when the page was ready, not when this wait was sure of it."""
+    start = last = time.perf_counter()
+    while time.perf_counter() < start + timeout:
+        now = time.perf_counter()
+        if await pg.locator(STATUS).count():
+            last = now
+        elif now - start >= 1.0 and now - last >= 0.3:
+            return last
+        await asyncio.sleep(0.1)
     raise TimeoutError("the app kept running")
 
 
 class Session:
-    def __init__(self, i: int, url: str):
+    def __init__(self, i: int, url: str, shots: Path):
         self.i, self.url, self.token, self.times, self.error = i, url, None, [], None
-        self.run_name = None
+        self.pages: list[str] = []
+        self.step, self.shots = "start", shots  # where a lost session stopped, and its screenshot
 
-    async def timed(self, what: str, coro) -> None:
+    async def timed(self, what: str, pg, action=None) -> None:
+        """Time ``action`` (a navigation or a click) until the script run it caused has finished."""
+        self.step = what
         t0 = time.perf_counter()
-        await coro
-        self.times.append((what, time.perf_counter() - t0))
+        if action is not None:
+            await action
+        self.times.append((what, await _settle(pg) - t0))
 
     async def open(self, pg, page: str) -> None:
         async def go():
             await pg.goto(f"{self.url}/{page}" + (f"?ws={self.token}" if self.token else ""))
             await pg.wait_for_selector("h1")
-            await _settle(pg)
 
-        await self.timed(page or "Home", go())
+        await self.timed(page or "Home", pg, go())
         if await pg.locator('[data-testid="stException"]').count():
             raise RuntimeError(f"exception on {page}")
+        self.pages.append(await pg.content())  # searched for other sessions' names afterwards
 
     async def run(self, browser) -> None:
         ctx = await browser.new_context(viewport={"width": 1400, "height": 1600})
@@ -81,6 +92,7 @@ class Session:
             await _settle(pg)
             await pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
                 files=[{"name": f"set{self.i}.zip", "mimeType": "application/zip", "buffer": small_class_zip(f"set{self.i}", self.i, ("left", "right"), 12)}])
+            self.step = "Data: wait for the decoded upload"
             await pg.get_by_role("heading", name=f"set{self.i}.zip").wait_for()
             await self.open(pg, "Train")
             box = pg.get_by_role("combobox", name="Model family", exact=True)
@@ -90,27 +102,27 @@ class Session:
             await _settle(pg)
             steps = pg.get_by_label("Steps", exact=True)
             await steps.fill("20")
-            await self.timed("Train: set steps", steps.press("Enter"))
-            await _settle(pg)
-            await self.timed("Train: start", pg.get_by_role("button", name="Start training").click())
-            await _settle(pg)
+            await self.timed("Train: set steps", pg, steps.press("Enter"))
+            await self.timed("Train: start", pg, pg.get_by_role("button", name="Start training").click())
+            self.step = "Train: wait for 'Finished in'"
             await pg.get_by_text("Finished in").wait_for()
             await self.open(pg, "Sample")
             await self.open(pg, "Compare")
             await self.open(pg, "Train")
-            self.html = await pg.content()
         except Exception as exc:  # noqa: BLE001 - a lost session is a result, not a crash of the bench
-            self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            self.error = f"{self.step}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            with contextlib.suppress(Exception):  # what the page showed then, for whoever reads the error
+                await pg.screenshot(path=str(self.shots / f"session{self.i}.png"), full_page=True)
         finally:
             await ctx.close()
 
 
-async def _sessions(url: str, n: int) -> list[Session]:
+async def _sessions(url: str, n: int, shots: Path) -> list[Session]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        sessions = [Session(i, url) for i in range(n)]
+        sessions = [Session(i, url, shots) for i in range(n)]
         await asyncio.gather(*(s.run(browser) for s in sessions))
         await browser.close()
     return sessions
@@ -164,7 +176,7 @@ def main() -> int:
         long_ids = _start_long_trainings(cfg, args.long_minutes)
         time.sleep(5)
         t0 = time.perf_counter()
-        sessions = asyncio.run(_sessions(url, args.sessions))
+        sessions = asyncio.run(_sessions(url, args.sessions, tmp))
         wall = time.perf_counter() - t0
         peak = _peak_kib(url.pid)
         store = store_for(cfg)
@@ -172,7 +184,7 @@ def main() -> int:
         long_jobs = [store.get(i) for i in long_ids]
     times = [t for s in sessions for _, t in s.times]
     names = {s.i: [f"set{s.i}"] + [Path(j.meta.get("out", "")).name for j in jobs if j.workspace == s.token and j.meta.get("out")] for s in sessions}
-    leaks = sum(1 for s in sessions if getattr(s, "html", None) for o in sessions if o.i != s.i for n in names[o.i] if n and n in s.html)
+    leaks = sum(1 for s in sessions for html in s.pages for o in sessions if o.i != s.i for n in names[o.i] if n and n in html)
     lost = [j.title for j in jobs if j.status != "done"] + [j.title for j in long_jobs if j.status == "failed"]
     waits = [j.waited_s for j in jobs if j.started]
     result = {
@@ -188,9 +200,10 @@ def main() -> int:
         "queue_wait_s": {"p50": _pct(waits, 50), "p95": _pct(waits, 95), "max": round(max(waits), 1) if waits else None, "jobs": len(waits)},
         "jobs_lost": len(lost), "jobs_lost_titles": lost[:20], "cross_workspace_leaks": leaks,
         "server_peak_rss_mib": round(peak / 1024, 1) if peak else None,
-        "median_session_s": round(statistics.median([sum(t for _, t in s.times) for s in sessions]), 1) if sessions else None,
+        "median_session_timed_s": round(statistics.median([sum(t for _, t in s.times) for s in sessions]), 1) if sessions else None,
     }  # fmt: skip
     atomic_write_json(args.out, result)
+    print(f"screenshots of lost sessions, the server's and the worker's logs: {tmp}")
     print(f"wrote {args.out}: {result['sessions_held']}/{args.sessions} sessions held, p95 {result['page_response_s']['p95']} s, "
           f"jobs lost {len(lost)}, leaks {leaks}")  # fmt: skip
     return 0
