@@ -53,7 +53,8 @@ def home() -> None:
         "GDA Studio helps you make more training images when you only have a few labelled ones. "
         "You train small generative models (VAEs, GANs, diffusion and flow models) on your images, then sample them, "
         "look inside their latent spaces, compare them on six measures (fidelity, diversity, speed, utility, robustness and privacy) "
-        "and add their images to a training set. Everything runs on this machine; your images never leave it."
+        "and add their images to a training set. Everything runs on this server: your images stay in your workspace, which other users "
+        "of the server cannot open."
     )
     ds = common.current_dataset(show=False)
     c1, c2, c3 = st.columns(3)
@@ -99,18 +100,24 @@ def sidebar(slot) -> None:
         st.markdown("**Dataset**")
         if ds is not None:
             st.caption(
-                f"{o.get('label') or ds.name}: {len(ds.train_labels):,} training images, {ds.num_classes} classes, {ds.image_size}x{ds.image_size} px, {'grey' if ds.channels == 1 else 'RGB'}"
+                f"{common.plain(o.get('label') or ds.name)}: {len(ds.train_labels):,} training images, {ds.num_classes} classes, {ds.image_size}x{ds.image_size} px, {'grey' if ds.channels == 1 else 'RGB'}"
             )
         else:
-            st.caption(f"{o.get('label') or o['source']}: not loaded (see the Data page)")
+            st.caption(f"{common.plain(o.get('label') or o['source'])}: not loaded (see the Data page)")
         st.markdown("**Device**")
         st.caption(common.device_label())
-        jobs = common.job_manager().list(owner=common.owner())
+        ws = common.workspace()
+        st.markdown("**Workspace**")
+        st.caption(f"{common.plain(ws.name)}: your uploads, runs and results are kept under this page's address; bookmark it to come "
+                   "back. Anyone with the address can open them, so share it only with whom you trust.")  # fmt: skip
+        if st.session_state.pop("_unknown_ws", False):
+            st.warning("That workspace link is unknown (mistyped, or deleted by the server's owner): this is a new, empty workspace.")
+        jobs = common.job_queue().list(ws)
         running = [j for j in jobs if not j.done]
         if running:
-            st.markdown("**Running jobs**")
+            st.markdown("**Jobs**")
             for j in running[:5]:
-                st.caption(f"{j.title}: {j.progress:.0%}")
+                st.caption(common.plain(common.job_status_text(j)))
 
 
 pg = st.navigation(build_pages())

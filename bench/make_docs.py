@@ -1,4 +1,4 @@
-"""Write docs/benchmarks.md and docs/protocol-results.md from the result files, so prose and numbers cannot drift.
+"""Write docs/benchmarks.md, docs/protocol-results.md and docs/deployment.md from the result files, so prose and numbers cannot drift.
 
     python -m bench.make_docs            # (re)write the pages; `make docs` runs this
     python -m bench.make_docs --check    # exit 1, naming the page, when a page is not what the results give
@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ("benchmarks.md", "protocol-results.md")
+PAGES = ("benchmarks.md", "protocol-results.md", "deployment.md")
 PROTOCOL_DATASETS = {  # page name -> (result file stem, command that makes it)
     "breastmnist": ("protocol_breastmnist", "python -m bench.bench_protocol --data breastmnist"),
     "plantvillage_corn": ("protocol_plantvillage_corn", "python -m bench.bench_protocol --data plantvillage_corn"),
@@ -1336,6 +1336,50 @@ def protocol_block(r: Results, name: str) -> str:
 
 
 # -------------------------------------------------------------------------------------------------
+# The shared server under load (bench/results/server_load.json)
+# -------------------------------------------------------------------------------------------------
+
+SERVER_TARGET = {"sessions": 8, "p95_s": 2.0}  # the issue's target on a 2-core machine
+
+
+def _server(r: Results) -> dict:
+    d = r["server_load"]
+    n, p95 = d["settings"]["sessions"], d["page_response_s"]["p95"]
+    met = {"sessions held": d["sessions_held"] >= SERVER_TARGET["sessions"] and d["sessions_held"] == n,
+           "nothing lost": d["jobs_lost"] == 0, "no leak": d["cross_workspace_leaks"] == 0,
+           f"p95 under {SERVER_TARGET['p95_s']:g} s": p95 is not None and p95 < SERVER_TARGET["p95_s"]}  # fmt: skip
+    missed = [k for k, ok in met.items() if not ok]
+    verdict = "met on every count" if not missed else "missed: " + ", ".join(missed)
+    return {"verdict": verdict, "met": not missed, "sessions": n, "held": d["sessions_held"], "p95": p95}
+
+
+def t_server_load(r: Results) -> str:
+    d = r["server_load"]
+    pr, qw = d["page_response_s"], d["queue_wait_s"]
+    n = d["settings"]["sessions"]
+    rows = [
+        ["sessions held (every step finished)", f"{d['sessions_held']} of {n}", f"{SERVER_TARGET['sessions']}"],
+        ["page response, p50 / p95 / max", f"{pr['p50']:.2f} / {pr['p95']:.2f} / {pr['max']:.2f} s ({pr['n']} responses)",
+         f"p95 < {SERVER_TARGET['p95_s']:g} s"],
+        ["queue wait of the sessions' jobs, p50 / p95 / max", f"{qw['p50']:.1f} / {qw['p95']:.1f} / {qw['max']:.1f} s ({qw['jobs']} jobs)", ""],
+        ["jobs lost", str(d["jobs_lost"]), "0"],
+        ["cross-workspace leaks", str(d["cross_workspace_leaks"]), "0"],
+        ["web server's peak memory (VmHWM)", f"{d['server_peak_rss_mib']:,.0f} MiB" if d.get("server_peak_rss_mib") else "not recorded", ""],
+        ["a session's timed steps, summed, median", f"{d.get('median_session_timed_s', d.get('median_session_s')):.0f} s", ""],
+    ]  # fmt: skip
+    errors: dict[str, int] = {}
+    for e in d.get("session_errors", []):
+        errors[e] = errors.get(e, 0) + 1
+    rows += [["a session lost", f"{k}" + (f" ({v} sessions)" if v > 1 else ""), "none"] for k, v in errors.items()]
+    return md_table(["measure", "measured", "target"], rows)
+
+
+def t_server_steps(r: Results) -> str:
+    steps = r["server_load"]["page_response_s"]["by_step_p50"]
+    return md_table(["page or action", "response, p50"], [[k, f"{v:.2f} s"] for k, v in steps.items() if v is not None])
+
+
+# -------------------------------------------------------------------------------------------------
 # Registry, rendering, checks
 # -------------------------------------------------------------------------------------------------
 
@@ -1354,6 +1398,7 @@ VIEWS: dict[str, Callable[[Results], object]] = {
     "ttq": _ttq_checks,
     "ema": _ema,
     "metrics": _metrics,
+    "server": _server,
     "scale": _scale,
     "speed": _speed_checks,
     **{alias: _speed_view(alias) for alias in SPEED_RUNS},
@@ -1389,6 +1434,8 @@ TABLES: dict[str, Callable[..., str]] = {
     "metrics": t_metrics,
     "scale": t_scale,
     "evaluate": t_evaluate,
+    "server_load": t_server_load,
+    "server_steps": t_server_steps,
 }
 
 

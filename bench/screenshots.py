@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from tests.serving import streamlit_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -31,30 +28,10 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
 
 @contextlib.contextmanager
 def streamlit(tmp: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "GDA_RUNS_DIR": str(tmp / "runs"), "GDA_CACHE_DIR": str(tmp / "cache"), "GDA_ALLOW_DOWNLOAD": "0",
-           "GDA_DATA_DIR": str(SHARED / "pneumoniamnist")}  # fmt: skip
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
-    with open(tmp / "streamlit.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(240):
-                with contextlib.suppress(OSError):
-                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
-                        break
-                time.sleep(0.5)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:  # a job thread still busy: the shots are written, do not hang on it
-                proc.kill()
-                proc.wait()
+    """The app with its data in ``tmp`` (one workspace per browser context, shipped checkpoints
+    visible); server paths on, because the agronomist's shot opens a file on this computer."""
+    with streamlit_server(tmp, tmp / "app", env={"GDA_DATA_DIR": str(SHARED / "pneumoniamnist"), "GDA_ALLOW_SERVER_PATHS": "1"}) as url:
+        yield url
 
 
 def settle(pg, timeout: float = 600) -> None:

@@ -17,7 +17,8 @@ common.setup()
 st.title("Data")
 st.caption("Choose the images your models learn from. The choice is kept for this browser tab and used by Train, Latent space and Learn.")
 
-SOURCES = ("Built-in or MedMNIST", "Upload a .zip or .npz", "Local folder or file")
+# Reading paths on the server is for a server's owner working alone; off unless they turn it on.
+SOURCES = ("Built-in or MedMNIST", "Upload a .zip or .npz") + (("Local folder or file",) if common.config().allow_server_paths else ())
 SIZES = ("native", 8, 12, 16, 20, 24, 28, 32, 48, 64, 96, 128)
 opts = dict(common.data_options())
 
@@ -26,13 +27,13 @@ with left:
     src_kind = st.radio(
         "Source",
         SOURCES,
-        index=SOURCES.index(common.remember("data_src", SOURCES[0])),
+        index=SOURCES.index(common.remember("data_src", SOURCES[0])) if common.remember("data_src", SOURCES[0]) in SOURCES else 0,
         key="data_src",
         on_change=common.keep,
         args=("data_src",),
         help="Built-in digits work offline; MedMNIST sets are downloaded once; or bring your own images.",
     )
-    source, label = None, None
+    source, label, raw = None, None, None  # raw: a user's file, decoded by a worker once the options below are known
     if src_kind == SOURCES[0]:
         names = common.dataset_names()
         cur = opts["source"] if opts["source"] in names else "digits"
@@ -81,11 +82,13 @@ with left:
             help="A .zip of class folders (zip/<class>/<image>, optionally train/val/test first) or an .npz in MedMNIST layout (train_images, train_labels, ...). Up to 200 MB.",
         )
         if up is not None:
-            path = common.save_upload(up.name, up.getvalue())
-            source, label = str(path), up.name
+            try:
+                raw, label = str(common.save_upload(up.name, up.getvalue())), up.name
+            except GDAError as exc:
+                common.show_error(exc)
         elif opts.get("upload_label") and os.path.exists(opts["source"]):
             source, label = opts["source"], opts["upload_label"]
-            st.caption(f"Using the earlier upload **{label}**.")
+            st.caption(f"Using the earlier upload **{common.plain(label)}**.")
         else:
             st.caption("No file yet.")
     else:
@@ -97,7 +100,7 @@ with left:
             placeholder="/home/me/images",
         )
         if typed.strip():
-            source, label = os.path.expanduser(typed.strip()), os.path.basename(typed.strip().rstrip("/")) or typed.strip()
+            raw, label = os.path.expanduser(typed.strip()), os.path.basename(typed.strip().rstrip("/")) or typed.strip()
 
     st.divider()
     size = st.select_slider(
@@ -140,6 +143,11 @@ with left:
         help="Seed of the per-class subset and of any train/val/test split made here.",
     )
 
+if raw is not None:
+    # The upload's (or path's) decoded form, made off the web server; None until the job is done.
+    with left:
+        source = common.prepared_dataset(raw, label, image_size=None if size == "native" else int(size), channels=channels, seed=int(seed))
+
 new_opts = dict(opts)
 if source is not None:
     new_opts.update(
@@ -150,12 +158,13 @@ if source is not None:
         per_class=per_class,
         seed=int(seed),
     )
-    if src_kind == SOURCES[1]:
+    if raw is not None:
         new_opts["upload_label"] = label
 
 with right:
     if source is None:
-        st.info("Choose a file or path on the left; the current dataset stays in use until then.")
+        st.info("Choose a file or path on the left; the current dataset stays in use until then." if raw is None else
+                "Your images are being decoded in the background; the current dataset stays in use until then.")  # fmt: skip
         ds = common.current_dataset()
     else:
         try:
@@ -168,12 +177,13 @@ with right:
             )
         except GDAError as exc:
             common.show_error(exc)
-            st.caption("The app keeps using the previous dataset: " + str(common.data_options().get("label")))
+            st.caption("The app keeps using the previous dataset: " + common.plain(common.data_options().get("label")))
             ds = None
         else:
-            st.session_state["data_options"] = new_opts
+            if new_opts != common.data_options():
+                common.set_data_options(new_opts)
     if ds is not None:
-        st.subheader(ds.name if not ds.name.startswith("/") else os.path.basename(ds.name))
+        st.subheader(common.plain(common.data_options().get("label") or ds.name))
         if ds.description:
             st.caption(ds.description)
         m = st.columns(6)
@@ -183,8 +193,8 @@ with right:
         m[3].metric("Classes", ds.num_classes, help="Number of labels.")
         m[4].metric("Size", f"{ds.image_size} px", help="Every image is this many pixels wide and high.")
         m[5].metric("Colour", "grey" if ds.channels == 1 else "RGB", help="One channel (grey) or three (RGB).")
-        for w in ds.warnings:
-            st.warning(w)
+        for w in ds.warnings + common.prepared_warnings(common.data_options()["source"]):
+            st.warning(common.plain(w))
         counts = ds.class_counts("train")
         fig = go.Figure(go.Bar(x=ds.class_names, y=counts, marker_color="#4c78a8", hovertemplate="%{x}: %{y} images<extra></extra>"))
         fig.update_layout(
@@ -197,7 +207,7 @@ with right:
         for c, cname in enumerate(shown):
             idx = np.flatnonzero(ds.train_labels == c)[:per_row]
             col_name, col_imgs = st.columns([1, 6])
-            col_name.markdown(f"`{cname[:28]}`  \n{counts[c]} imgs")
+            col_name.markdown(f"{common.plain(cname[:28])}  \n{counts[c]} imgs")
             if len(idx):
                 with col_imgs:
                     common.show_grid(image_grid(ds.train_images[idx], nrow=per_row, pad=2), scale=max(1, 48 // ds.image_size))

@@ -9,7 +9,7 @@ import streamlit as st
 
 from gda_core.checkpoints import list_runs, read_config
 from gda_core.errors import ConfigError, GDAError
-from gda_core.jobs import start_training, unique_run_dir
+from gda_core.jobs import unique_run_dir
 from gda_core.models import TrainConfig, get_model_class, list_models
 from gda_core.runtime import DEVICE_CHOICES
 from gda_core.schedulers import X0_CLIPS
@@ -19,11 +19,11 @@ from pages.ui import common
 common.setup()
 st.title("Train")
 st.caption(
-    "Training runs in the background: you can switch pages and come back. Each start writes a new run folder "
-    f"under `{common.runs_dir()}`; finished runs appear in every model picker."
+    "Training runs in the background, in a worker of this server: you can switch pages, reload or come back later. Each start "
+    "makes a new run in your workspace; finished runs appear in every model picker."
 )
-manager = common.job_manager()
-me = common.owner()
+queue = common.job_queue()
+ws = common.workspace()
 ds = common.current_dataset()
 
 
@@ -47,7 +47,7 @@ def _field_widget(name: str, default, key: str):
     return st.text_input(name.replace("_", " "), value=str(default), key=key, help=help_)
 
 
-tab_new, tab_resume = st.tabs(["New run", "Resume a run"])
+tab_new, tab_resume, tab_manage = st.tabs(["New run", "Resume a run", "Manage runs"])
 
 with tab_new:
     families = list_models()
@@ -182,20 +182,20 @@ with tab_new:
         key="train_start",
         help="Start a new run in the background.",
     ):
-        out = unique_run_dir(common.runs_dir(), family, os.path.basename(str(ds.name)))
+        out = unique_run_dir(ws.runs, family, os.path.basename(str(common.data_options().get("label") or ds.name)).rsplit(".", 1)[0])
         try:
-            start_training(
-                manager, owner=me, family=family, dataset=ds, out=out, steps=steps, minutes=minutes, model_config=mc,
-                train_config=TrainConfig(batch_size=batch, lr=lr, cpu_bf16=cpu_bf16), seed=seed, device=device, preview_every=preview_every,
+            queue.start_training(
+                ws, family=family, dataset=ds, out=out, steps=steps, minutes=minutes, model_config=mc, seed=seed, device=device,
+                train_config=dataclasses.asdict(TrainConfig(batch_size=batch, lr=lr, cpu_bf16=cpu_bf16)), preview_every=preview_every,
             )  # fmt: skip
-            st.toast(f"Started {out.name}")
+            st.toast(f"Queued {out.name}")
         except GDAError as exc:
             common.show_error(exc)
 
 with tab_resume:
-    mine = [r for r in list_runs(common.runs_dir(), include_shipped=False)]
+    mine = [r for r in list_runs(ws.runs, include_shipped=False)]
     if not mine:
-        st.info(f"No runs in `{common.runs_dir()}` yet.")
+        st.info("No runs in your workspace yet.")
     else:
         by_path = {str(r.path): r for r in mine}
         choice = st.selectbox(
@@ -223,70 +223,70 @@ with tab_resume:
                 spec = dict(cfg.get("data") or {})
                 rds = common.load_dataset_cached(spec.get("source", ""), image_size=spec.get("image_size"), channels=spec.get("channels", "keep"),
                                                  per_class=spec.get("per_class"), seed=spec.get("seed", 0), data_dir=spec.get("data_dir"))  # fmt: skip
-                start_training(
-                    manager,
-                    owner=me,
-                    family=info.family,
-                    dataset=rds,
-                    out=info.path,
-                    steps=int(cfg.get("step", info.step)) + extra,
-                    resume=True,
-                )
+                queue.start_training(ws, family=info.family, dataset=rds, out=info.path, steps=int(cfg.get("step", info.step)) + extra, resume=True)
                 st.toast(f"Resuming {info.path.name}")
             except GDAError as exc:
                 common.show_error(exc)
 
+with tab_manage:
+    from pages.ui import runs as run_ui
+
+    run_ui.manage_runs(ws, queue)
+
 st.divider()
 st.subheader("Your training jobs")
-running_now = any(not j.done for j in manager.list(owner=me, kind="train"))
+running_now = any(not j.done for j in queue.list(ws, "train"))
+STATUS = {"running": "🟢 running", "queued": "⏳ queued", "done": "✅ done", "failed": "❌ failed", "cancelled": "⏹ cancelled"}
 
 
 @st.fragment(run_every=1.0 if running_now else None)
 def jobs_panel() -> None:
-    jobs = manager.list(owner=me, kind="train")
+    jobs = queue.list(ws, "train")
     if not jobs:
-        st.caption("None yet in this tab. Start one above.")
+        st.caption("None yet in this workspace. Start one above.")
         return
     seen = st.session_state.setdefault("train_seen_done", set())
     newly_done = [j.id for j in jobs if j.done and j.id not in seen]
-    for j in jobs:
+    if not running_now and any(not j.done for j in jobs):
+        st.rerun()  # a job started elsewhere (another tab): poll from now on
+    for j in jobs[:20]:
         with st.container(border=True):
             head, btn = st.columns([5, 1])
-            status = {"running": "🟢 running", "queued": "⏳ queued", "done": "✅ done", "failed": "❌ failed", "cancelled": "⏹ cancelled"}[
-                j.status
-            ]
-            head.markdown(f"**{j.title}** · {status}")
+            place = f" (number {j.queue_position} in the queue)" if j.status == "queued" and j.queue_position else ""
+            head.markdown(f"**{common.plain(j.title)}** · {STATUS[j.status]}{place}")
             if not j.done:
                 if btn.button("Cancel", key=f"cancel_{j.id}", help="Stop after the current step; a checkpoint is saved so you can resume."):
-                    j.cancel()
+                    queue.cancel(ws, j.id)
                 eta = f", about {common.fmt_seconds(j.eta_s)} left" if j.eta_s is not None else ""
-                st.progress(j.progress, text=f"{j.message} · {j.progress:.0%}{eta} · elapsed {common.fmt_seconds(j.elapsed_s)}")
+                text = common.job_status_text(j) if j.status == "queued" else f"{j.message} · {j.progress:.0%}{eta} · elapsed {common.fmt_seconds(j.elapsed_s)}"
+                st.progress(j.progress, text=common.plain(text))
             elif j.status == "failed":
-                st.error(j.error)
+                st.error(common.plain(j.error))
             elif j.status == "cancelled":
-                st.warning(f"{j.error} (use the Resume tab)")
+                st.warning(f"{common.plain(j.error)} (use the Resume tab)")
             else:
-                st.success(f"Finished in {common.fmt_seconds(j.elapsed_s)}: {j.message}")
+                st.success(f"Finished in {common.fmt_seconds(j.elapsed_s)}: {common.plain(j.message)}")
             if j is jobs[0] or not j.done:
-                logs = j.snapshot_logs()
-                cc, pc = st.columns([3, 2])
-                with cc:
-                    if logs:
-                        st.plotly_chart(
-                            common.curves_figure(logs, title="Losses (lower is usually better; GAN losses oscillate)"), key=f"curves_{j.id}"
-                        )
-                    else:
-                        st.caption("Loss curves appear after the first logged steps.")
-                with pc:
-                    if j.preview is not None:
-                        common.show_grid(
-                            j.preview, caption="Latest samples (one row per class)", scale=max(1, min(4, 360 // j.preview.shape[1]))
-                        )
-                    else:
-                        st.caption("A preview grid appears at the first preview step.")
+                _curves_and_preview(j)
     if newly_done:
         seen.update(newly_done)
         st.rerun()
+
+
+def _curves_and_preview(j) -> None:
+    logs = queue.logs(j)
+    cc, pc = st.columns([3, 2])
+    with cc:
+        if logs:
+            st.plotly_chart(common.curves_figure(logs, title="Losses (lower is usually better; GAN losses oscillate)"), key=f"curves_{j.id}")
+        else:
+            st.caption("Loss curves appear after the first logged steps.")
+    with pc:
+        preview = queue.preview(j)
+        if preview is not None:
+            common.show_grid(preview, caption="Latest samples (one row per class)", scale=max(1, min(4, 360 // preview.shape[1])))
+        else:
+            st.caption("A preview grid appears at the first preview step.")
 
 
 jobs_panel()

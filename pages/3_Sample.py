@@ -108,9 +108,9 @@ with right:
     scale = max(1, min(6, 640 // grid.shape[1]))
     common.show_grid(grid, scale=scale)
     if label is None and nrow == cfg.num_classes:
-        st.caption("Columns, left to right: " + ", ".join(names))
+        st.caption("Columns, left to right: " + common.plain(", ".join(names)))
     else:
-        st.caption(f"All images: class {names[label]}" if label is not None else "Classes cycle left to right.")
+        st.caption(f"All images: class {common.plain(names[label])}" if label is not None else "Classes cycle left to right.")
     for note in res.notes:
         st.caption(note)
     if res.settings["fast"] and res.settings["fast"]["dtype"] and res.settings["fast"]["device_type"] == "cpu":

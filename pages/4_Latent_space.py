@@ -249,7 +249,7 @@ with tab_m:
             idx.sort(key=lambda i: (bool(m.synthetic[i]), int(m.labels[i])))
             common.show_grid(image_grid(saved["images"][idx], nrow=12, pad=2), scale=SCALE)
             st.caption(
-                ", ".join(f"{'syn' if m.synthetic[i] else 'real'} {names[m.labels[i]]}" for i in idx[:24])
+                common.plain(", ".join(f"{'syn' if m.synthetic[i] else 'real'} {names[m.labels[i]]}" for i in idx[:24]))
                 + (" ..." if len(idx) > 24 else "")
             )
         else:

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from gda_core.errors import GDAError
-from gda_core.jobs import cached_reports, start_curve, start_evaluation
+from gda_core.jobs import cached_reports
 from gda_core.metrics import (
     AXES,
     AXIS_HELP,
@@ -34,9 +34,10 @@ st.caption(
     "Score models on the six axes of the extended generative trilemma. Every score is in [0, 1], higher is better, and comes with its "
     "95% interval (the shaded band on the radar): where two models' intervals say their difference could be noise, the reading says so."
 )
-manager = common.job_manager()
-me = common.owner()
+queue = common.job_queue()
+ws = common.workspace()
 reports: dict[str, object] = st.session_state.setdefault("compare_reports", {})
+collected: set[str] = st.session_state.setdefault("compare_collected", set())
 
 infos = common.all_runs()
 if not infos:
@@ -48,7 +49,7 @@ selected = st.multiselect(
     "Checkpoints to compare",
     list(by_path),
     default=[p for p in default if p in by_path],
-    format_func=lambda p: by_path[p].label,
+    format_func=lambda p: common.run_label(by_path[p]),
     key="compare_sel",
     on_change=common.keep,
     args=("compare_sel",),
@@ -57,7 +58,7 @@ selected = st.multiselect(
 # A newcomer sees the saved evaluations of the selected checkpoints straight away (shipped ones have them).
 if not st.session_state.get("compare_cleared"):
     for p in selected:
-        if p not in reports and (cached := cached_reports(p)):
+        if p not in reports and (cached := cached_reports(p, ws)):
             reports[p] = cached[0][1]
 
 c0, c1 = st.columns([1, 2])
@@ -84,28 +85,33 @@ with st.expander("About the six axes", expanded=False):
 b1, b2 = st.columns(2)
 if b1.button("Evaluate selected", type="primary", key="compare_eval", disabled=not selected,
              help="Run the evaluations in the background (results already computed with the same settings are reused instantly)."):  # fmt: skip
-    busy = {j.meta.get("run_dir") for j in manager.list(owner=me, kind="evaluate") if not j.done}
-    for p in selected:
-        if p not in busy:
-            start_evaluation(manager, owner=me, run_dir=p, preset=preset, sampling=sampling)
-    st.rerun()
+    busy = {j.meta.get("run_dir") for j in queue.list(ws, "evaluate") if not j.done}
+    try:
+        for p in selected:
+            if p not in busy:
+                queue.submit(ws, "evaluate", f"evaluate {Path(p).name} ({preset})", {"run_dir": p, "preset": preset, "sampling": sampling},
+                             meta={"run_dir": p, "preset": preset})  # fmt: skip
+        st.rerun()
+    except GDAError as exc:
+        common.show_error(exc)
 if b2.button("Clear results", key="compare_clear", help="Forget the results shown here (saved evaluations stay on disk)."):
     reports.clear()
     st.session_state["compare_cleared"] = True
 
-eval_running = any(not j.done for j in manager.list(owner=me, kind="evaluate"))
+eval_running = any(not j.done for j in queue.list(ws, "evaluate"))
 
 
 @st.fragment(run_every=1.0 if eval_running else None)
 def eval_jobs() -> None:
-    jobs = manager.list(owner=me, kind="evaluate")
+    jobs = queue.list(ws, "evaluate")
     fresh = False
     for j in jobs:
-        p = j.meta.get("run_dir")
-        if j.status == "done" and j.result is not None and not j.meta.get("collected"):
-            reports[p] = j.result
-            j.meta["collected"] = True
-            fresh = True
+        if j.status == "done" and j.id not in collected:
+            collected.add(j.id)
+            rep = queue.report(j)
+            if rep is not None:
+                reports[j.meta.get("run_dir")] = rep
+                fresh = True
     common.show_job_progress(jobs, key="ecancel", limit=8, cancel_help="Stop this evaluation.")
     if fresh:
         st.rerun()
@@ -116,7 +122,7 @@ eval_jobs()
 shown = [p for p in selected if p in reports]
 missing = [by_path[p].path.name for p in selected if p not in reports]
 if missing and shown:
-    st.caption(f"No saved evaluation yet for {', '.join(missing)}: press **Evaluate selected**.")
+    st.caption(f"No saved evaluation yet for {common.plain(', '.join(missing))}: press **Evaluate selected**.")
 if not shown:
     st.info("No results yet for the selected checkpoints: press **Evaluate selected**.")
     st.stop()
@@ -177,21 +183,24 @@ iterative = [p for p in selected if by_path[p].family in common.iterative_famili
 if iterative:
     with st.expander("Quality against cost: FID, precision and recall against images/s over sampling steps"):
         q1, q2 = st.columns([2, 3])
-        which = q1.selectbox("Model", iterative, format_func=lambda p: by_path[p].label, key="curve_run")
+        which = q1.selectbox("Model", iterative, format_func=lambda p: common.run_label(by_path[p]), key="curve_run")
         steps_list = q2.multiselect("Steps", [2, 4, 5, 10, 20, 25, 50, 100], default=[5, 10, 25, 50], key="curve_steps")
         if st.button("Draw the curve", key="curve_go", disabled=not steps_list, help="Samples at each step count in the background."):
-            start_curve(manager, owner=me, run_dir=which, steps=steps_list,
-                        sampling={k: v for k, v in sampling.items() if k != "steps"})  # fmt: skip
-            st.rerun()
-        curve_running = any(not j.done for j in manager.list(owner=me, kind="curve"))
+            try:
+                queue.submit(ws, "curve", f"quality against cost of {Path(which).name}", meta={"run_dir": which},
+                             params={"run_dir": which, "steps": list(steps_list), "sampling": {k: v for k, v in sampling.items() if k != "steps"}})  # fmt: skip
+                st.rerun()
+            except GDAError as exc:
+                common.show_error(exc)
+        curve_running = any(not j.done for j in queue.list(ws, "curve"))
 
         @st.fragment(run_every=1.0 if curve_running else None)
         def curve_jobs() -> None:
-            jobs = manager.list(owner=me, kind="curve")
+            jobs = queue.list(ws, "curve")
             common.show_job_progress(jobs, key="qcancel", limit=3, cancel_help="Stop this curve.")
-            done = [j for j in jobs if j.status == "done" and j.result is not None]
-            if done:
-                st.plotly_chart(curve_figure(done[0].result), key="curve_chart", theme=None)
+            curves = [c for c in (queue.curve(j) for j in jobs if j.status == "done") if c is not None]
+            if curves:
+                st.plotly_chart(curve_figure(curves[0]), key="curve_chart", theme=None)
 
         curve_jobs()
 

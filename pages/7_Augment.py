@@ -10,11 +10,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gda_core.augment import FILTER_HELP, MODES, parse_filters, plan_study, quick_budget, run_study
+from gda_core.augment import FILTER_HELP, MODES, plan_study, quick_budget
 from gda_core.augment.export import npz_bytes, provenance, zip_bytes
-from gda_core.augment.generate import generate_synthetic
-from gda_core.augment.select import SelectionContext
-from gda_core.augment.select import select as apply_filters
 from gda_core.errors import GDAError
 from gda_core.metrics import DEFAULT_BUDGET
 from gda_core.sampling import image_grid
@@ -26,8 +23,8 @@ st.caption(
     "Turn a checkpoint into extra training images: choose how many (a multiple of your real training set), how to balance the classes "
     "and which filters keep only the useful ones. Then check with the utility study whether they actually help a classifier."
 )
-manager = common.job_manager()
-me = common.owner()
+queue = common.job_queue()
+ws = common.workspace()
 ss = st.session_state
 
 MODE_HELP = {
@@ -36,50 +33,26 @@ MODE_HELP = {
 }
 
 
-# -- jobs (plain Python calling gda_core; they run in a background thread) ---------------------------
+# -- jobs (gda_core.server.kinds runs them in worker processes; results come back as files) ----------
 
-
-def augment_job(job, *, run_path: str, ratio: float, mode: str, seed: int, spec: str, temperature: float):
-    run = common.load_run_cached(run_path)
-    ds = common.dataset_for_run(run)
-    job.update(progress=0.02, message="sampling")
-    synth = generate_synthetic(run, ratio, real_labels=ds.train_labels, mode=mode, seed=seed, temperature=temperature,
-                               progress=lambda d, t: job.update(progress=0.02 + 0.6 * d / max(1, t), message=f"sampling {d}/{t}"),
-                               cancel=job.cancel_event)  # fmt: skip
-    if not spec:
-        return {"all": synth, "kept": synth, "report": {"before": synth.class_counts(), "after": synth.class_counts(), "filters": [],
-                "kept_index": list(range(len(synth))), "dropped_index": [], "class_names": synth.class_names}, "run_path": run_path}  # fmt: skip
-    ctx = SelectionContext.from_dataset(ds, seed=seed, device=run.model.device, cancel=job.cancel_event,
-                                        progress=lambda m: job.update(progress=0.7, message=m))  # fmt: skip
-    kept, report = apply_filters(synth, parse_filters(spec, seed=seed), ctx)
-    return {"all": synth, "kept": kept, "report": report, "run_path": run_path}
-
-
-def study_job(job, *, dataset, options: dict):
-    """The leakage-free protocol (gda_core.augment.run_study); each finished cell is logged for the page."""
-
-    def progress(frac: float, msg: str) -> None:
-        job.update(progress=frac, message=msg)
-        if not msg.startswith("training "):
-            job.log({"cell": msg})
-
-    # The dataset is resolved by the script thread (session state is not readable from a job thread).
-    return run_study(dataset, **options, progress=progress, cancel=job.cancel_event)
+RESULTS = {"augment": queue.augment, "study": queue.study}
 
 
 def job_panel(kind: str, key: str, result_key: str) -> None:
-    """Progress + cancel for running jobs of ``kind``; collects a finished job's result."""
-    running = any(not j.done for j in manager.list(owner=me, kind=kind))
+    """Progress + cancel for queued and running jobs of ``kind``; loads a finished job's result."""
+    running = any(not j.done for j in queue.list(ws, kind))
 
     @st.fragment(run_every=1.0 if running else None)
     def panel() -> None:
-        jobs = manager.list(owner=me, kind=kind)
+        jobs = queue.list(ws, kind)
+        seen = ss.setdefault(f"{key}_collected", set())
         fresh = False
         for j in jobs:
-            if j.status == "done" and j.result is not None and not j.meta.get("collected"):
-                ss[result_key] = j.result
-                j.meta["collected"] = True
-                fresh = True
+            if j.status == "done" and j.id not in seen:
+                seen.add(j.id)
+                if j is jobs[0] and (result := RESULTS[kind](j)) is not None:
+                    ss[result_key] = result
+                    fresh = True
         common.show_job_progress(jobs, key=f"{key}_cancel", limit=3)
         if fresh:
             st.rerun()
@@ -102,7 +75,7 @@ if info is not None:
         counts = ds.class_counts("train")
         st.caption(
             f"Real training split this checkpoint was trained on: {len(ds.train_labels):,} images ("
-            + ", ".join(f"{n}: {c}" for n, c in zip(ds.class_names[:12], counts[:12], strict=False))
+            + ", ".join(f"{common.plain(n)}: {c}" for n, c in zip(ds.class_names[:12], counts[:12], strict=False))
             + (" ..." if len(counts) > 12 else "") + ")."
         )
         c1, c2 = st.columns(2)
@@ -134,9 +107,12 @@ if info is not None:
         n_est = int(round(ratio * len(ds.train_labels)))
         if st.button(f"Generate {n_est:,} images and select", type="primary", key="aug_go",
                      help="Runs in the background; you can switch pages meanwhile."):  # fmt: skip
-            manager.start("augment", augment_job, owner=me, title=f"Augment {info.path.name} x{ratio:g}",
-                          run_path=str(info.path), ratio=float(ratio), mode=mode, seed=seed, spec=spec, temperature=float(temperature))  # fmt: skip
-            st.rerun()
+            try:
+                queue.submit(ws, "augment", f"Augment {info.path.name} x{ratio:g}", {"run_path": str(info.path), "ratio": float(ratio),
+                             "mode": mode, "seed": seed, "spec": spec, "temperature": float(temperature)})  # fmt: skip
+                st.rerun()
+            except GDAError as exc:
+                common.show_error(exc)
 
 job_panel("augment", "augjob", "aug_result")
 
@@ -199,11 +175,11 @@ if cur is not None:
     if source == "checkpoint":
         infos = [r for r in common.all_runs() if (r.image_size, r.channels, r.num_classes) == (cur.image_size, cur.channels, cur.num_classes)]
         by_path = {str(r.path): r for r in infos}
-        sel = st.multiselect("Checkpoints", list(by_path), default=list(by_path)[:1], format_func=lambda p: by_path[p].label, key="study_runs",
-                             help="Models whose images are added, used as they are at every level.")  # fmt: skip
+        sel = st.multiselect("Checkpoints", list(by_path), default=list(by_path)[:1], format_func=lambda p: common.run_label(by_path[p]),
+                             key="study_runs", help="Models whose images are added, used as they are at every level.")  # fmt: skip
         if not infos:
             st.info(f"No checkpoint makes {cur.image_size}x{cur.image_size} {'grey' if cur.channels == 1 else 'RGB'} images of {cur.num_classes} classes like the current dataset.")
-        opts["checkpoints"] = [common.load_run_cached(p) for p in sel]
+        opts["checkpoints"] = [common.load_run_cached(p) for p in sel]  # checked here; the job loads them again by path
     else:
         g1, g2 = st.columns([3, 1])
         fams = g1.multiselect("Model families", common.model_families(), default=[f for f in ("vae", "gan", "ddpm") if f in common.model_families()],
@@ -225,7 +201,7 @@ if cur is not None:
     budget = c6.radio("Classifier budget", ["quick", "standard"], horizontal=True, key="study_budget",
                       help="quick: at most 200 steps per classifier (CPU-friendly, noisier); standard: the evaluation budget (150-800 steps).")  # fmt: skip
     opts.update(per_class_levels=levels, ratios=ratios, seeds=int(seeds), geometric_aug=[a == "on" for a in aug_opts], select=spec.strip() or None,
-                budget=quick_budget() if budget == "quick" else DEFAULT_BUDGET, device="auto", cache_dir=str(common.runs_dir() / "study-cache"))  # fmt: skip
+                budget=quick_budget() if budget == "quick" else DEFAULT_BUDGET, device="auto", cache_dir=str(ws.study_cache))  # fmt: skip
     if source != "checkpoint":
         n_gen = len(opts["models"]) * len(levels) * int(seeds) if source == "per-level" else len(opts["models"]) * int(seeds)
         st.caption(f"{n_gen} generators to train (about {n_gen * opts['budget_minutes']:.0f} minutes; ones already trained with the same "
@@ -238,21 +214,26 @@ if cur is not None:
         st.error(problem)
     if st.button("Run study", type="primary", key="study_go", disabled=problem is not None,
                  help="Runs in the background with progress per cell; cancel any time and resume later (finished cells are kept)."):  # fmt: skip
-        ss["study_last"] = {"dataset": cur, "options": opts}
-        manager.start("study", study_job, owner=me, title=f"Study on {cur.name}", dataset=cur, options=opts)
-        st.rerun()
+        job_opts = {k: v for k, v in opts.items() if k not in ("checkpoints", "budget", "cache_dir")}
+        job_opts.update(checkpoints=list(sel) if source == "checkpoint" else None, budget=budget)
+        ss["study_last"] = {"title": f"Study on {common.data_options().get('label') or cur.name}", "params": {"data": cur.spec.to_dict(), "options": job_opts}}
+        try:
+            queue.submit(ws, "study", ss["study_last"]["title"], ss["study_last"]["params"])
+            st.rerun()
+        except GDAError as exc:
+            common.show_error(exc)
 
 job_panel("study", "studyjob", "study_result")
-last_study = next(iter(manager.list(owner=me, kind="study")), None)
+last_study = next(iter(queue.list(ws, "study")), None)
 if last_study is not None:
-    done_cells = [r["cell"] for r in last_study.snapshot_logs() if "cell" in r]
+    done_cells = [r["cell"] for r in queue.logs(last_study) if "cell" in r]
     if done_cells:
         with st.expander(f"Cells finished ({len(done_cells)})", expanded=not last_study.done):
             st.dataframe(pd.DataFrame({"cell": done_cells[::-1]}), hide_index=True, width="stretch", key="study_cells")
     if last_study.status in ("cancelled", "failed") and ss.get("study_last") and st.button(
         "Resume study", key="study_resume", help="Start the same study again: generators and cells already finished are reused."
     ):
-        manager.start("study", study_job, owner=me, title=f"Study on {ss['study_last']['dataset'].name} (resumed)", **ss["study_last"])
+        queue.submit(ws, "study", f"{ss['study_last']['title']} (resumed)", ss["study_last"]["params"])
         st.rerun()
 study = ss.get("study_result")
 if study is not None:

@@ -1,9 +1,11 @@
 """App tests: every page through streamlit's AppTest, hostile uploads, jobs, and the engine helpers
-behind the pages (gda_core.jobs / latent / learn).
+behind the pages (gda_core.latent / learn).
 
-Pages run against the checkpoints that ``gda_core.checkpoints.list_runs`` finds: the shipped ones in
-``checkpoints/`` plus, when set, ``$GDA_TEST_RUNS_DIR`` (useful before shipped weights exist). A page
-test skips, saying why, when no checkpoint of the family it needs exists.
+Each test gets its own app data folder (``GDA_APP_DATA``) with one workspace, whose token the pages
+are opened with; jobs run in the real queue's worker processes, stopped when the test ends. Pages
+run against the shipped checkpoints in ``checkpoints/`` plus, when set, ``$GDA_TEST_RUNS_DIR``'s
+runs (copied into the workspace). A page test skips, saying why, when no checkpoint of the family
+it needs exists.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -24,8 +25,11 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from gda_core.checkpoints import list_runs, load_run
-from gda_core.errors import Cancelled, ConfigError, DataError
-from gda_core.jobs import JobManager, unique_run_dir
+from gda_core.errors import ConfigError
+from gda_core.jobs import JobQueue
+from gda_core.server.config import load_config
+from gda_core.server.queue import stop_worker
+from gda_core.server.workspaces import create_workspace, open_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -35,18 +39,26 @@ TIMEOUT = 300
 # -- fixtures & helpers -----------------------------------------------------------------------------
 
 
+_WS: dict[str, str] = {}  # the current test's workspace token, for _open
+
+
 @pytest.fixture
 def runs_dir(tmp_path, monkeypatch) -> Path:
-    """An empty runs folder for the app (GDA_RUNS_DIR), seeded with $GDA_TEST_RUNS_DIR's runs if set."""
-    d = tmp_path / "runs"
-    d.mkdir()
+    """The runs folder of a fresh workspace in a fresh app data folder, seeded with
+    $GDA_TEST_RUNS_DIR's runs if set; the queue's worker is stopped at the end."""
+    monkeypatch.setenv("GDA_APP_DATA", str(tmp_path / "app"))
+    monkeypatch.setenv("GDA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("GDA_SERVER_CONFIG", raising=False)
+    cfg = load_config()
+    ws = create_workspace(cfg)
+    _WS["token"] = ws.id
+    d = ws.runs
     extra = os.environ.get("GDA_TEST_RUNS_DIR")
     if extra and Path(extra).is_dir():
         for r in list_runs(extra, include_shipped=False):
             shutil.copytree(r.path, d / r.path.name, ignore=shutil.ignore_patterns("train_state.pt", ".lock", "eval"))
-    monkeypatch.setenv("GDA_RUNS_DIR", str(d))
-    monkeypatch.setenv("GDA_CACHE_DIR", str(tmp_path / "cache"))
-    return d
+    yield d
+    stop_worker(cfg)
 
 
 def _run_of(family: str, runs_dir: Path):
@@ -63,9 +75,12 @@ def _any_run(runs_dir: Path):
     return found[0]
 
 
-def _open(page: str | None = None, *, run=None) -> AppTest:
-    """Run the app (and switch to ``page``); ``run`` preselects that checkpoint in every picker."""
+def _open(page: str | None = None, *, run=None, ws: str | None = "current") -> AppTest:
+    """Run the app (and switch to ``page``) in the test's workspace (``ws=None``: a browser without
+    a workspace link); ``run`` preselects that checkpoint in every picker."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if ws is not None:
+        at.query_params["ws"] = _WS["token"] if ws == "current" else ws
     if run is not None:
         for key in ("sample_run", "latent_run", "learn_run"):
             at.session_state[f"_{key}"] = str(run.path)
@@ -159,9 +174,9 @@ def test_data_upload_zip_with_a_corrupt_image_loads_with_a_warning(runs_dir):
     at = _open("1_Data.py")
     at.radio(key="data_src").set_value("Upload a .zip or .npz").run()
     at.file_uploader(key="data_upload").set_value(("pets.zip", _class_zip(corrupt=True), "application/zip")).run()
-    _ok(at)
+    _decoded(at)
     assert not _errors(at)
-    assert any("broken.png" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert any("broken\\.png" in w.value for w in at.warning), [w.value for w in at.warning]  # shown literally (markdown escaped)
     assert at.session_state["data_options"]["label"] == "pets.zip"
     assert {m.label: m.value for m in at.metric}["Classes"] == "2"
 
@@ -169,7 +184,7 @@ def test_data_upload_zip_with_a_corrupt_image_loads_with_a_warning(runs_dir):
 @pytest.mark.parametrize(
     "name, payload, needle",
     [
-        ("evil.zip", _class_zip(slip=True), ".."),
+        ("evil.zip", _class_zip(slip=True), "unsafe member path"),
         ("notes.npz", b"this is a text file, not an npz archive\n" * 10, "npz"),
         ("empty.zip", b"PK\x05\x06" + b"\x00" * 18, ""),
     ],
@@ -178,7 +193,7 @@ def test_data_hostile_uploads_show_an_error_and_the_app_keeps_working(runs_dir, 
     at = _open("1_Data.py")
     at.radio(key="data_src").set_value("Upload a .zip or .npz").run()
     at.file_uploader(key="data_upload").set_value((name, payload, "application/octet-stream")).run()
-    _ok(at)
+    _decoded(at)
     errs = _errors(at)
     assert errs, f"{name}: no st.error shown"
     assert "Traceback" not in errs[0] and "\n" not in errs[0]
@@ -190,27 +205,47 @@ def test_data_hostile_uploads_show_an_error_and_the_app_keeps_working(runs_dir, 
     assert not _errors(at)
 
 
-def test_data_local_path_missing_shows_error(runs_dir, tmp_path):
+def _decoded(at: AppTest) -> None:
+    """Wait for the worker to decode the upload, then draw the page again."""
+    _wait_for_jobs(at, 180)
+    at.run()
+    _ok(at)
+
+
+def test_data_server_paths_are_off_unless_the_owner_turns_them_on(runs_dir, tmp_path, monkeypatch):
+    at = _open("1_Data.py")
+    assert "Local folder or file" not in at.radio(key="data_src").options
+    # The owner's settings file in the app data folder, read by the workers at each job; naming it in
+    # GDA_SERVER_CONFIG also gives the page a new cache key, so it reads the setting again at once.
+    settings = load_config().app_data / "server.toml"
+    settings.write_text("allow_server_paths = true\n")
+    monkeypatch.setenv("GDA_SERVER_CONFIG", str(settings))
     at = _open("1_Data.py")
     at.radio(key="data_src").set_value("Local folder or file").run()
     at.text_input(key="data_path").input(str(tmp_path / "nowhere")).run()
-    _ok(at)
-    assert any("no such file or folder" in e for e in _errors(at))
+    _decoded(at)
+    assert any("no such file or folder" in e for e in _errors(at)), _errors(at)
 
 
 # -- Train ------------------------------------------------------------------------------------------
 
 
-def _wait_for_jobs(at: AppTest, seconds: float) -> None:
-    from pages.ui import common
+def _jobs(at: AppTest, kind: str | None = None):
+    """The session's workspace's jobs, newest first (read from the job store, as the pages do)."""
+    cfg = load_config()
+    ws = open_workspace(cfg, at.session_state["owner"])
+    assert ws is not None, (at.session_state["owner"], cfg.app_data, _WS, list(cfg.workspaces_dir.iterdir()))
+    return JobQueue(cfg).list(ws, kind)
 
+
+def _wait_for_jobs(at: AppTest, seconds: float) -> None:
     end = time.time() + seconds
     while time.time() < end:
-        jobs = common.job_manager().list(owner=at.session_state["owner"])
+        jobs = _jobs(at)
         if jobs and all(j.done for j in jobs):
             return
         time.sleep(0.5)
-    raise AssertionError("training job did not finish in time")
+    raise AssertionError(f"jobs did not finish in time: {[(j.title, j.status, j.message) for j in _jobs(at)]}")
 
 
 def _train_small_vae(at: AppTest, steps: int) -> None:
@@ -239,10 +274,10 @@ def test_train_page_runs_a_short_vae_in_the_background(runs_dir):
     mine = [r for r in runs if r.family == "vae" and r.step == 12]
     assert mine and mine[0].finished
     assert load_run(mine[0].path, "cpu").model.config.latent_dim == 8
-    # A second browser session does not see this session's job.
-    other = _open("2_Train.py")
+    # A browser without this workspace's link gets a workspace of its own, which does not see this job.
+    other = _open("2_Train.py", ws=None)
     assert other.session_state["owner"] != at.session_state["owner"]
-    assert any("None yet in this tab" in c.value for c in other.caption)
+    assert any("None yet in this workspace" in c.value for c in other.caption)
     # The finished run is offered by the resume tab.
     assert any(o.startswith(mine[0].path.name) for o in at.selectbox(key="train_resume_run").options)
 
@@ -252,7 +287,9 @@ def test_train_page_runs_a_short_vae_in_the_background(runs_dir):
 def test_train_page_offers_bf16_only_on_cpus_with_native_bf16(runs_dir, monkeypatch, native_bf16):
     from gda_core import fastpath
 
-    # The hardware probe decides what the page offers; the training is real.
+    # The hardware probe decides what the page offers; the training is real, in a worker process,
+    # where the machine's own probe decides the precision.
+    real_probe = fastpath.cpu_native_bf16()
     monkeypatch.setattr(fastpath, "cpu_native_bf16", lambda: native_bf16)
     at = _open("2_Train.py")
     at.selectbox(key="train_device").set_value("cpu").run()
@@ -271,7 +308,8 @@ def test_train_page_offers_bf16_only_on_cpus_with_native_bf16(runs_dir, monkeypa
     mine = [r for r in list_runs(runs_dir, include_shipped=False) if r.family == "vae" and r.step == 4]
     assert mine
     cfg = json.loads((mine[0].path / "config.json").read_text())
-    assert cfg["train_config"]["cpu_bf16"] is True and cfg["train_precision"] == "bfloat16"
+    assert cfg["train_config"]["cpu_bf16"] is True
+    assert cfg["train_precision"] == ("bfloat16" if real_probe else "float32")
 
 
 def test_train_page_rejects_bad_model_settings(runs_dir):
@@ -477,7 +515,6 @@ def test_compare_page_without_results_explains_what_to_do(runs_dir):
 
 
 def test_augment_page_study_progress_per_cell_cancel_and_resume(runs_dir):
-    from pages.ui import common
 
     at = _open("7_Augment.py")
     assert at.radio(key="study_source").value == "per-level"  # the leakage-free protocol is the default
@@ -490,11 +527,11 @@ def test_augment_page_study_progress_per_cell_cancel_and_resume(runs_dir):
     _ok(at)
     assert any("1 generators to train" in c.value for c in at.caption)
     at.button(key="study_go").click().run()
-    job = common.job_manager().list(owner=at.session_state["owner"], kind="study")[0]
-    job.cancel()
+    job = _jobs(at, "study")[0]
+    JobQueue(load_config()).cancel(open_workspace(load_config(), job.workspace), job.id)
     _wait_for_jobs(at, 120)
     at.run()
-    assert job.status == "cancelled"
+    assert _jobs(at, "study")[0].status == "cancelled"
     at.button(key="study_resume").click().run()  # the same study again: what finished is reused
     _wait_for_jobs(at, 300)
     at.run()
@@ -530,66 +567,6 @@ def test_learn_page_per_family(runs_dir, family, needle):
 
 
 # -- jobs -------------------------------------------------------------------------------------------
-
-
-def test_job_manager_outcomes_and_owner_isolation():
-    from gda_core.errors import GDAError
-
-    m = JobManager()
-
-    def ok(job, x):
-        job.update(progress=0.5, message="half")
-        job.log({"step": 1, "loss": 1.0})
-        return x * 2
-
-    def user_error(job):
-        raise DataError("bad file /x.npz")
-
-    def bug(job):
-        raise KeyError("oops\nsecond line")
-
-    def cancellable(job):
-        while not job.cancel_event.is_set():
-            time.sleep(0.01)
-        raise Cancelled("stopped at step 3")
-
-    j1 = m.start("t", ok, owner="alice", x=21)
-    j2 = m.start("t", user_error, owner="alice")
-    j3 = m.start("t", bug, owner="bob")
-    j4 = m.start("t", cancellable, owner="bob")
-    for j in (j1, j2, j3):
-        assert j.wait(10)
-    assert (j1.status, j1.result, j1.progress, j1.snapshot_logs()) == ("done", 42, 1.0, [{"step": 1, "loss": 1.0}])
-    assert (j2.status, j2.error) == ("failed", "bad file /x.npz")
-    assert j3.status == "failed" and j3.error.startswith("internal error: KeyError") and "\n" not in j3.error
-    assert m.cancel(j4.id, owner="alice") is False  # not alice's job
-    assert m.cancel(j4.id, owner="bob") is True
-    assert j4.wait(10) and j4.status == "cancelled"
-    assert {j.id for j in m.list(owner="alice")} == {j1.id, j2.id}
-    assert m.get(j3.id, owner="alice") is None and m.get(j3.id, owner="bob") is j3
-    assert isinstance(DataError("x"), GDAError)
-
-
-def test_start_training_refuses_a_folder_already_being_written(tmp_path):
-    from gda_core.data import load_dataset
-    from gda_core.jobs import start_training
-
-    m = JobManager()
-    started = threading.Event()
-    release = threading.Event()
-
-    def hold(job):
-        started.set()
-        release.wait(10)
-
-    out = unique_run_dir(tmp_path, "vae", "digits")
-    j = m.start("train", hold, owner="a", meta={"out": str(out)})
-    started.wait(5)
-    with pytest.raises(ConfigError, match="already being trained"):
-        start_training(m, owner="b", family="vae", dataset=load_dataset("digits", per_class=2), out=out, steps=1)
-    release.set()
-    j.wait(5)
-    assert unique_run_dir(tmp_path, "vae", "digits") != out
 
 
 # -- engine helpers behind Latent space and Learn ------------------------------------------------------

@@ -8,19 +8,17 @@ $GDA_TEST_RUNS_DIR's runs when set (as in test_app.py).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from gda_core.checkpoints import list_runs
+
+from .serving import small_class_zip, streamlit_server
 
 pytestmark = pytest.mark.browser
 
@@ -38,14 +36,9 @@ if not Path(CHROMIUM).exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _seed_runs(dst: Path) -> None:
-    """Copy $GDA_TEST_RUNS_DIR's runs and add two runs with saved evaluations for the Compare page."""
+    """Copy $GDA_TEST_RUNS_DIR's runs and add two runs with saved evaluations for the Compare page
+    (into the app's published area: runs every workspace sees)."""
     from gda_core.metrics import Report
 
     dst.mkdir(parents=True, exist_ok=True)
@@ -63,42 +56,14 @@ def _seed_runs(dst: Path) -> None:
         Report.from_raw(raw, provenance={"seed": 0, "n_samples": 100, "device": "CPU"}).save(dst / name / "eval" / "demo.json")
 
 
-@contextlib.contextmanager
-def _streamlit(tmp: Path, runs: Path):
-    """``streamlit run app.py`` on a free port of 127.0.0.1 until the block ends; yields its URL."""
-    port = _free_port()
-    env = {**os.environ, "GDA_RUNS_DIR": str(runs), "GDA_ALLOW_DOWNLOAD": "0", "GDA_CACHE_DIR": str(tmp / "cache"), "OMP_NUM_THREADS": "2"}
-    log = open(tmp / "streamlit.log", "w")  # noqa: SIM115 - closed below
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"streamlit did not start; see {tmp / 'streamlit.log'}")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
-    runs = tmp / "runs"
+    app_data = tmp / "app"
+    runs = app_data / "published"
     _seed_runs(runs)
-    with _streamlit(tmp, runs) as url:
-        yield {"url": url, "runs": runs}
+    with streamlit_server(tmp, app_data) as url:
+        yield {"url": url, "runs": runs, "app": app_data}
 
 
 def _launch(p):
@@ -216,8 +181,9 @@ def test_short_training_runs_to_completion(page, server):
     _settle(page)
     assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1
     _shot(page, "train_finished")
-    finished = [r for r in list_runs(server["runs"], include_shipped=False) if r.family == "vae" and r.step == 30 and r.finished]
-    assert finished, "the finished run is not in the runs folder"
+    mine = list((server["app"] / "workspaces").glob("*/runs"))
+    finished = [r for r in list_runs(*mine, include_shipped=False) if r.family == "vae" and r.step == 30 and r.finished]
+    assert finished, "the finished run is not in a workspace's runs folder"
 
 
 def test_compare_shows_the_radar_chart(page, server):
@@ -242,7 +208,7 @@ def test_compare_shows_the_radar_chart(page, server):
 def test_a_deep_link_as_the_first_request_opens_that_page(browser, tmp_path):
     """A fresh server whose very first request is /Train (a bookmark, a link in a report) shows the
     Train page inside the app: shared sidebar, the app's pages only, no 'Page not found'."""
-    with _streamlit(tmp_path, tmp_path / "runs") as url:
+    with streamlit_server(tmp_path, tmp_path / "app") as url:
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         try:
             pg = ctx.new_page()
@@ -255,7 +221,93 @@ def test_a_deep_link_as_the_first_request_opens_that_page(browser, tmp_path):
             assert links == ["Home", "Data", "Train", "Sample", "Latent space", "Compare", "Learn", "Augment"], links
             assert pg.get_by_text("Page not found").count() == 0
             assert pg.get_by_text("Device").count() >= 1  # app.py's shared sidebar ran
-            assert pg.url.rstrip("/").endswith("/Train")
+            # the app adds the workspace token (?ws=...) to the URL: the path alone is the page
+            assert urlparse(pg.url).path.rstrip("/").endswith("/Train"), pg.url
             _shot(pg, "deep_link_first_request")
         finally:
             ctx.close()
+
+
+def _token(pg) -> str:
+    return parse_qs(urlparse(pg.url).query)["ws"][0]
+
+
+def _open_ws(pg, server, name: str, token: str | None) -> None:
+    pg.goto(f"{server['url']}/{PAGES[name]}" + (f"?ws={token}" if token else ""))
+    pg.wait_for_selector("h1")
+    _settle(pg)
+    assert pg.locator('[data-testid="stException"]').count() == 0
+
+
+def _start_training(pg, steps: str) -> None:
+    _choose(pg, "Model family", "VAE")
+    box = pg.get_by_label("Steps", exact=True)
+    box.fill(steps)
+    box.press("Enter")
+    _settle(pg)
+    pg.get_by_role("button", name="Start training").click()
+    _settle(pg)
+
+
+@pytest.mark.slow
+def test_workspaces_are_private_and_survive_a_reload_with_the_running_job(browser, server):
+    """Alice uploads a dataset and trains; Bob (another browser, no link) sees none of it; Alice's
+    job killed with SIGKILL shows failed with the reason while the server keeps serving; after a
+    reload Alice still has her dataset, her runs and her running job, and cancels it."""
+    import signal
+
+    from gda_core.server.config import load_config
+    from gda_core.server.queue import store_for
+
+    alice_ctx = browser.new_context(viewport={"width": 1400, "height": 1800})
+    bob_ctx = browser.new_context(viewport={"width": 1400, "height": 1800})
+    try:
+        alice, bob = alice_ctx.new_page(), bob_ctx.new_page()
+        for pg in (alice, bob):
+            pg.set_default_timeout(240_000)
+        _open_ws(alice, server, "data", None)
+        token = _token(alice)
+        alice.get_by_text("Upload a .zip or .npz").click()
+        _settle(alice)
+        alice.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+            files=[{"name": "pets.zip", "mimeType": "application/zip", "buffer": small_class_zip("pets")}])
+        alice.get_by_role("heading", name="pets.zip").wait_for()
+        _open_ws(alice, server, "train", token)
+        _start_training(alice, "5000")
+        store = store_for(load_config(server["app"]))
+        job = next(j for j in store.list(token, "train"))
+        end = time.time() + 240
+        while store.get(job.id).status != "running" and time.time() < end:
+            time.sleep(0.5)
+        os.kill(store.get(job.id).pid, signal.SIGKILL)
+        alice.get_by_text("SIGKILL").first.wait_for()
+        _start_training(alice, "5000")
+        jobs = store.list(token, "train")
+        run_names = [Path(j.meta["out"]).name for j in jobs]
+        assert len(run_names) == 2
+        second = Path(jobs[0].meta["out"])
+        end = time.time() + 240
+        while not (second / "model.safetensors").exists() and time.time() < end:  # its first checkpoint
+            time.sleep(0.5)
+        # Bob: a workspace of his own, where none of Alice's data, runs or jobs appear.
+        _open_ws(bob, server, "train", None)
+        assert _token(bob) != token
+        assert bob.get_by_text("None yet in this workspace").count() == 1
+        for name in ("data", "sample", "train"):
+            _open_ws(bob, server, name, _token(bob))
+            html = bob.content()
+            assert "pets" not in html and not any(r in html for r in run_names), name
+        # Alice reloads: her dataset, her runs and the running job are there; she cancels it.
+        alice.reload()
+        alice.wait_for_selector("h1")
+        _settle(alice)
+        assert _token(alice) == token
+        assert alice.get_by_text("pets.zip").count() >= 1  # the sidebar's current dataset
+        alice.get_by_role("button", name="Cancel").first.click()
+        alice.get_by_text("⏹ cancelled").first.wait_for()
+        alice.get_by_role("tab", name="Resume a run").click()
+        assert alice.get_by_text(second.name).count() >= 1
+        _shot(alice, "workspace_after_reload_cancelled")
+    finally:
+        alice_ctx.close()
+        bob_ctx.close()

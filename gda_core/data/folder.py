@@ -310,13 +310,15 @@ def _load_tree(tree: _Node, path: Path, spec: DataSpec, name: str, skips: _Skips
     if not all_classes:
         raise DataError(f"{path} has no class sub-folders; put the images of each class in their own folder")
 
-    # Pass 1: headers only (size, grey or colour) to choose the size before decoding anything.
-    probes = {(split, cls): _probe_files(files, skips) for split, per in layout.items() for cls, files in per.items()}
+    # Pass 1: headers only (size, grey or colour) to choose the size before decoding anything; the
+    # dataset's pixel budget is spent here, so an archive of too many pixels is refused undecoded.
+    budget = safety.DatasetBudget(path)
+    probes = {(split, cls): _probe_files(files, skips, budget) for split, per in layout.items() for cls, files in per.items()}
     size = _choose_size(probes, spec, path, layout, warnings)
     grey = all(g for items in probes.values() for _, _, _, g in items)
 
     # Pass 2: decode, crop, resize.
-    decoded = {key: _decode_files(items, size, grey, skips) for key, items in probes.items()}
+    decoded = {key: _decode_files(items, size, grey, skips, budget) for key, items in probes.items()}
     classes = _classes_with_images(all_classes, decoded, layout, path, warnings)
     splits = _splits(layout, decoded, classes, size, 1 if grey else 3, split_layout, spec, path, warnings, notes)
     try:
@@ -354,11 +356,12 @@ def _layout(tree: _Node, path: Path, notes: list[str]) -> tuple[dict[str, dict[s
     return layout, True
 
 
-def _probe_files(files: _Files, skips: _Skips) -> _Probed:
+def _probe_files(files: _Files, skips: _Skips, budget: safety.DatasetBudget) -> _Probed:
     ok = []
     for display, opener in files:
         info = _probe(display, opener, skips)
         if info is not None:
+            budget.spend_pixels(info[0][0] * info[0][1])
             ok.append((display, opener, info[0], info[1]))
     return ok
 
@@ -383,9 +386,10 @@ def _choose_size(probes: dict[tuple[str, str], _Probed], spec: DataSpec, path: P
     return size
 
 
-def _decode_files(items: _Probed, size: int, grey: bool, skips: _Skips) -> list[np.ndarray]:
+def _decode_files(items: _Probed, size: int, grey: bool, skips: _Skips, budget: safety.DatasetBudget) -> list[np.ndarray]:
     arrays = []
     for display, opener, _, _ in items:
+        budget.spend_bytes(size * size * (1 if grey else 3))  # before the decode, so the limit is never passed
         arr = _decode(display, opener, size, grey, skips)
         if arr is not None:
             arrays.append(arr)

@@ -171,8 +171,10 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         safety.check_zip_members(
             path, infos, max_members=safety.MAX_NPZ_MEMBERS, max_total=safety.MAX_NPZ_BYTES, max_member=None
         )
-        # Only members that really are .npy arrays are loaded (numpy would hand others back as bytes).
-        keys = {_key(info.filename) for info in infos if _check_npy_header(path, zf, info)}
+        # Only members that really are .npy arrays are loaded (numpy would hand others back as bytes);
+        # their declared sizes are spent against the dataset budget before any is read.
+        budget = safety.DatasetBudget(path)
+        keys = {_key(info.filename) for info in infos if _check_npy_header(path, zf, info, budget)}
         not_arrays = sorted(_key(i.filename) for i in infos if _key(i.filename) not in keys)
     for key in ("train_images", "train_labels"):
         if key in not_arrays:
@@ -206,7 +208,7 @@ def _key(member: str) -> str:
     return member.removesuffix(".npy")
 
 
-def _check_npy_header(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+def _check_npy_header(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: safety.DatasetBudget) -> bool:
     """False for a member that is not an .npy array; raises for pickled, corrupt or lying ones."""
     key = _key(info.filename)
     try:
@@ -230,6 +232,7 @@ def _check_npy_header(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) ->
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if nbytes > info.file_size:
         raise DataError(f"{path}: array '{key}' claims {safety.human_bytes(nbytes)} but its member holds {safety.human_bytes(info.file_size)}; corrupt")
+    budget.spend_bytes(nbytes, "declares arrays of")
     return True
 
 

@@ -39,6 +39,11 @@ MAX_IMAGE_FILE_BYTES = 256 * MiB
 MAX_IMAGE_PIXELS = 40_000_000
 #: Classes in one dataset (largest label + 1 in an .npz).
 MAX_CLASSES = 100_000
+#: Whole-dataset budgets (a shared server lowers them, gda_core.server.budgets): pixels of every
+#: image as stored (width x height, summed from the headers before any image is decoded) and bytes
+#: of the decoded arrays (counted while decoding; an .npz's declared array sizes, before loading).
+MAX_DATASET_PIXELS = 4_000_000_000
+MAX_DATASET_BYTES = 2 * GiB
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 #: File / folder names that are never part of a dataset (OS and archiver litter).
@@ -59,6 +64,28 @@ def human_bytes(n: int) -> str:
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n} B"
+
+
+class DatasetBudget:
+    """Counts one dataset's pixels and decoded bytes against MAX_DATASET_PIXELS / MAX_DATASET_BYTES,
+    refusing the dataset the moment either is passed (before the memory is spent)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pixels = 0
+        self.bytes = 0
+
+    def spend_pixels(self, n: int) -> None:
+        self.pixels += int(n)
+        if self.pixels > MAX_DATASET_PIXELS:
+            raise DataError(f"dataset budget: {self.path} holds more than {MAX_DATASET_PIXELS:,} pixels of images "
+                            f"(limit max_dataset_pixels = {MAX_DATASET_PIXELS:,}); refused")  # fmt: skip
+
+    def spend_bytes(self, n: int, what: str = "decodes to") -> None:
+        self.bytes += int(n)
+        if self.bytes > MAX_DATASET_BYTES:
+            raise DataError(f"dataset budget: {self.path} {what} more than {human_bytes(MAX_DATASET_BYTES)} "
+                            f"(limit max_dataset_bytes = {human_bytes(MAX_DATASET_BYTES)}); refused")  # fmt: skip
 
 
 def open_zip(path: Path, what: str = "zip archive") -> zipfile.ZipFile:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import runpy
-import tempfile
-import uuid
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from gda_core import fastpath
-from gda_core.checkpoints import default_runs_dir, list_runs, load_run
+from gda_core.checkpoints import list_runs, load_run
 from gda_core.data import get_dataset_info, list_datasets, load_dataset
 from gda_core.errors import GDAError
-from gda_core.jobs import JobManager
+from gda_core.jobs import JobQueue
 from gda_core.runtime import device_name, resolve_device
+from gda_core.server.budgets import apply_data_limits
+from gda_core.server.config import ServerConfig, load_config
+from gda_core.server.queue import ensure_worker
+from gda_core.server.workspaces import Workspace, check_data_source, create_workspace, open_workspace
 
 APP = Path(__file__).resolve().parents[2] / "app.py"  # pages/ui/common.py -> the entry point
 
@@ -108,14 +111,99 @@ FIXED_FIELDS = ("image_size", "channels", "num_classes")
 
 def setup(*, entry: bool = False) -> None:
     """Per-session state every page relies on (idempotent). Called first by app.py (``entry=True``)
-    and by every page."""
+    and by every page: the workspace (from the URL, kept there so a reload finds it), its password
+    when it has one, the server's data budgets, a running worker."""
     if not entry:
         _leave_folder_mode()
     ss = st.session_state
-    if "owner" not in ss:
-        ss["owner"] = uuid.uuid4().hex
+    cfg = config()
+    ws = _resolve_workspace(cfg)
+    if ws.has_password and not ss.get(f"_auth_{ws.id}"):
+        _password_gate(ws)
+    ss["owner"] = ws.id
     if "data_options" not in ss:
-        ss["data_options"] = dict(DEFAULT_DATA)
+        ss["data_options"] = _saved_data_options(ws)
+    _server_started(cfg)
+
+
+def config() -> ServerConfig:
+    return _config(os.environ.get("GDA_APP_DATA", ""), os.environ.get("GDA_SERVER_CONFIG", ""))
+
+
+@st.cache_resource(show_spinner=False, ttl=60)
+def _config(app_data: str, settings_file: str) -> ServerConfig:
+    # Keyed by the variables that choose the data folder and the settings file (tests change them);
+    # the arguments are only the cache's key, load_config reads the environment itself.
+    cfg = load_config()
+    apply_data_limits(cfg)  # this process loads prepared datasets: the same budgets as the workers
+    return cfg
+
+
+def _resolve_workspace(cfg: ServerConfig) -> Workspace:
+    """The workspace named by the URL's ``ws`` token, else this session's, else a new one; the token
+    is written back to the URL so that a reload or a bookmark returns to it."""
+    ss = st.session_state
+    token = st.query_params.get("ws") or ss.get("ws")
+    ws = open_workspace(cfg, token)
+    if ws is None:
+        if token and token != ss.get("ws"):
+            ss["_unknown_ws"] = True  # told on the page: a mistyped or deleted link gets a fresh workspace
+        ws = create_workspace(cfg)
+    ss["ws"] = ws.id
+    if st.query_params.get("ws") != ws.id:
+        st.query_params["ws"] = ws.id
+    return ws
+
+
+def _saved_data_options(ws: Workspace) -> dict:
+    """The dataset this workspace used last (kept on disk, so a reload or another tab finds it)."""
+    saved = ws.state().get("data_options")
+    if not isinstance(saved, dict) or set(saved) - set(DEFAULT_DATA) - {"upload_label"}:
+        return dict(DEFAULT_DATA)
+    return {**DEFAULT_DATA, **saved}
+
+
+def set_data_options(options: dict) -> None:
+    """Make ``options`` the current dataset of this session and of its workspace."""
+    st.session_state["data_options"] = options
+    workspace().save_state(data_options=options)
+
+
+def _password_gate(ws: Workspace) -> None:
+    st.title("GDA Studio")
+    st.info(f"The workspace {plain(ws.name)} is protected by a password set by the server's owner.")
+    with st.form("ws_password"):
+        pw = st.text_input("Password", type="password", key="ws_password_input", help="Ask whoever runs this server.")
+        if st.form_submit_button("Open"):
+            if ws.check_password(pw):
+                st.session_state[f"_auth_{ws.id}"] = True
+                st.rerun()
+            st.error("wrong password")
+    st.stop()
+
+
+@st.cache_resource(show_spinner=False)
+def _worker_checks() -> dict:
+    return {}
+
+
+def _server_started(cfg: ServerConfig) -> None:
+    """Start the queue's worker when none serves this data folder (at most one check every 5 s)."""
+    last = _worker_checks()
+    key = str(cfg.app_data)
+    if time.time() - last.get(key, 0.0) > 5.0:
+        last[key] = time.time()
+        ensure_worker(cfg)
+
+
+def workspace() -> Workspace:
+    setup()
+    ws = open_workspace(config(), st.session_state["ws"])
+    if ws is None:  # deleted by the server owner while this tab was open
+        st.session_state.pop("ws", None)
+        st.query_params.pop("ws", None)
+        st.rerun()
+    return ws
 
 
 def _leave_folder_mode() -> None:
@@ -142,14 +230,18 @@ def _leave_folder_mode() -> None:
 
 
 def owner() -> str:
-    setup()
-    return st.session_state["owner"]
+    """This session's workspace id (what owns its jobs)."""
+    return workspace().id
+
+
+def job_queue() -> JobQueue:
+    """The job queue of this server's data folder (jobs live in worker processes and on disk)."""
+    return _job_queue(str(config().app_data))
 
 
 @st.cache_resource(show_spinner=False)
-def job_manager() -> JobManager:
-    """The process-wide job manager (jobs survive page switches and reruns)."""
-    return JobManager()
+def _job_queue(app_data: str) -> JobQueue:  # keyed by the data folder
+    return JobQueue(config())
 
 
 @st.cache_resource(show_spinner=False)
@@ -185,12 +277,13 @@ def iterative_families() -> tuple[str, ...]:
 
 
 def show_error(exc: BaseException) -> None:
-    """A user-facing one-line error (never a traceback)."""
-    st.error(
+    """A user-facing one-line error (never a traceback), shown literally: messages quote file and
+    class names from users' archives, which must not be read as markdown."""
+    st.error(plain(
         str(exc)
         if isinstance(exc, GDAError)
         else f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-    )
+    ))
 
 
 # -- datasets -------------------------------------------------------------------------------------
@@ -212,7 +305,9 @@ def _load_dataset_cached(source: str, image_size, channels: str, per_class, seed
 
 def load_dataset_cached(source: str, *, image_size=None, channels: str = "keep", per_class=None, seed: int = 0, data_dir=None,
                         subset_seed=None):  # fmt: skip
-    """gda_core.data.load_dataset, cached per options (shared, read-only Dataset)."""
+    """gda_core.data.load_dataset, cached per options (shared, read-only Dataset), for a source this
+    workspace may read (a named dataset, its own uploads; server paths only where allowed)."""
+    check_data_source(config(), workspace(), str(source))
     return _load_dataset_cached(str(source), image_size, channels, per_class, int(seed), data_dir, subset_seed, _path_stamp(str(source)))
 
 
@@ -235,12 +330,13 @@ def current_dataset(show: bool = True):
         )
     except GDAError as exc:
         if show:
-            st.error(f"Current dataset could not be loaded: {exc}")
+            st.error(f"Current dataset could not be loaded: {plain(exc)}")
         return None
 
 
 def dataset_for_run(run) -> object:
-    """The dataset a run was trained on (its recorded DataSpec), cached."""
+    """The dataset a run was trained on (its recorded DataSpec), cached; refused (DataError) when it
+    is another workspace's (a published run's private data)."""
     spec = run.data_spec.to_dict()
     return load_dataset_cached(spec.pop("source"), **spec)
 
@@ -257,29 +353,78 @@ def dataset_description(name: str) -> str:
 
 
 def save_upload(name: str, data: bytes) -> Path:
-    """Write an uploaded file to a per-session temp folder (same bytes -> same path)."""
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(name).name).lstrip(".") or "upload"
-    folder = Path(tempfile.gettempdir()) / "gda-uploads" / owner()[:16] / digest
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / safe
-    if not path.exists():
-        tmp = folder / f".{safe}.part"
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return path
+    """Write an uploaded file into the workspace's private uploads folder (same bytes -> same path)."""
+    return workspace().save_upload(config(), name, data)
+
+
+def prepared_dataset(source: str, label: str, *, image_size, channels: str, seed: int) -> str | None:
+    """The decoded form of an uploaded (or server-path) dataset: an .npz a worker wrote from it.
+
+    Decoding a user's images is the heavy, risky part (archives, image decoders, the data budgets),
+    so it happens in a job, never in the web server. Returns the .npz's path when ready; otherwise
+    starts (or follows) the job, shows its progress or its one-line error, and returns None.
+    """
+    ws, q = workspace(), job_queue()
+    key = hashlib.sha256(repr((str(source), image_size, channels, int(seed))).encode()).hexdigest()[:12]
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(label).stem)[:40] or "data"
+    out = ws.datasets / f"{stem}-{key}.npz"
+    if out.is_file():
+        return str(out)
+    jobs = [j for j in q.list(ws, "prepare") if j.meta.get("key") == key]
+    if jobs and jobs[0].status == "failed":
+        st.error(plain(jobs[0].error))
+        if not st.button("Try again", key=f"prepare_retry_{key}", help="Decode the file again (after the server's limits changed, say)."):
+            return None
+    elif not jobs or jobs[0].status in ("cancelled", "done"):
+        spec = {"source": str(source), "image_size": image_size, "channels": channels, "seed": int(seed)}
+        try:
+            q.submit(ws, "prepare", f"decode {label}", {"data": spec, "out": str(out), "label": label}, meta={"key": key})
+        except GDAError as exc:
+            show_error(exc)
+            return None
+    _follow_prepare(key)
+    return None
+
+
+def prepared_warnings(source: str) -> list[str]:
+    """What the worker noticed while decoding an upload (skipped files, resizing), kept beside its .npz."""
+    import json
+
+    side = Path(str(source)).with_suffix(".json")
+    if not (str(source).endswith(".npz") and workspace().owns(side) and side.is_file()):
+        return []
+    try:
+        warnings = json.loads(side.read_text(encoding="utf-8")).get("warnings", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(w) for w in warnings][:50] if isinstance(warnings, list) else []
+
+
+def _follow_prepare(key: str) -> None:
+    @st.fragment(run_every=1.0)
+    def follow() -> None:
+        ws, q = workspace(), job_queue()
+        jobs = [j for j in q.list(ws, "prepare") if j.meta.get("key") == key]
+        if not jobs or jobs[0].done:
+            st.rerun()
+        j = jobs[0]
+        where = f" (number {j.queue_position} in the queue)" if j.status == "queued" and j.queue_position else ""
+        st.progress(j.progress, text=f"Decoding your images in the background{where}: {plain(j.message)}")
+
+    follow()
 
 
 # -- runs -----------------------------------------------------------------------------------------
 
 
 def runs_dir() -> Path:
-    return default_runs_dir()
+    """This workspace's runs folder."""
+    return workspace().runs
 
 
 def all_runs(families: tuple[str, ...] | None = None):
-    """Shipped checkpoints and runs under the runs folder (newest first after shipped ones)."""
-    infos = list_runs(runs_dir())
+    """Shipped checkpoints, runs published by anyone, and this workspace's runs (shipped first, then newest first)."""
+    infos = list_runs(runs_dir(), config().published_dir)
     if families is not None:
         infos = [r for r in infos if r.family in families]
     return infos
@@ -316,10 +461,16 @@ def run_picker(label: str, *, key: str, families: tuple[str, ...] | None = None,
     remembered = st.session_state.get(f"_{key}")
     paths = list(by_path)
     index = paths.index(remembered) if remembered in by_path else 0
-    choice = st.selectbox(label, paths, index=index, key=key, format_func=lambda p: by_path[p].label,
-                          help=help or "Shipped checkpoints and your runs in the runs folder.")  # fmt: skip
+    choice = st.selectbox(label, paths, index=index, key=key, format_func=lambda p: run_label(by_path[p]),
+                          help=help or "Shipped checkpoints, runs published on this server, and your own runs.")  # fmt: skip
     st.session_state[f"_{key}"] = choice
     return by_path[choice]
+
+
+def run_label(info) -> str:
+    """A picker's line for a run: its label, with "published" for runs shared on this server."""
+    published = info.path.resolve().parent == config().published_dir.resolve()
+    return info.label.replace("(finished)", "(published)") if published else info.label
 
 
 def remember(key: str, default):
@@ -374,18 +525,26 @@ def fmt_seconds(s: float | None) -> str:
     return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s")
 
 
+def job_status_text(j) -> str:
+    """What a job is doing, in one line: its place in the queue while it waits."""
+    if j.status == "queued":
+        where = f"number {j.queue_position} in the queue" if j.queue_position else "queued"
+        return f"{j.title}: waiting, {where} ({fmt_seconds(j.waited_s)})"
+    return f"{j.title}: {j.message} · {j.progress:.0%} · {fmt_seconds(j.elapsed_s)}"
+
+
 def show_job_progress(jobs, *, key: str, limit: int, cancel_help: str = "Stop this job.") -> None:
-    """Progress bar + Cancel button for each running job, then the latest failures/cancellations."""
+    """Progress bar + Cancel button for each queued or running job, then the latest failures/cancellations."""
     for j in [j for j in jobs if not j.done]:
         a, b = st.columns([6, 1])
-        a.progress(j.progress, text=f"{j.title}: {j.message} · {j.progress:.0%} · {fmt_seconds(j.elapsed_s)}")
+        a.progress(j.progress, text=plain(job_status_text(j)))
         if b.button("Cancel", key=f"{key}_{j.id}", help=cancel_help):
-            j.cancel()
+            job_queue().cancel(workspace(), j.id)
     for j in jobs[:limit]:
         if j.status == "failed":
-            st.error(f"{j.title}: {j.error}")
+            st.error(plain(f"{j.title}: {j.error}"))
         elif j.status == "cancelled":
-            st.caption(f"{j.title}: cancelled")
+            st.caption(plain(f"{j.title}: cancelled"))
 
 
 def open_run(info):

@@ -1,0 +1,366 @@
+"""Workspaces: one private folder per user of a shared server.
+
+``<app data>/workspaces/<id>/`` holds everything a user makes: ``uploads/`` (the files as sent),
+``datasets/`` (uploads decoded by a worker into plain arrays), ``runs/``, ``evaluations/``,
+``exports/``, ``jobs/`` (each job's log and preview) and ``study-cache/``. Folders are created
+0700. The id is a random token (the app keeps it in the page's URL); knowing it is what gives
+access, unless the server owner also set a password for the workspace (scrypt hash in
+``workspace.json``).
+
+Shipped checkpoints are read-only and visible to all. A user can publish one of their runs: a
+read-only copy in ``<app data>/published/``, listed in everyone's pickers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CheckpointError, ConfigError, DataError
+from ..runtime import atomic_write_bytes, atomic_write_json
+from .config import ServerConfig
+
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+SUBDIRS = ("uploads", "datasets", "runs", "evaluations", "exports", "jobs", "study-cache")
+INFO = "workspace.json"
+STATE = "state.json"
+NOTE = "note.json"
+#: What a run zip may hold (anything else is refused): weights, config, cards, history, preview, saved evaluations.
+RUN_FILES = frozenset({"model.safetensors", "config.json", "history.json", "preview.png", "MODEL_CARD.md", "DATA_CARD.md", NOTE})
+MAX_RUN_ZIP_MEMBERS = 200
+MAX_RUN_ZIP_BYTES = 2 * 1024**3
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _scrypt(password: str, salt: bytes) -> str:
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=2**14, r=8, p=1).hex()
+
+
+def safe_name(name: str, fallback: str = "file") -> str:
+    """A file or folder name made of letters, digits, '-', '_' and '.', not starting with a dot."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(str(name)).name).lstrip(".")
+    return cleaned[:100] or fallback
+
+
+def _read_dict(path: Path) -> dict:
+    """A JSON object from ``path``; {} when the file is missing, unreadable or not an object."""
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes of the regular files under ``path`` (symlinks are not followed)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                st = os.lstat(os.path.join(root, f))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+@dataclass(frozen=True)
+class Workspace:
+    id: str
+    root: Path
+
+    def __getattr__(self, name: str) -> Path:
+        sub = name.replace("_", "-")
+        if sub in SUBDIRS:
+            return _private_dir(self.root / sub)
+        raise AttributeError(name)
+
+    # -- identity --------------------------------------------------------------------------------
+    def info(self) -> dict:
+        return _read_dict(self.root / INFO)
+
+    @property
+    def name(self) -> str:
+        return str(self.info().get("name") or self.id[:8])
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.info().get("password"))
+
+    def check_password(self, password: str) -> bool:
+        rec = self.info().get("password")
+        if not rec:
+            return True
+        try:
+            return hmac.compare_digest(_scrypt(password, bytes.fromhex(rec["salt"])), rec["hash"])
+        except (KeyError, TypeError, ValueError):
+            return False
+
+    def set_password(self, password: str | None) -> None:
+        info = self.info()
+        if password:
+            salt = secrets.token_bytes(16)
+            info["password"] = {"salt": salt.hex(), "hash": _scrypt(password, salt)}
+        else:
+            info.pop("password", None)
+        atomic_write_json(self.root / INFO, info)
+
+    # -- what the pages keep (the current dataset's options) ----------------------------------------
+    def state(self) -> dict:
+        return _read_dict(self.root / STATE)
+
+    def save_state(self, **values: object) -> None:
+        atomic_write_json(self.root / STATE, {**self.state(), **values})
+
+    # -- disk ------------------------------------------------------------------------------------
+    def usage_bytes(self) -> int:
+        return dir_bytes(self.root)
+
+    def check_quota(self, cfg: ServerConfig, extra: int = 0) -> None:
+        """Refuse new work when the workspace (plus ``extra`` bytes about to be written) is over its quota."""
+        used = self.usage_bytes()
+        if used + extra > cfg.workspace_quota_bytes:
+            from ..data.safety import human_bytes
+
+            raise DataError(f"workspace quota: this workspace uses {human_bytes(used)}{f' (+{human_bytes(extra)} new)' if extra else ''}, "
+                            f"over the limit workspace_quota_bytes = {human_bytes(cfg.workspace_quota_bytes)}; delete runs or uploads first")  # fmt: skip
+
+    def save_upload(self, cfg: ServerConfig, name: str, data: bytes) -> Path:
+        """Write an uploaded file into the private uploads folder (same bytes -> same path)."""
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        path = _private_dir(self.uploads / digest) / safe_name(name, "upload")
+        if not path.exists():
+            self.check_quota(cfg, len(data))
+            atomic_write_bytes(path, data)
+            os.chmod(path, 0o600)
+        return path
+
+    def owns(self, path: str | os.PathLike) -> bool:
+        """Whether ``path`` is inside this workspace (symlinks resolved)."""
+        try:
+            return Path(path).resolve().is_relative_to(self.root.resolve())
+        except OSError:
+            return False
+
+
+def create_workspace(cfg: ServerConfig, *, name: str | None = None, password: str | None = None) -> Workspace:
+    _private_dir(cfg.workspaces_dir)
+    token = secrets.token_urlsafe(18)
+    ws = Workspace(token, _private_dir(cfg.workspaces_dir / token))
+    atomic_write_json(ws.root / INFO, {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "name": name or ""})
+    if password:
+        ws.set_password(password)
+    return ws
+
+
+def open_workspace(cfg: ServerConfig, token: str | None) -> Workspace | None:
+    """The workspace with this token, or None (malformed or unknown token)."""
+    if not token or not TOKEN_RE.match(str(token)):
+        return None
+    root = cfg.workspaces_dir / str(token)
+    if not (root / INFO).is_file():
+        return None
+    return Workspace(str(token), root)
+
+
+def delete_workspace(cfg: ServerConfig, ws: Workspace) -> None:
+    """Remove the workspace's folder (uploads, runs, everything) and its jobs' records."""
+    from .store import JobStore
+
+    shutil.rmtree(ws.root, ignore_errors=True)
+    JobStore(cfg.app_data / "jobs.db").delete_workspace(ws.id)
+
+
+# -- run management ------------------------------------------------------------------------------
+
+
+def _own_run(ws: Workspace, run_dir: str | os.PathLike) -> Path:
+    path = Path(run_dir)
+    if not ws.owns(path) or path.resolve().parent != ws.runs.resolve() or not (path / "config.json").is_file():
+        raise ConfigError(f"{path.name} is not one of this workspace's runs")
+    return path
+
+
+def run_note(run_dir: str | os.PathLike) -> str:
+    try:
+        d = json.loads((Path(run_dir) / NOTE).read_text(encoding="utf-8"))
+        return str(d.get("note", ""))[:2000] if isinstance(d, dict) else ""
+    except (OSError, ValueError):
+        return ""
+
+
+def set_run_note(ws: Workspace, run_dir: str | os.PathLike, note: str) -> None:
+    atomic_write_json(_own_run(ws, run_dir) / NOTE, {"note": str(note)[:2000]})
+
+
+def rename_run(ws: Workspace, run_dir: str | os.PathLike, new_name: str, busy: set[str]) -> Path:
+    path = _own_run(ws, run_dir)
+    if str(path) in busy:
+        raise ConfigError(f"{path.name} is being trained; wait or cancel the job first")
+    if not _NAME_RE.match(new_name or ""):
+        raise ConfigError("a run name is 1-100 letters, digits, '.', '-' or '_', starting with a letter or digit")
+    dst = path.parent / new_name
+    if dst.exists():
+        raise ConfigError(f"a run named {new_name} already exists")
+    path.rename(dst)
+    return dst
+
+
+def delete_run(ws: Workspace, run_dir: str | os.PathLike, busy: set[str]) -> None:
+    path = _own_run(ws, run_dir)
+    if str(path) in busy:
+        raise ConfigError(f"{path.name} is being trained; cancel the job first")
+    shutil.rmtree(path)
+
+
+def run_zip_bytes(run_dir: str | os.PathLike) -> bytes:
+    """A run as a zip: weights, config, cards, history, preview, note and saved evaluations (no training state)."""
+    path = Path(run_dir)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(path.iterdir()):
+            if f.name in RUN_FILES and f.is_file() and not f.is_symlink():
+                zf.write(f, f"{path.name}/{f.name}")
+        for f in sorted((path / "eval").glob("*.json")):
+            if f.is_file() and not f.is_symlink():
+                zf.write(f, f"{path.name}/eval/{f.name}")
+    return buf.getvalue()
+
+
+def _zip_members(data: bytes) -> dict[str, bytes]:
+    """The members of an uploaded run zip, by name inside the run; anything unexpected refused."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise CheckpointError("the uploaded file is not a zip archive") from None
+    infos = [i for i in zf.infolist() if not i.is_dir()]
+    if len(infos) > MAX_RUN_ZIP_MEMBERS or sum(i.file_size for i in infos) > MAX_RUN_ZIP_BYTES:
+        raise CheckpointError(f"the run zip holds more than {MAX_RUN_ZIP_MEMBERS} files or 2 GiB; refused")
+    out: dict[str, bytes] = {}
+    for info in infos:
+        parts = [p for p in info.filename.replace("\\", "/").split("/") if p]
+        if any(p in ("..", ".") for p in parts) or info.filename.startswith("/"):
+            raise CheckpointError(f"the run zip has an unsafe member path '{info.filename}'; refused")
+        inner = parts[1:] if len(parts) > 1 and parts[1:] and (parts[1] in RUN_FILES or parts[1] == "eval") else parts
+        key = "/".join(inner)
+        ok = key in RUN_FILES or (len(inner) == 2 and inner[0] == "eval" and inner[1].endswith(".json"))
+        if not ok:
+            raise CheckpointError(f"the run zip holds '{info.filename}', which is not part of a run (pickled weights and other files are refused)")
+        with zf.open(info) as fh:
+            content = fh.read(info.file_size + 1)
+        if len(content) > info.file_size:
+            raise CheckpointError(f"the run zip member '{info.filename}' inflates past its declared size; refused")
+        out[key] = content
+    return out
+
+
+def import_run_zip(cfg: ServerConfig, ws: Workspace, data: bytes, name: str) -> Path:
+    """Add an uploaded run zip to the workspace after validating it as an untrusted checkpoint
+    (gda_core.checkpoints.load_run: config checked, tensor shapes from the header, no NaN), no larger
+    than the server's model budget."""
+    from ..checkpoints import build_from_config, load_run, read_config
+
+    ws.check_quota(cfg, len(data))
+    members = _zip_members(data)
+    if "config.json" not in members or "model.safetensors" not in members:
+        raise CheckpointError("the run zip needs config.json and model.safetensors")
+    base = safe_name(Path(name).stem, "run")
+    staging = _private_dir(ws.jobs / f".import-{secrets.token_hex(4)}")
+    try:
+        for key, content in members.items():
+            dst = staging / key
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(content)
+        n = sum(p.numel() for p in build_from_config(read_config(staging), staging, meta=True).parameters())
+        if n > cfg.max_model_params:
+            raise CheckpointError(f"model budget: the uploaded run has {n:,} parameters, over the limit max_model_params = {cfg.max_model_params:,}")
+        load_run(staging, device="cpu")
+        target = ws.runs / base
+        i = 1
+        while target.exists():
+            i += 1
+            target = ws.runs / f"{base}-{i}"
+        staging.rename(target)
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_run(cfg: ServerConfig, ws: Workspace, run_dir: str | os.PathLike, busy: set[str]) -> Path:
+    """A read-only copy of one of this workspace's runs in the published area, visible to all."""
+    path = _own_run(ws, run_dir)
+    if str(path) in busy:
+        raise ConfigError(f"{path.name} is being trained; publish it when the job is over")
+    dst = cfg.published_dir / f"{path.name}-{hashlib.sha256(ws.id.encode()).hexdigest()[:6]}"
+    if dst.exists():
+        raise ConfigError(f"{path.name} is already published; unpublish it first to publish a newer version")
+    cfg.published_dir.mkdir(parents=True, exist_ok=True)
+    staging = cfg.published_dir / f".{dst.name}.part"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for key, content in _zip_members(run_zip_bytes(path)).items():
+        (staging / key).parent.mkdir(parents=True, exist_ok=True)
+        (staging / key).write_bytes(content)
+    cfg_json = json.loads((staging / "config.json").read_text())
+    cfg_json["published_by"] = hashlib.sha256(ws.id.encode()).hexdigest()[:16]
+    (staging / "config.json").write_text(json.dumps(cfg_json, indent=2))
+    for root, dirs, files in os.walk(staging):
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o444)
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o555)
+    staging.rename(dst)
+    os.chmod(dst, 0o555)
+    return dst
+
+
+def published_by(ws: Workspace, run_dir: Path) -> bool:
+    try:
+        cfg = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return cfg.get("published_by") == hashlib.sha256(ws.id.encode()).hexdigest()[:16]
+
+
+def unpublish_run(cfg: ServerConfig, ws: Workspace, run_dir: str | os.PathLike) -> None:
+    path = Path(run_dir)
+    if path.resolve().parent != cfg.published_dir.resolve() or not published_by(ws, path):
+        raise ConfigError(f"{path.name} was not published from this workspace")
+    for root, dirs, _files in os.walk(path):
+        os.chmod(root, 0o755)
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+    shutil.rmtree(path)
+
+
+def check_data_source(cfg: ServerConfig, ws: Workspace, source: str) -> None:
+    """Refuse a dataset this workspace may not read: another workspace's upload (a published run
+    records its owner's data path), or a server path when the server owner has not allowed them.
+    Named datasets (digits, MedMNIST) are open to all."""
+    from ..data import list_datasets
+
+    if str(source).lower() in {d.name for d in list_datasets()} or ws.owns(source):
+        return
+    if Path(source).resolve().is_relative_to(cfg.app_data.resolve()):
+        raise DataError("this run's training data belongs to another workspace: what needs it (nearest images, evaluation, augmentation) "
+                        "is not available for it")  # fmt: skip
+    if not cfg.allow_server_paths:
+        raise DataError("reading datasets from paths on the server is off (the server owner turns it on with allow_server_paths)")

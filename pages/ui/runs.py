@@ -1,0 +1,86 @@
+"""The Train page's "Manage runs" tab: rename, note, delete, download, upload and publish runs."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from gda_core.checkpoints import list_runs
+from gda_core.errors import GDAError
+from gda_core.server import workspaces as wsp
+from pages.ui import common
+
+
+def manage_runs(ws, queue) -> None:
+    cfg = common.config()
+    busy = queue.active_paths()
+    mine = list_runs(ws.runs, include_shipped=False)
+    st.caption(f"Your workspace uses {_size(ws.usage_bytes())} of its {_size(cfg.workspace_quota_bytes)}. Shipped checkpoints and runs "
+               "published by others are read-only; you manage your own runs here.")  # fmt: skip
+    if mine:
+        by_path = {str(r.path): r for r in mine}
+        choice = st.selectbox("Run", list(by_path), format_func=lambda p: by_path[p].label, key="manage_run",
+                              help="One of your runs.")  # fmt: skip
+        info = by_path[choice]
+        _run_actions(cfg, ws, info, busy)
+    else:
+        st.info("No runs in your workspace yet: train one, or upload a run below.")
+    _published(cfg, ws)
+    up = st.file_uploader("Upload a run (.zip)", type=["zip"], key="manage_upload",
+                          help="A run downloaded from GDA Studio: weights (safetensors), config.json and cards. It is checked like any "
+                               "checkpoint from an unknown source; pickled weights are refused.")  # fmt: skip
+    if up is not None and st.session_state.get("_manage_uploaded") != (up.name, up.size):
+        try:
+            path = wsp.import_run_zip(cfg, ws, up.getvalue(), up.name)
+            st.session_state["_manage_uploaded"] = (up.name, up.size)
+            st.success(f"Added {common.plain(path.name)} to your runs.")
+        except GDAError as exc:
+            common.show_error(exc)
+
+
+def _run_actions(cfg, ws, info, busy: set[str]) -> None:
+    path = info.path
+    note = st.text_area("Note", wsp.run_note(path), key=f"manage_note_{path.name}", max_chars=2000,
+                        help="A few words for yourself: what this run tried, how it looked.")  # fmt: skip
+    c1, c2, c3, c4 = st.columns(4)
+    try:
+        if c1.button("Save note", key="manage_save_note", help="Keep the note with the run (it travels in its zip)."):
+            wsp.set_run_note(ws, path, note)
+            st.toast("Note saved")
+        c2.download_button("Download (.zip)", wsp.run_zip_bytes(path), f"{path.name}.zip", "application/zip", key="manage_download",
+                           help="Weights, config, cards, history, preview and saved evaluations (not the training state).")  # fmt: skip
+        if c3.button("Publish", key="manage_publish", help="A read-only copy that every user of this server sees in their pickers "
+                                                           "(not the data it was trained on)."):  # fmt: skip
+            wsp.publish_run(cfg, ws, path, busy)
+            st.toast(f"Published {path.name}")
+        new = st.text_input("New name", path.name, key=f"manage_name_{path.name}", help="Letters, digits, '.', '-' and '_'.")
+        if c4.button("Rename", key="manage_rename", disabled=new == path.name, help="Give the run the name above."):
+            wsp.rename_run(ws, path, new.strip(), busy)
+            st.rerun()
+        if st.checkbox("Delete this run", key=f"manage_confirm_{path.name}", help="Tick, then press the button: there is no undo."):
+            if st.button("Delete for good", key="manage_delete", type="primary", help="Remove the run's folder from your workspace."):
+                wsp.delete_run(ws, path, busy)
+                st.rerun()
+    except GDAError as exc:
+        common.show_error(exc)
+
+
+def _published(cfg, ws) -> None:
+    mine = [r for r in list_runs(cfg.published_dir, include_shipped=False) if wsp.published_by(ws, r.path)]
+    if not mine:
+        return
+    st.markdown("**Runs you published**")
+    for r in mine:
+        a, b = st.columns([5, 1])
+        a.caption(common.plain(r.path.name))
+        if b.button("Unpublish", key=f"unpublish_{r.path.name}", help="Remove it from everyone's pickers."):
+            try:
+                wsp.unpublish_run(cfg, ws, r.path)
+                st.rerun()
+            except GDAError as exc:
+                common.show_error(exc)
+
+
+def _size(n: int) -> str:
+    from gda_core.data.safety import human_bytes
+
+    return human_bytes(n)
