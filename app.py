@@ -39,10 +39,11 @@ STEPS = {
     "in the background, with live loss curves and previews.",
     "Sample": "generate images from any checkpoint; move a slider and the grid updates; download PNG, zip or .npz.",
     "Latent space": "walk between two images, turn one latent dimension at a time, map real vs synthetic images, spot near-copies.",
-    "Compare": "score several models on six axes, see them on one radar chart and export the report.",
+    "Compare": "score several models on six axes, each with its 95% interval; see which differences are real and which are within "
+    "noise, and whether the paper's rankings hold on your data.",
     "Learn": "see how each family works on your own data: noising and denoising, reconstructions, GAN dynamics.",
     "Augment": "turn a checkpoint into extra training images (how many, class balance, quality filters), export them, "
-    "and check with a utility study whether they help a classifier.",
+    "and run the study: with generators trained on exactly the real images a classifier sees, do their images help it?",
 }
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import time
 from datetime import UTC, datetime
@@ -25,22 +24,13 @@ from pathlib import Path
 
 import torch
 
+from bench.bench_speed import _cpu_model
 from gda_core.augment import run_study
 from gda_core.data import load_dataset
 from gda_core.runtime import atomic_write_bytes, atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> int:
@@ -53,6 +43,8 @@ def main() -> int:
     ap.add_argument("--budget-steps", default="150,300,600", help="generator training steps per level (10/class, 50/class, all)")
     ap.add_argument("--scope", choices=("per-level", "shared"), default="per-level",
                     help="shared: one generator per seed on all training images (the leaky design, for comparison)")  # fmt: skip
+    ap.add_argument("--steps", type=int, default=None, help="sampling steps of iterative generators (default: the family's)")
+    ap.add_argument("--sampler", default=None, help="sampler of iterative generators (default: the family's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=str(ROOT / "bench" / "runs" / "protocol-cache"))
     args = ap.parse_args()
@@ -68,11 +60,13 @@ def main() -> int:
         t0, load0 = time.time(), os.getloadavg()[0]
         res = run_study(ds, models=args.models.split(","), per_class_levels=levels, ratios=[float(r) for r in args.ratios.split(",")],
                         seeds=args.seeds, budget_steps=steps, scope=args.scope, device="cpu", cache_dir=args.cache,
+                        sampling={k: v for k, v in (("steps", args.steps), ("sampler", args.sampler)) if v is not None},
                         progress=lambda f, m: print(f"[{f:5.1%}] {m}", flush=True) if not m.startswith("training ") else None)  # fmt: skip
         meta = {
             "command": f"python -m bench.bench_protocol --data {name} --models {args.models} --per-class {args.per_class} --ratios {args.ratios} "
-            f"--seeds {args.seeds} --budget-steps {args.budget_steps} --scope {args.scope} --threads {args.threads}",
-            "date": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu_name(), "threads": args.threads,
+            f"--seeds {args.seeds} --budget-steps {args.budget_steps} --scope {args.scope} --threads {args.threads}"
+            + (f" --steps {args.steps}" if args.steps else "") + (f" --sampler {args.sampler}" if args.sampler else ""),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": _cpu_model(), "threads": args.threads,
             "wall_s": round(time.time() - t0, 1), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "load_start": round(load0, 2), "load_end": round(os.getloadavg()[0], 2),
             "generator_train_s": round(sum(float(json.loads((Path(g["checkpoint"]) / "config.json").read_text()).get("train_time_s", 0))

@@ -19,6 +19,10 @@ def mlp(digits):
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return _fit(net, x, y)
+
+
+def _fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> nn.Module:
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     for _ in range(150):
         loss = nn.functional.cross_entropy(net(x), y)
@@ -33,14 +37,7 @@ def linear(digits):
     """A linear classifier: DeepFool's linearisation is exact, so one step reaches the boundary."""
     x, y = digits.tensors("train")
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(x[0].numel(), 10))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(150):
-        loss = nn.functional.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval()
+    return _fit(nn.Sequential(nn.Flatten(), nn.Linear(x[0].numel(), 10)), x, y)
 
 
 @pytest.mark.parametrize("which", ["mlp", "linear"])

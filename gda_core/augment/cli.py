@@ -138,7 +138,8 @@ def cmd_study(args) -> int:
     if args.select:
         parse_filters(args.select)
     ds = _study_dataset(args)
-    sampling = {k: v for k, v in (("temperature", args.temperature), ("guidance", args.guidance), ("steps", args.steps)) if v is not None}
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("guidance", args.guidance), ("steps", args.steps), ("sampler", args.sampler))
+                if v is not None}  # fmt: skip
     res = run_study(
         ds, models=args.models, checkpoints=args.checkpoints, model_configs=_model_configs(args.set), per_class_levels=args.per_class,
         ratios=args.ratios, seeds=args.seeds, scope=args.generator_scope, budget_minutes=_budget(args.budget_minutes, float, "--budget-minutes"),
@@ -214,6 +215,7 @@ def register(subparsers) -> None:
     p.add_argument("--temperature", type=_float, default=None)
     p.add_argument("--guidance", type=_float, default=None)
     p.add_argument("--steps", type=int, default=None, help="sampling steps of iterative generators")
+    p.add_argument("--sampler", default=None, help="sampler of iterative generators (e.g. dpmpp for ddpm, heun for flow)")
     p.add_argument("--cache", default=None, help="where generators and stage outputs are kept (default: the user cache); re-runs reuse them")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--quiet", action="store_true")

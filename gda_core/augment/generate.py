@@ -191,6 +191,7 @@ def generate_synthetic(
     temperature: float = 1.0,
     guidance: float | None = None,
     steps: int | None = None,
+    sampler: str | None = None,
     batch_size: int = 64,
     counts: list[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -220,7 +221,7 @@ def generate_synthetic(
     seed = int(seed)
     settings = {
         "family": model.family, "ratio": float(ratio), "mode": mode, "seed": seed, "temperature": float(temperature),
-        "guidance": guidance, "steps": steps, "n": n, "counts_per_class": counts,
+        "guidance": guidance, "steps": steps, "sampler": sampler, "n": n, "counts_per_class": counts,
         "real_counts_per_class": np.bincount(np.asarray(real_labels, dtype=np.int64).reshape(-1), minlength=k).astype(int).tolist(),
     }  # fmt: skip
     c, s = model.config.channels, model.config.image_size
@@ -236,7 +237,7 @@ def generate_synthetic(
                 progress(start + done, n)
 
         res = generate(run, stop - start, labels[start:stop].tolist(), temperature=temperature, guidance=guidance, steps=steps,
-                       seed=seed + start, batch_size=batch_size, progress=cb)  # fmt: skip
+                       sampler=sampler, seed=seed + start, batch_size=batch_size, progress=cb)  # fmt: skip
         parts.append(res.images)
         notes = res.notes
     images = np.concatenate(parts) if parts else np.zeros((0, s, s, c), dtype=np.uint8)

@@ -278,9 +278,9 @@ def plan_study(dataset, *, models=None, checkpoints=None, model_configs=None, pe
     check_dataset(dataset, levels)
     _check_shapes(specs, dataset)
     filters = parse_filters(select) if isinstance(select, str) else (list(select) if select else [])
-    unknown = set(sampling or {}) - {"temperature", "guidance", "steps"}
+    unknown = set(sampling or {}) - {"temperature", "guidance", "steps", "sampler"}
     if unknown:
-        raise ConfigError(f"unknown sampling setting(s) {', '.join(sorted(unknown))}; use temperature, guidance or steps")
+        raise ConfigError(f"unknown sampling setting(s) {', '.join(sorted(unknown))}; use temperature, guidance, steps or sampler")
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache()
     return StudyPlan(ds=dataset, models=specs, levels=levels, ratios=ratio_list, seeds=seed_list, augs=augs, scope=scope, minutes=minutes,
                      steps=steps, budget=budget or DEFAULT_BUDGET, selection_budget=selection_budget or budget or DEFAULT_BUDGET,
@@ -406,8 +406,8 @@ def generator_scores(plan: StudyPlan, run, rec: dict, pool, ry: np.ndarray, leve
     """Fidelity (precision) and diversity (recall) against the full training split, privacy (1 -
     mean nearest-training SSIM) and utility (TSTR accuracy / the real-only accuracy at this level)
     of one generator. Cached."""
-    key = stage_key(weights=rec["weights_sha256"], data=rec.get("train_data_sha256"), seed=seed, level=level, n=SCORE_IMAGES,
-                    sampling=plan.sampling, budget=plan.budget.to_dict(), baseline=baseline_acc)  # fmt: skip
+    key = stage_key(weights=rec["weights_sha256"], data=_data_id(plan), seed=seed, level=level, n=SCORE_IMAGES, sampling=plan.sampling,
+                    budget=plan.budget.to_dict(), baseline=baseline_acc, device=plan.device.type)  # fmt: skip
     return plan.cache.json("scores", key, lambda: _scores(plan, run, pool, ry, seed, baseline_acc))
 
 
