@@ -50,7 +50,7 @@ def _add_distill_parser(sub) -> None:
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget in minutes")
     p.add_argument("--train-steps", type=_positive_int, default=None, help="optimisation-step budget")
     p.add_argument("--method", default="progressive", choices=["progressive", "consistency", "reflow"],
-                   help="progressive (default; fastest to learn, measured: docs/benchmarks.md), consistency or reflow")  # fmt: skip
+                   help="progressive (default; measured best: docs/hybrids.md), consistency or reflow")  # fmt: skip
     p.add_argument("--teacher-substeps", type=_positive_int, default=None, help="teacher solver steps per student step (default: the teacher's default steps / --steps)")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--lr", type=float, default=None)

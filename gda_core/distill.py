@@ -68,6 +68,21 @@ def teacher_images(student, teacher: TeacherSolver, z: torch.Tensor, labels: tor
     return (x.clamp(-1, 1) + 1) / 2
 
 
+@torch.no_grad()
+def tracking(student, teacher: GenerativeModel, n: int = 32) -> dict:
+    """How closely a student follows its teacher: mean squared pixel distance (images in [0, 1]) at
+    seeds 0..n-1 to the teacher's solve it was trained on (``teacher_images``), of the student's
+    images (``student``) and of each of the teacher's own samplers cut to the student's step count
+    (``teacher_few``, by sampler, and the best of them, ``teacher_few_best``)."""
+    c = student.config
+    labels = torch.arange(n) % c.num_classes
+    z = student.initial_latents(list(range(n)))
+    ref = teacher_images(student, TeacherSolver(teacher, c.teacher_guidance, c.teacher_sampler), z, labels)
+    dist = lambda img: float((img.to(ref.device) - ref).pow(2).mean())  # noqa: E731
+    few = {s: dist(teacher.decode(z, labels, steps=c.steps, guidance=c.teacher_guidance, sampler=s)) for s in teacher.samplers}
+    return {"student": dist(student.decode(z, labels)), "teacher_few": few, "teacher_few_best": min(few.values())}
+
+
 def check_student_steps(steps) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STUDENT_STEPS:
         raise ConfigError(f"a student takes 1..{MAX_STUDENT_STEPS} steps, got {steps!r}")

@@ -163,6 +163,11 @@ def test_distill_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path, ca
     cfg["model_config"]["base_channels"] = 48
     (tampered / ck.CONFIG).write_text(json.dumps(cfg))
     cases.append((["--checkpoint", str(tampered), "--steps", "2"], "has shape"))
+    cut = tmp_path / "cut"  # a weights file cut short (an interrupted copy)
+    shutil.copytree(teacher, cut, ignore=shutil.ignore_patterns("eval", "*.png", "history.json"))
+    (cut / ck.WEIGHTS).write_bytes((teacher / ck.WEIGHTS).read_bytes()[:5000])
+    cases.append((["--checkpoint", str(cut), "--steps", "2"], "unreadable safetensors file"))
+    cases.append((["--checkpoint", str(teacher), "--steps", "2", "--minutes", "-1"], "minutes"))
     for args, needle in cases:
         rc, err = _cli(["distill", *args, "--train-steps", "2", "--out", str(out)], capsys)
         assert rc == 2 and err.startswith("error: ") and needle in err and len(err.splitlines()) == 1, (args, err)
@@ -207,19 +212,11 @@ def test_distill_resumes_and_refuses_a_changed_teacher(tmp_path, small_digits):
 
 
 def _tracking(student, teacher, n: int = 32) -> tuple[float, float]:
-    """Mean squared distance to the teacher's reference solve at the same seeds: the student's
-    images, and the best of the teacher's own samplers at the student's step count."""
-    from gda_core.distill import TeacherSolver, teacher_images
+    """The student's distance to the teacher's solve, and the best of the teacher's own samplers at its step count."""
+    from gda_core.distill import tracking
 
-    c = student.config
-    labels = torch.arange(n) % c.num_classes
-    z = student.initial_latents(list(range(n)))
-    with torch.no_grad():
-        ref = teacher_images(student, TeacherSolver(teacher, c.teacher_guidance, c.teacher_sampler), z, labels)
-        own = float((student.decode(z, labels) - ref).pow(2).mean())
-        few = min(float((teacher.decode(z, labels, steps=c.steps, guidance=c.teacher_guidance, **({"sampler": s} if s else {})) - ref).pow(2).mean())
-                  for s in teacher.samplers)  # fmt: skip
-    return own, few
+    t = tracking(student, teacher, n)
+    return t["student"], t["teacher_few_best"]
 
 
 def test_shipped_student_tracks_its_teacher_better_than_the_teachers_own_few_steps():

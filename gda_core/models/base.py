@@ -47,6 +47,9 @@ class ModelConfig:
         unknown = set(d) - names
         if unknown:
             raise ConfigError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+        # JSON has no tuples: a list where the field's default is a tuple (channel_mults) becomes one.
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        d = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v for k, v in d.items()}
         try:
             cfg = cls(**d)
         except TypeError as exc:

@@ -55,13 +55,6 @@ class DDGANConfig(ModelConfig):
     r1_every: int = 4
     training_only: ClassVar[tuple[str, ...]] = ("r1_gamma", "r1_every")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "DDGANConfig":
-        d = dict(d)
-        if isinstance(d.get("channel_mults"), list):
-            d["channel_mults"] = tuple(d["channel_mults"])
-        return super().from_dict(d)  # type: ignore[return-value]
-
     def unet_config(self) -> UNetConfig:
         return UNetConfig.of(self, cond_dim=self.latent_dim)
 

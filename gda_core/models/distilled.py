@@ -14,7 +14,7 @@ the teacher's noise output turns into an image only after division by alpha, ~1e
 step, which no few-step student can afford.
 
 Three ways to train it (``method``, ``gda_core.distill``; the choice is measured in
-docs/benchmarks.md):
+docs/hybrids.md):
 
 - ``progressive``: progressive distillation (Salimans & Ho 2022) done in one round: the target of
   a student step from a noised real image is the teacher's solve over that step in
@@ -83,13 +83,6 @@ class DistilledConfig(ModelConfig):
     training_only: ClassVar[tuple[str, ...]] = (
         "teacher", "teacher_family", "teacher_sha256", "teacher_guidance", "teacher_sampler", "teacher_substeps", "method",
     )  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DistilledConfig":
-        d = dict(d)
-        if isinstance(d.get("channel_mults"), list):
-            d["channel_mults"] = tuple(d["channel_mults"])
-        return super().from_dict(d)  # type: ignore[return-value]
 
     def unet_config(self) -> UNetConfig:
         return UNetConfig.of(self)
