@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ("benchmarks.md", "protocol-results.md", "deployment.md")
+PAGES = ("benchmarks.md", "protocol-results.md", "deployment.md", "hybrids.md")
 PROTOCOL_DATASETS = {  # page name -> (result file stem, command that makes it)
     "breastmnist": ("protocol_breastmnist", "python -m bench.bench_protocol --data breastmnist"),
     "plantvillage_corn": ("protocol_plantvillage_corn", "python -m bench.bench_protocol --data plantvillage_corn"),
@@ -1383,7 +1383,54 @@ def t_server_steps(r: Results) -> str:
 # Registry, rendering, checks
 # -------------------------------------------------------------------------------------------------
 
+# -------------------------------------------------------------------------------------------------
+# Hybrids (docs/hybrids.md): distillation methods, and DDGAN / student against the DDPM
+# -------------------------------------------------------------------------------------------------
+
+HYBRID_NAMES = {"ddgan": "DDGAN, 2 large steps", "student": "distilled student, 2 steps", "ddim25": "DDPM, DDIM 25 steps", "dpmpp10": "DDPM, DPM-Solver++ 10 steps"}
+DISTILL_DEFAULT = "progressive"  # the ``distill`` command's default method (gda_core/cli.py); the page says it won
+
+
+def t_distill_methods(r: Results) -> str:
+    d = r["distill_methods_cpu"]
+    rows = [[f"`{x['method']}`", x["train_steps"], f"{x['train_time_s']:.0f} s", f"{x['student']:.4f}", f"{x['teacher_few_best']:.4f}"] for x in d["rows"]]
+    head = ["method", "steps", "training time", "student's distance to the teacher", f"teacher's best own {d['student_steps']}-step sampler"]
+    return md_table(head, rows)
+
+
+def t_hybrids(r: Results) -> str:
+    v = r["hybrids_cpu"]["variants"]
+    cpu = lambda x: f"{x['cpu_ms_per_batch16']:.0f} ms" if "cpu_ms_per_batch16" in x else "-"  # noqa: E731
+    rows = [[HYBRID_NAMES.get(k, k), f"{x['nfe_per_image']:g}", f"{x['ms_per_batch16']:.0f} ms", cpu(x), f"{x['speedup_vs_ddim25']:.1f}x",
+             f2(x["fid"]), f3(x["precision"]), f3(x["recall"])] for k, x in v.items()]  # fmt: skip
+    head = ["sampler", "network passes per image", "batch of 16 (wall)", "batch of 16 (CPU time)", "speed-up on DDIM 25 (wall)", "FID", "precision", "recall"]
+    return md_table(head, rows)
+
+
+def _hybrids(r: Results) -> dict:
+    d, h = r["distill_methods_cpu"], r["hybrids_cpu"]
+    _claim(d["best"] == DISTILL_DEFAULT, f"the default distillation method {DISTILL_DEFAULT} is no longer the one measured best ({d['best']})")
+    best = next(x for x in d["rows"] if x["method"] == d["best"])
+    _claim(best["student"] < best["teacher_few_best"], "the best student no longer tracks its teacher better than the teacher's own few steps")
+    beaten = {x["method"] for x in d["rows"] if x["student"] >= x["teacher_few_best"]}
+    _claim(all(x["method"] == "consistency" for x in d["rows"] if x["method"] in beaten) and "consistency" in beaten,
+           "the methods whose student does not beat the teacher's own few steps are no longer just the short consistency run")
+    v = h["variants"]
+    _claim(v["ddgan"]["recall"] < v["ddim25"]["recall"], "the DDGAN no longer misses more of the data than the DDPM")
+    _claim(v["student"]["recall"] > v["ddgan"]["recall"], "the student no longer keeps more coverage than the DDGAN")
+    t = h["targets"]
+    return {
+        "fast": [HYBRID_NAMES[k] for k, x in t.items() if x["under_100ms"]],
+        "slow": [HYBRID_NAMES[k] for k, x in t.items() if not x["under_100ms"]],
+        "fast_cpu": [HYBRID_NAMES[k] for k, x in t.items() if x.get("under_100ms_cpu_time")],
+        "slow_cpu": [HYBRID_NAMES[k] for k, x in t.items() if not x.get("under_100ms_cpu_time")],
+        "tenfold": [HYBRID_NAMES[k] for k, x in t.items() if x["at_least_10x"]],
+        "not_tenfold": [HYBRID_NAMES[k] for k, x in t.items() if not x["at_least_10x"]],
+    }
+
+
 VIEWS: dict[str, Callable[[Results], object]] = {
+    "hybrids": _hybrids,
     "shipped": _shipped,
     "engine": _engine,
     "quality": _quality,
@@ -1405,6 +1452,8 @@ VIEWS: dict[str, Callable[[Results], object]] = {
 }
 
 TABLES: dict[str, Callable[..., str]] = {
+    "distill_methods": t_distill_methods,
+    "hybrids": t_hybrids,
     "machines": t_machines,
     "shipped": t_shipped,
     "shipped_provenance": t_shipped_provenance,

@@ -43,6 +43,25 @@ def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--per-class", type=_positive_int, default=None, help="keep at most N training images per class (data-scarce regime)")
 
 
+def _add_distill_parser(sub) -> None:
+    p = sub.add_parser("distill", help="distil a DDPM or flow checkpoint into a 1-4 step student")
+    p.add_argument("--checkpoint", required=True, help="the teacher: a ddpm or flow run folder")
+    p.add_argument("--steps", type=int, required=True, help="the student's sampling steps (network passes per image), 1..4")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget in minutes")
+    p.add_argument("--train-steps", type=_positive_int, default=None, help="optimisation-step budget")
+    p.add_argument("--method", default="progressive", choices=["progressive", "consistency", "reflow"],
+                   help="progressive (default; measured best: docs/hybrids.md), consistency or reflow")  # fmt: skip
+    p.add_argument("--teacher-substeps", type=_positive_int, default=None, help="teacher solver steps per student step (default: the teacher's default steps / --steps)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="run folder of the student")
+    p.add_argument("--resume", action="store_true", help="continue the distillation in --out")
+    p.add_argument("--json", action="store_true", help="one JSON object per event on stdout")
+    p.set_defaults(func=cmd_distill)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m gda_core", description="GDA Studio engine: datasets, generative models, training, sampling, evaluation.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -97,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: channels_last, bf16 on GPU only, no compile; --no-fast: the plain path")  # fmt: skip
     p.add_argument("--out", required=True, help="FILE.png (grid), FILE.npz (images + labels) or FILE.zip")
     p.set_defaults(func=cmd_sample)
+
+    _add_distill_parser(sub)
 
     for mod in PLUGIN_MODULES:
         try:
@@ -219,6 +240,24 @@ def cmd_train(args) -> int:
             bar.close()
     if not args.json and os.environ.get("RANK", "0") == "0":  # torchrun: one line, from process 0
         print(f"run saved to {out}")
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from .distill import distill
+
+    def cb(ev):
+        if args.json:
+            print(json.dumps(ev.to_json()), flush=True)
+        elif ev.kind in ("start", "done") or (ev.kind == "step" and ev.step % 100 == 0):
+            losses = ", ".join(f"{k}={v:.4g}" for k, v in ev.logs.items() if k not in ("step", "time_s"))
+            print(ev.message or f"step {ev.step}: {losses}", file=sys.stderr)
+
+    out = distill(args.checkpoint, steps=args.steps, out=args.out, minutes=args.minutes, train_steps=args.train_steps, method=args.method,
+                  teacher_substeps=args.teacher_substeps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+                  resume=args.resume, callback=cb)  # fmt: skip
+    if not args.json:
+        print(f"student saved to {out}")
     return 0
 
 

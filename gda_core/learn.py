@@ -101,12 +101,30 @@ def denoising_trajectory(
 
 @torch.inference_mode()
 def vae_reconstructions(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Encode uint8 images (N, H, W, C) to the posterior mean and decode: uint8 (N, H, W, C)."""
-    if model.family != "vae":
-        raise ConfigError(f"reconstructions are shown for VAEs; this is a {model.family}")
+    """Encode uint8 images (N, H, W, C) to the posterior mean and decode: uint8 (N, H, W, C).
+    For the autoencoding families (VAE, VAE-GAN): an encoder into a vector latent."""
+    from .latent import has_encoder
+
+    if not (getattr(model, "has_latent", False) and has_encoder(model) and len(model.latent_shape()) == 1):
+        raise ConfigError(f"reconstructions are shown for autoencoders (VAE, VAE-GAN); this is a {model.family}")
     x = images_to_tensor(np.asarray(images), model.device)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=model.device)
     return tensor_to_images(model.decode(model.encode(x, y), y))
+
+
+def reconstruction_figures(real: np.ndarray, rec: np.ndarray) -> dict[str, float]:
+    """How far reconstructions are from their originals (``mse``, pixels in [0, 1]) and how sharp they
+    are: ``sharpness`` = mean absolute difference between neighbouring pixels, as a fraction of the
+    originals' (1 = as crisp as the real images; a blurry reconstruction scores well below 1)."""
+    r = np.asarray(real, dtype=np.float64) / 255.0
+    x = np.asarray(rec, dtype=np.float64) / 255.0
+    if r.shape != x.shape or r.ndim != 4 or len(r) == 0:
+        raise ConfigError(f"need real and reconstructed images of one shape (N, H, W, C), got {r.shape} and {x.shape}")
+
+    def edges(a: np.ndarray) -> float:
+        return float(np.abs(np.diff(a, axis=1)).mean() + np.abs(np.diff(a, axis=2)).mean())
+
+    return {"mse": float(((r - x) ** 2).mean()), "sharpness": edges(x) / max(edges(r), 1e-12)}
 
 
 def curves(history: list[dict], keys: tuple[str, ...] | list[str]) -> dict[str, list[float]]:
@@ -215,3 +233,68 @@ def likelihood_ranking(model, images: np.ndarray, labels: np.ndarray, *, k: int 
     order = np.argsort(bpd, kind="stable")
     k = min(k, len(bpd))
     return LikelihoodRanking(bits_per_dim=bpd, most_likely=order[:k], least_likely=order[::-1][:k])
+
+
+@dataclass
+class GANSteps:
+    """A denoising-diffusion GAN's few large steps for one sample, each shown."""
+
+    levels: list[int]  # the step's noise level t (T-1 = the noisiest .. 0)
+    signal: list[float]  # sqrt(abar_t) of the step's input: how much image is left in it
+    x_t: np.ndarray  # uint8 (T, H, W, C): the step's noisy input
+    x0_pred: np.ndarray  # uint8 (T, H, W, C): the generator's proposed clean image
+    x_prev: np.ndarray  # uint8 (T, H, W, C): the input of the next step (the proposal re-noised), the image after the last
+
+
+@torch.inference_mode()
+def ddgan_steps(model, label: int, *, seed: int = 0, temperature: float = 1.0) -> GANSteps:
+    """Run a DDGAN from the seed's noise (exactly as ``sample`` does) and record every step."""
+    if not hasattr(model, "denoise"):
+        raise ConfigError(f"the denoising steps are shown for denoising-diffusion GANs; this is a {model.family}")
+    from .schedulers import initial_noise
+
+    rec: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    x, gens = initial_noise(model.latent_shape(), [int(seed)], model.device, temperature)
+    labels = model.resolve_labels(1, int(label))
+    model.denoise(x, labels, gens, temperature=temperature, callback=lambda t, xt, x0, prev: rec.append((t, xt.clone(), x0.clone(), prev.clone())))
+    to_img = lambda t: tensor_to_images(((t.float() + 1) / 2).clamp(0, 1))  # noqa: E731
+    ab = model.schedule.alphas_cumprod
+    return GANSteps(levels=[r[0] for r in rec], signal=[float(ab[r[0]].sqrt()) for r in rec], x_t=to_img(torch.cat([r[1] for r in rec])),
+                    x0_pred=to_img(torch.cat([r[2] for r in rec])), x_prev=to_img(torch.cat([r[3] for r in rec])))  # fmt: skip
+
+
+@dataclass
+class StudentAndTeacher:
+    """A distilled student beside its teacher at one seed (the same starting noise)."""
+
+    student_steps: np.ndarray  # uint8 (K, H, W, C): the student's state after each of its steps
+    student_guesses: np.ndarray  # uint8 (K, H, W, C): its estimate of the final image at each step
+    student: np.ndarray  # uint8 (H, W, C): the student's image
+    teacher: np.ndarray  # uint8 (H, W, C): the teacher's image (its full solve the student learnt)
+    teacher_few: np.ndarray  # uint8 (H, W, C): the teacher's own sampler at the student's step count
+    teacher_passes: int  # network passes of the teacher's image
+    distance: dict[str, float]  # mean squared pixel distance to the teacher's image: student, teacher_few
+
+
+@torch.inference_mode()
+def student_and_teacher(student, teacher, label: int, *, seed: int = 0) -> StudentAndTeacher:
+    """The student's steps and image, the teacher's image and the teacher's own few-step image, at ``seed``."""
+    from .distill import TeacherSolver, teacher_images
+
+    if not hasattr(student, "attach_teacher"):
+        raise ConfigError(f"teacher and student are shown for distilled students; this is a {student.family}")
+    c = student.config
+    rec: list[tuple[torch.Tensor, torch.Tensor]] = []
+    z = student.initial_latents([int(seed)])
+    labels = student.resolve_labels(1, int(label))
+    img = student.decode(z, labels, callback=lambda i, t, x, d: rec.append((x.clone(), d.clone())))
+    solver = TeacherSolver(teacher, c.teacher_guidance, c.teacher_sampler)
+    ref = teacher_images(student, solver, z, labels)
+    few = teacher.decode(z.to(teacher.device), labels.to(teacher.device), steps=c.steps, guidance=c.teacher_guidance)
+    to_img = lambda t: tensor_to_images(((t.float() + 1) / 2).clamp(0, 1))  # noqa: E731
+    passes = c.steps * c.teacher_substeps * teacher.nfe_per_image(steps=1, guidance=c.teacher_guidance)
+    return StudentAndTeacher(
+        student_steps=to_img(torch.cat([r[0] for r in rec])), student_guesses=to_img(torch.cat([r[1] for r in rec])),
+        student=tensor_to_images(img)[0], teacher=tensor_to_images(ref)[0], teacher_few=tensor_to_images(few)[0], teacher_passes=int(passes),
+        distance={"student": float((img - ref).pow(2).mean()), "teacher_few": float((few - ref).pow(2).mean())},
+    )  # fmt: skip

@@ -35,6 +35,8 @@ names = run.class_names
 left, right = st.columns([1, 2], gap="large")
 with left:
     st.caption(f"**{model.family.upper()}**: {type(model).description}")
+    if model.provenance():
+        st.caption(f"This checkpoint was {common.plain(model.provenance())}.")
     label_opts = ["all classes"] + names
     cls_choice = st.selectbox(
         "Class", label_opts, key="sample_class", help="Generate one class, or cycle through all classes (one column per class)."

@@ -21,7 +21,7 @@ st.caption(
 info = common.run_picker("Checkpoint", key="latent_run")
 if info is None:
     st.stop()
-run, ds, PATH, MTIME = common.open_run(info)
+run, ds, PATH, MTIME = common.open_run(info, need_data=False)
 model = run.model
 names = run.class_names
 IS_DIFF = "steps" in model.controls
@@ -84,11 +84,12 @@ def _show_frames(frames: np.ndarray, name: str) -> None:
 
 
 HAS_MIX = latent.has_style_mixing(model)
+NEEDS_REAL = "This needs the real training images, which are not on this computer (see the message above)."
 _tabs = st.tabs(["Interpolation", "Traversal", "Map", "Nearest training images"] + (["Style mixing"] if HAS_MIX else []))
 tab_i, tab_t, tab_m, tab_n = _tabs[:4]
 
 with tab_i:
-    modes = ["Between two seeds"] + (["Between two real images"] if latent.has_encoder(model) else [])
+    modes = ["Between two seeds"] + (["Between two real images"] if latent.has_encoder(model) and ds is not None else [])
     mode = st.radio("Interpolate", modes, horizontal=True, key="lat_mode",
                     help="Seeds: walk between the starting points of two random samples. Real images: encode two real images and walk between their codes.")  # fmt: skip
     if not latent.has_encoder(model):
@@ -183,128 +184,136 @@ with tab_t:
             common.show_error(exc)
 
 with tab_m:
-    st.caption(
-        "Real training images and generated ones, projected together to 2-D. Where synthetic points (crosses) sit on real clusters of the same colour, the model matches the data; empty real regions are modes it misses."
-    )
-    mc = st.columns(5)
-    n_real = mc[0].slider(
-        "Real images", 50, 1500, 400, 50, key="map_real", help="Training images placed on the map (a class-balanced subset)."
-    )
-    n_syn = mc[1].slider("Synthetic per class", 2, 100, 20, key="map_syn", help="Generated images per class.")
-    method = mc[2].radio(
-        "Projection", latent.MAP_METHODS, key="map_method", help="UMAP keeps neighbourhoods (clusters); PCA is linear and faster."
-    )
-    feats = mc[3].radio("Features", ("pixels", "domain-cnn"), key="map_feats",
-                        help="pixels: raw pixels. domain-cnn: features of a small classifier trained on the real data (the one the fidelity metrics use; trained once, then cached).")  # fmt: skip
-    mseed = int(mc[4].number_input("Seed", 0, 2**31 - 1, 0, key="map_seed", help="Seeds the subset, the samples and the projection."))
-    if st.button(
-        "Compute map",
-        type="primary",
-        key="map_go",
-        help="Generate the samples and project everything (UMAP takes a few seconds the first time).",
-    ):
-        try:
-            with st.spinner("Sampling and projecting..."):
-                rng = np.random.default_rng(mseed)
-                take = rng.permutation(len(ds.train_labels))[:n_real]
-                syn = generate(run, n_syn * model.config.num_classes, None, seed=mseed)
-                features = "pixels"
-                if feats == "domain-cnn":
-                    from gda_core.metrics import get_extractor
+    if ds is None:
+        st.info(NEEDS_REAL)
+    else:
+        st.caption(
+            "Real training images and generated ones, projected together to 2-D. Where synthetic points (crosses) sit on real clusters of the same colour, the model matches the data; empty real regions are modes it misses."
+        )
+        mc = st.columns(5)
+        n_real = mc[0].slider(
+            "Real images", 50, 1500, 400, 50, key="map_real", help="Training images placed on the map (a class-balanced subset)."
+        )
+        n_syn = mc[1].slider("Synthetic per class", 2, 100, 20, key="map_syn", help="Generated images per class.")
+        method = mc[2].radio(
+            "Projection", latent.MAP_METHODS, key="map_method", help="UMAP keeps neighbourhoods (clusters); PCA is linear and faster."
+        )
+        feats = mc[3].radio("Features", ("pixels", "domain-cnn"), key="map_feats",
+                            help="pixels: raw pixels. domain-cnn: features of a small classifier trained on the real data (the one the fidelity metrics use; trained once, then cached).")  # fmt: skip
+        mseed = int(mc[4].number_input("Seed", 0, 2**31 - 1, 0, key="map_seed", help="Seeds the subset, the samples and the projection."))
+        if st.button(
+            "Compute map",
+            type="primary",
+            key="map_go",
+            help="Generate the samples and project everything (UMAP takes a few seconds the first time).",
+        ):
+            try:
+                with st.spinner("Sampling and projecting..."):
+                    rng = np.random.default_rng(mseed)
+                    take = rng.permutation(len(ds.train_labels))[:n_real]
+                    syn = generate(run, n_syn * model.config.num_classes, None, seed=mseed)
+                    features = "pixels"
+                    if feats == "domain-cnn":
+                        from gda_core.metrics import get_extractor
 
-                    features = get_extractor("domain-cnn", ds)
-                m = latent.embed_map(
-                    ds.train_images[take], ds.train_labels[take], syn.images, syn.labels, method=method, features=features, seed=mseed
+                        features = get_extractor("domain-cnn", ds)
+                    m = latent.embed_map(
+                        ds.train_images[take], ds.train_labels[take], syn.images, syn.labels, method=method, features=features, seed=mseed
+                    )
+                st.session_state["latent_map"] = {"run": PATH, "map": m, "images": np.concatenate([ds.train_images[take], syn.images])}
+            except GDAError as exc:
+                common.show_error(exc)
+        saved = st.session_state.get("latent_map")
+        if saved and saved["run"] == PATH:
+            m = saved["map"]
+            fig = go.Figure()
+            palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+            for syn_flag, symbol, kind in ((False, "circle", "real"), (True, "x", "synthetic")):
+                for c, cname in enumerate(names):
+                    sel = np.flatnonzero((m.synthetic == syn_flag) & (m.labels == c))
+                    if len(sel) == 0:
+                        continue
+                    fig.add_trace(go.Scatter(
+                        x=m.coords[sel, 0], y=m.coords[sel, 1], mode="markers", name=f"{cname} ({kind})", legendgroup=cname,
+                        marker={"symbol": symbol, "color": palette[c % len(palette)], "size": 9 if syn_flag else 6, "opacity": 0.9 if syn_flag else 0.5},
+                        customdata=sel, hovertemplate=f"{kind}, class {cname}<br>point %{{customdata}}<extra></extra>",
+                    ))  # fmt: skip
+            fig.update_layout(height=560, title=f"{m.method.upper()} of {m.features} (circles: real, crosses: synthetic)", margin={"l": 20, "r": 20, "t": 50, "b": 20},
+                              xaxis={"showticklabels": False}, yaxis={"showticklabels": False})  # fmt: skip
+            event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
+            pts = (event.selection.points if event and event.selection else []) or []
+            idx = []
+            for p in pts:
+                cd = p.get("customdata")
+                if cd is not None:
+                    idx.append(int(cd[0] if isinstance(cd, (list, tuple)) else cd))
+            if idx:
+                idx = idx[:48]
+                st.markdown(f"**Selected: {len(pts)} point(s)** (showing {len(idx)}; real first, then synthetic)")
+                idx.sort(key=lambda i: (bool(m.synthetic[i]), int(m.labels[i])))
+                common.show_grid(image_grid(saved["images"][idx], nrow=12, pad=2), scale=SCALE)
+                st.caption(
+                    common.plain(", ".join(f"{'syn' if m.synthetic[i] else 'real'} {names[m.labels[i]]}" for i in idx[:24]))
+                    + (" ..." if len(idx) > 24 else "")
                 )
-            st.session_state["latent_map"] = {"run": PATH, "map": m, "images": np.concatenate([ds.train_images[take], syn.images])}
-        except GDAError as exc:
-            common.show_error(exc)
-    saved = st.session_state.get("latent_map")
-    if saved and saved["run"] == PATH:
-        m = saved["map"]
-        fig = go.Figure()
-        palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-        for syn_flag, symbol, kind in ((False, "circle", "real"), (True, "x", "synthetic")):
-            for c, cname in enumerate(names):
-                sel = np.flatnonzero((m.synthetic == syn_flag) & (m.labels == c))
-                if len(sel) == 0:
-                    continue
-                fig.add_trace(go.Scatter(
-                    x=m.coords[sel, 0], y=m.coords[sel, 1], mode="markers", name=f"{cname} ({kind})", legendgroup=cname,
-                    marker={"symbol": symbol, "color": palette[c % len(palette)], "size": 9 if syn_flag else 6, "opacity": 0.9 if syn_flag else 0.5},
-                    customdata=sel, hovertemplate=f"{kind}, class {cname}<br>point %{{customdata}}<extra></extra>",
-                ))  # fmt: skip
-        fig.update_layout(height=560, title=f"{m.method.upper()} of {m.features} (circles: real, crosses: synthetic)", margin={"l": 20, "r": 20, "t": 50, "b": 20},
-                          xaxis={"showticklabels": False}, yaxis={"showticklabels": False})  # fmt: skip
-        event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
-        pts = (event.selection.points if event and event.selection else []) or []
-        idx = []
-        for p in pts:
-            cd = p.get("customdata")
-            if cd is not None:
-                idx.append(int(cd[0] if isinstance(cd, (list, tuple)) else cd))
-        if idx:
-            idx = idx[:48]
-            st.markdown(f"**Selected: {len(pts)} point(s)** (showing {len(idx)}; real first, then synthetic)")
-            idx.sort(key=lambda i: (bool(m.synthetic[i]), int(m.labels[i])))
-            common.show_grid(image_grid(saved["images"][idx], nrow=12, pad=2), scale=SCALE)
-            st.caption(
-                common.plain(", ".join(f"{'syn' if m.synthetic[i] else 'real'} {names[m.labels[i]]}" for i in idx[:24]))
-                + (" ..." if len(idx) > 24 else "")
-            )
-        else:
-            st.caption("Click a point, or drag a box / lasso, to see those images here.")
+            else:
+                st.caption("Click a point, or drag a box / lasso, to see those images here.")
 
 with tab_n:
-    st.caption(
-        "For each generated image, the most similar training image by SSIM (structural similarity, 1 = identical). Very high values suggest the model copies its training data."
-    )
-    thr_default, thr_src = latent.NEAR_COPY_THRESHOLD, "default"
-    for _p, rep in cached_reports(info.path):
-        thr = rep.raw.get("memorization_threshold")
-        if thr is not None:
-            thr_default, thr_src = (
-                float(min(1.0, thr)),
-                "this model's last evaluation: 99th percentile of real test images' nearest-training SSIM",
-            )
-            break
-    nc = st.columns(4)
-    nn_n = nc[0].slider("Generated images", 4, 64, 24, key="nn_n", help="How many samples to check (every pair is compared exactly).")
-    nn_seed = int(nc[1].number_input("Seed", 0, 2**31 - 1, 0, key="nn_seed", help="Seed of the generated images."))
-    with nc[2]:
-        nn_cls = st.selectbox("Class", ["all classes"] + names, key="nn_class", help="Check one class or all.")
-    thr = nc[3].slider("Near-copy threshold (SSIM)", 0.5, 1.0, round(thr_default, 3), 0.005, key=f"nn_thr_{info.path.name}",
-                       help=f"Pairs at or above this SSIM are flagged. Preset from {thr_src}.")  # fmt: skip
-    if st.button(
-        "Find nearest training images", type="primary", key="nn_go", help="Generate the images and search the whole training split."
-    ):
-        try:
-            with st.spinner("Searching..."):
-                lab = None if nn_cls == "all classes" else names.index(nn_cls)
-                syn = generate(run, nn_n, lab, seed=nn_seed)
-                nb = latent.nearest_neighbours(syn.images, ds.train_images, threshold=thr)
-            st.session_state["latent_nn"] = {"run": PATH, "syn": syn.images, "labels": syn.labels, "nb": nb}
-        except GDAError as exc:
-            common.show_error(exc)
-    saved = st.session_state.get("latent_nn")
-    if saved and saved["run"] == PATH:
-        nb = saved["nb"]
-        flagged = nb.ssim >= thr
-        (st.warning if flagged.any() else st.success)(
-            f"{int(flagged.sum())} of {len(flagged)} generated images are at or above SSIM {thr:.3f} to a training image."
-            + (" Look at them: near-copies leak the training data." if flagged.any() else "")
+    if ds is None:
+        st.info(NEEDS_REAL)
+    else:
+        st.caption(
+            "For each generated image, the most similar training image by SSIM (structural similarity, 1 = identical). Very high values suggest the model copies its training data."
         )
-        order = np.argsort(-nb.ssim)
-        per_row = 6
-        for r0 in range(0, len(order), per_row):
-            cols = st.columns(per_row)
-            for col, i in zip(cols, order[r0 : r0 + per_row], strict=False):
-                pair = image_grid(np.stack([saved["syn"][i], ds.train_images[nb.index[i]]]), nrow=2, pad=2)
-                mark = "⚠️ near-copy · " if flagged[i] else ""
-                col.image(
-                    common.upscaled(pair, 2 * 48), caption=f"{mark}SSIM {nb.ssim[i]:.3f} · {names[saved['labels'][i]]}", output_format="PNG"
+        thr_default, thr_src = latent.NEAR_COPY_THRESHOLD, "default"
+        for _p, rep in cached_reports(info.path):
+            thr = rep.raw.get("memorization_threshold")
+            if thr is not None:
+                thr_default, thr_src = (
+                    float(min(1.0, thr)),
+                    "this model's last evaluation: 99th percentile of real test images' nearest-training SSIM",
                 )
-        st.caption("Each pair: generated (left), nearest training image (right).")
+                break
+        nc = st.columns(4)
+        nn_n = nc[0].slider("Generated images", 4, 64, 24, key="nn_n", help="How many samples to check (every pair is compared exactly).")
+        nn_seed = int(nc[1].number_input("Seed", 0, 2**31 - 1, 0, key="nn_seed", help="Seed of the generated images."))
+        with nc[2]:
+            nn_cls = st.selectbox("Class", ["all classes"] + names, key="nn_class", help="Check one class or all.")
+        thr = nc[3].slider("Near-copy threshold (SSIM)", 0.5, 1.0, round(thr_default, 3), 0.005, key=f"nn_thr_{info.path.name}",
+                           help=f"Pairs at or above this SSIM are flagged. Preset from {thr_src}.")  # fmt: skip
+        if st.button(
+            "Find nearest training images", type="primary", key="nn_go", help="Generate the images and search the whole training split."
+        ):
+            try:
+                with st.spinner("Searching..."):
+                    lab = None if nn_cls == "all classes" else names.index(nn_cls)
+                    syn = generate(run, nn_n, lab, seed=nn_seed)
+                    nb = latent.nearest_neighbours(syn.images, ds.train_images, threshold=thr)
+                st.session_state["latent_nn"] = {"run": PATH, "syn": syn.images, "labels": syn.labels, "nb": nb}
+            except GDAError as exc:
+                common.show_error(exc)
+        saved = st.session_state.get("latent_nn")
+        if saved and saved["run"] == PATH:
+            nb = saved["nb"]
+            flagged = nb.ssim >= thr
+            (st.warning if flagged.any() else st.success)(
+                f"{int(flagged.sum())} of {len(flagged)} generated images are at or above SSIM {thr:.3f} to a training image."
+                + (" Look at them: near-copies leak the training data." if flagged.any() else "")
+            )
+            order = np.argsort(-nb.ssim)
+            per_row = 6
+            for r0 in range(0, len(order), per_row):
+                cols = st.columns(per_row)
+                for col, i in zip(cols, order[r0 : r0 + per_row], strict=False):
+                    pair = image_grid(np.stack([saved["syn"][i], ds.train_images[nb.index[i]]]), nrow=2, pad=2)
+                    mark = "⚠️ near-copy · " if flagged[i] else ""
+                    col.image(
+                        common.upscaled(pair, 2 * 48),
+                        caption=f"{mark}SSIM {nb.ssim[i]:.3f} · {names[saved['labels'][i]]}",
+                        output_format="PNG",
+                    )
+            st.caption("Each pair: generated (left), nearest training image (right).")
 
 if HAS_MIX:
     with _tabs[4]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
-from gda_core import learn
+from gda_core import distill, learn
 from gda_core.errors import GDAError
 from gda_core.models import get_model_class, list_models
 from gda_core.sampling import image_grid
@@ -29,10 +31,11 @@ st.subheader("See it on a checkpoint")
 info = common.run_picker("Checkpoint", key="learn_run", help="Pick a checkpoint of any family to see its ideas in action.")
 if info is None:
     st.stop()
-run, run_ds, PATH, MTIME = common.open_run(info)
+run, run_ds, PATH, MTIME = common.open_run(info, need_data=False)
 model = run.model
 names = run.class_names
 SCALE = max(1, 64 // model.config.image_size)
+NEEDS_REAL = "This part needs the real training images, which are not on this computer (see the message above)."
 
 
 @st.cache_data(show_spinner="Denoising...", max_entries=16)
@@ -60,12 +63,20 @@ def _labelled_strip(frames: np.ndarray, captions: list[str]) -> None:
         col.image(common.upscaled(f, 96), caption=cap, output_format="PNG")
 
 
-if model.family == "ddpm":
+def _learn_ddpm() -> None:
     st.markdown("#### 1. Forward process: adding noise")
     st.caption(
         "Training mixes a real image with Gaussian noise: x_t = √ᾱ_t · x_0 + √(1-ᾱ_t) · ε. At t = 0 the image is clean; near t = 1000 it is pure noise. The network learns to predict ε at every t."
     )
     ds = common.current_dataset(show=False) or run_ds
+    if ds is None:
+        st.info(NEEDS_REAL)
+    else:
+        _forward_process(ds)
+    _reverse_process()
+
+
+def _forward_process(ds) -> None:
     f = st.columns(4)
     with f[0]:
         cname = st.selectbox("Class", ds.class_names, key="learn_fw_class", help="Class of the real image (from the current dataset).")
@@ -87,6 +98,8 @@ if model.family == "ddpm":
         except GDAError as exc:
             common.show_error(exc)
 
+
+def _reverse_process() -> None:
     st.markdown("#### 2. Reverse process: removing noise step by step")
     st.caption(
         "Generation starts from pure noise. At each step the network guesses the final image (bottom row, 'predicted x₀') and the sampler moves the noisy image (top row) a little toward it."
@@ -108,11 +121,20 @@ if model.family == "ddpm":
     except GDAError as exc:
         common.show_error(exc)
 
-elif model.family == "vae":
+
+def _learn_vae() -> None:
     st.markdown("#### Reconstructions")
     st.caption(
         "Top: real images. Bottom: encoded to the centre of their latent cloud and decoded back. What is lost is what the small latent code could not keep: usually fine detail, so reconstructions look smoother."
     )
+    if run_ds is None:
+        st.info(NEEDS_REAL)
+    else:
+        _vae_reconstructions()
+    _vae_balance()
+
+
+def _vae_reconstructions() -> None:
     rc = st.columns(2)
     with rc[0]:
         cname = st.selectbox("Class", ["all classes"] + names, key="learn_vae_class", help="Reconstruct images of one class or a mix.")
@@ -125,6 +147,9 @@ elif model.family == "vae":
             common.show_grid(image_grid(np.concatenate([run_ds.train_images[pick], rec]), nrow=len(pick), pad=2), scale=SCALE)
         except GDAError as exc:
             common.show_error(exc)
+
+
+def _vae_balance() -> None:
     st.markdown("#### The balance between reconstruction and KL")
     beta = float(getattr(model.config, "beta", 1.0))
     cv = learn.vae_curves(run.history, beta)
@@ -139,7 +164,8 @@ elif model.family == "vae":
     else:
         st.info("This checkpoint has no training history to plot.")
 
-elif model.family == "flow":
+
+def _learn_flow() -> None:
     st.markdown("#### Following the flow from noise to image")
     st.caption(
         "A flow-matching model learns a velocity v: which way, and how fast, to move every pixel at each time t. Sampling follows it "
@@ -161,12 +187,21 @@ elif model.family == "flow":
     except GDAError as exc:
         common.show_error(exc)
 
-elif model.family == "ldm":
+
+def _learn_ldm() -> None:
     st.markdown("#### 1. The autoencoder: what the latent space can hold")
     st.caption(
         "Latent diffusion first trains an autoencoder that squeezes each image into a small latent image, then runs diffusion there. "
         "Top: real held-out images. Bottom: encoded and decoded by the autoencoder. Detail lost here cannot come back in samples."
     )
+    if run_ds is None:
+        st.info(NEEDS_REAL)
+    else:
+        _ldm_reconstructions()
+    _ldm_phases()
+
+
+def _ldm_reconstructions() -> None:
     rseed = int(st.number_input("Pick seed", 0, 2**31 - 1, 0, key="learn_ldm_seed", help="Which held-out (test) images are picked."))
     pool = run_ds.test_images if len(run_ds.test_images) else run_ds.train_images
     pick = np.random.default_rng(rseed).permutation(len(pool))[:10]
@@ -180,6 +215,9 @@ elif model.family == "ldm":
             )
         except GDAError as exc:
             common.show_error(exc)
+
+
+def _ldm_phases() -> None:
     st.markdown("#### 2. Two phases of training")
     cv = learn.curves(run.history, ("ae_loss", "diffusion_loss"))
     if len(cv.get("step", [])) > 1 and len(cv) > 1:
@@ -189,15 +227,26 @@ elif model.family == "ldm":
     else:
         st.info("This checkpoint has no training history to plot.")
 
-elif model.family == "realnvp":
+
+def _learn_realnvp() -> None:
     st.markdown("#### Which real images does the model find likely?")
     st.caption(
         "A normalizing flow gives every image an exact probability, reported as bits per dimension (lower = more probable; "
         "8 bits/dim is what a model that knows nothing about images scores). Left: the held-out images it finds most probable. "
         "Right: least probable: often unusual, off-centre or mislabelled images, or a class it has seen too little of."
     )
+    if run_ds is None:
+        st.info(NEEDS_REAL)
+    else:
+        _likelihood_extremes()
+    cv = learn.curves(run.history, ("loss",))
+    if len(cv.get("step", [])) > 1 and "loss" in cv:
+        recs = [{"step": s, "training bits/dim": v} for s, v in zip(cv["step"], cv["loss"], strict=False)]
+        st.plotly_chart(common.curves_figure(recs, title="Training loss = bits/dim on training batches"), key="learn_nvp_curve")
+
+
+def _likelihood_extremes() -> None:
     pool_x = run_ds.test_images if len(run_ds.test_images) else run_ds.train_images
-    pool_y = run_ds.test_labels if len(run_ds.test_images) else run_ds.train_labels
     try:
         rk = _likelihood_ranking(PATH, MTIME, len(pool_x))
         lc, rc_ = st.columns(2)
@@ -212,12 +261,9 @@ elif model.family == "realnvp":
         st.caption(f"Mean over all {len(pool_x)} held-out images: {float(np.mean(rk.bits_per_dim)):.3f} bits/dim.")
     except GDAError as exc:
         common.show_error(exc)
-    cv = learn.curves(run.history, ("loss",))
-    if len(cv.get("step", [])) > 1 and "loss" in cv:
-        recs = [{"step": s, "training bits/dim": v} for s, v in zip(cv["step"], cv["loss"], strict=False)]
-        st.plotly_chart(common.curves_figure(recs, title="Training loss = bits/dim on training batches"), key="learn_nvp_curve")
 
-elif model.family in ("gan", "stylegan2"):
+
+def _learn_gan() -> None:
     st.markdown("#### The two-player game")
     cv = learn.gan_curves(run.history)
     if len(cv.get("step", [])) and "d_loss" in cv:
@@ -237,6 +283,127 @@ elif model.family in ("gan", "stylegan2"):
             )
     else:
         st.info("This checkpoint has no training history to plot.")
+
+
+@st.cache_data(show_spinner="Denoising in a few large steps...", max_entries=16)
+def _ddgan_steps(path, mtime, label, seed, temperature):
+    return learn.ddgan_steps(common.load_run_cached(path).model, label, seed=seed, temperature=temperature)
+
+
+def _learn_ddgan() -> None:
+    t_steps = model.config.denoising_steps
+    st.markdown(f"#### The {t_steps} large denoising steps, each shown")
+    st.caption(
+        f"Generation starts from pure noise and takes only {t_steps} steps (a diffusion model takes dozens). At each step the generator "
+        "looks at the noisy image and, with a random code z, proposes a clean image (middle row); then the noise that belongs to the "
+        "next, less noisy level is put back (bottom row), and that is the next step's input. Training shows the discriminator pairs "
+        "(noisier image, less noisy image): real ones from the data, and ones made this way; the generator learns to make pairs it cannot tell apart."
+    )
+    r = st.columns(3)
+    with r[0]:
+        lab = names.index(st.selectbox("Class", names, key="learn_dg_class", help="Class to generate."))
+    dseed = int(r[1].number_input("Seed", 0, 2**31 - 1, 0, key="learn_dg_seed", help="Seed of the starting noise and of every step's draws."))
+    temp = r[2].slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="learn_dg_temp", help=model.control_help("temperature"))
+    try:
+        tr = _ddgan_steps(PATH, MTIME, lab, dseed, float(temp))
+        caps = [f"step {i + 1}/{t_steps} · signal {s:.2f}" for i, s in enumerate(tr.signal)]
+        st.caption("The step's noisy input x_t (signal: how much of the image is left in it)")
+        _labelled_strip(tr.x_t, caps)
+        st.caption("The generator's proposal for the clean image")
+        _labelled_strip(tr.x0_pred, [f"step {i + 1}" for i in range(len(tr.levels))])
+        st.caption("The proposal with the next level's noise put back: the next step's input; after the last step, the image")
+        _labelled_strip(tr.x_prev, [f"step {i + 1}" + (" · final" if i + 1 == len(tr.levels) else "") for i in range(len(tr.levels))])
+    except GDAError as exc:
+        common.show_error(exc)
+    _learn_gan()
+
+
+def _learn_vaegan() -> None:
+    st.markdown("#### Reconstruction, judged by the critic instead of pixel by pixel")
+    st.caption(
+        "Top: real images. Middle: this VAE-GAN's reconstructions (encoded to the centre of their latent cloud, decoded back). "
+        "Bottom: a plain VAE's, trained on the same data. A VAE is trained to match every pixel, so where it is unsure it "
+        "hedges with a blur; the VAE-GAN is trained to match what its discriminator sees, so it keeps strokes crisp, even "
+        "where it moves them a little. Sharpness: the edges' strength relative to the real images' (1 = as crisp)."
+    )
+    if run_ds is None:
+        st.info(NEEDS_REAL)
+    else:
+        _vaegan_against_vae()
+    cv = learn.curves(run.history, ("llike", "kl", "pixel"))
+    if len(cv.get("step", [])) > 1 and "llike" in cv:
+        recs = [dict(zip(cv, vals, strict=False)) for vals in zip(*cv.values(), strict=False)]
+        st.plotly_chart(common.curves_figure(recs, title="Reconstruction in the critic's features (llike), KL and pixel terms"), key="learn_vg_curves")
+    _learn_gan()
+
+
+def _vaegan_against_vae() -> None:
+    spec = run.data_spec
+    c = model.config
+    vaes = [r for r in common.all_runs(("vae",)) if r.dataset == spec.source and (r.image_size, r.channels, r.num_classes) == (c.image_size, c.channels, c.num_classes)]
+    rc = st.columns(2)
+    vae_path = rc[0].selectbox("VAE to compare with", [str(r.path) for r in vaes], format_func=lambda p: Path(p).name, key="learn_vg_vae",
+                               help="A VAE checkpoint trained on the same dataset (shipped ones first).") if vaes else None  # fmt: skip
+    rseed = int(rc[1].number_input("Pick seed", 0, 2**31 - 1, 0, key="learn_vg_seed", help="Which real images are picked."))
+    pick = np.random.default_rng(rseed).permutation(len(run_ds.train_labels))[:10]
+    x, y = run_ds.train_images[pick], run_ds.train_labels[pick]
+    try:
+        rows, figs = [x, learn.vae_reconstructions(model, x, y)], []
+        figs.append(("VAE-GAN", learn.reconstruction_figures(x, rows[1])))
+        if vae_path is not None:
+            rows.append(learn.vae_reconstructions(common.load_run_cached(vae_path).model, x, y))
+            figs.append(("VAE", learn.reconstruction_figures(x, rows[2])))
+        common.show_grid(image_grid(np.concatenate(rows), nrow=len(pick), pad=2), scale=SCALE)
+        st.caption(" · ".join(f"{name}: MSE {f['mse']:.4f}, sharpness {f['sharpness']:.2f}" for name, f in figs)
+                   + ("" if vae_path else " (no VAE trained on this dataset here to compare with)"))  # fmt: skip
+    except GDAError as exc:
+        common.show_error(exc)
+
+
+@st.cache_data(show_spinner="Looking for the teacher...", max_entries=16)
+def _teacher_of(path, mtime, runs_root):
+    found = distill.find_teacher(common.load_run_cached(path), runs_root)
+    return str(found) if found else None
+
+
+@st.cache_data(show_spinner="Running the student and its teacher...", max_entries=16)
+def _student_teacher(path, mtime, teacher_path, label, seed):
+    return learn.student_and_teacher(common.load_run_cached(path).model, common.load_run_cached(teacher_path).model, label, seed=seed)
+
+
+def _learn_distilled() -> None:
+    c = model.config
+    st.markdown("#### Teacher and student at the same seed")
+    st.caption(
+        f"This student was distilled from **{common.plain(c.teacher)}** (a {c.teacher_family.upper()}, weights SHA-256 "
+        f"{c.teacher_sha256[:12]}...) by {c.method} distillation. Both start from the same noise for the same seed; the teacher "
+        f"walks to its image in many small steps, the student in {c.steps}, one network pass each."
+    )
+    teacher_path = _teacher_of(PATH, MTIME, str(common.runs_dir()))
+    if teacher_path is None:
+        st.info(f"The teacher {c.teacher} is not among the checkpoints here (or its weights changed), so it cannot be shown beside the student.")
+        return
+    r = st.columns(2)
+    with r[0]:
+        lab = names.index(st.selectbox("Class", names, key="learn_ds_class", help="Class to generate."))
+    dseed = int(r[1].number_input("Seed", 0, 2**31 - 1, 0, key="learn_ds_seed", help="Seed of the starting noise, shared by both."))
+    try:
+        res = _student_teacher(PATH, MTIME, teacher_path, lab, dseed)
+        _labelled_strip(np.stack([res.teacher, res.student, res.teacher_few]),
+                        [f"teacher: {res.teacher_passes} passes", f"student: {c.steps} passes", f"teacher's own sampler at {c.steps} steps"])  # fmt: skip
+        st.caption(f"Distance to the teacher's image (mean squared, pixels in 0..1): the student {res.distance['student']:.4f}, "
+                   f"the teacher's own sampler cut to {c.steps} steps {res.distance['teacher_few']:.4f}.")  # fmt: skip
+        st.caption("The student's steps: the image after each (top) and its guess of the final image there (bottom)")
+        _labelled_strip(res.student_steps, [f"after step {i + 1}/{c.steps}" for i in range(c.steps)])
+        _labelled_strip(res.student_guesses, [f"guess at step {i + 1}" for i in range(c.steps)])
+    except GDAError as exc:
+        common.show_error(exc)
+
+
+WALKTHROUGHS = {"ddpm": _learn_ddpm, "vae": _learn_vae, "flow": _learn_flow, "ldm": _learn_ldm, "realnvp": _learn_realnvp, "gan": _learn_gan,
+                "stylegan2": _learn_gan, "ddgan": _learn_ddgan, "vaegan": _learn_vaegan, "distilled": _learn_distilled}  # fmt: skip
+if model.family in WALKTHROUGHS:
+    WALKTHROUGHS[model.family]()
 else:
     st.info(f"No walkthrough for the {model.family} family yet; its how-it-works text is above.")
 

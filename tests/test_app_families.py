@@ -15,6 +15,7 @@ import pytest
 
 from gda_core.checkpoints import list_runs
 from gda_core.data import load_dataset
+from gda_core.distill import distill
 from gda_core.models import TrainConfig, get_model_class, list_models
 from gda_core.training import train
 
@@ -24,7 +25,8 @@ from .test_models import TINY
 pytestmark = pytest.mark.timeout(900)
 
 NEW = [f for f in list_models() if f not in ("vae", "gan", "ddpm")]
-LEARN_NEEDLE = {"ldm": "The autoencoder", "flow": "Following the flow", "realnvp": "likely", "stylegan2": "two-player game"}
+LEARN_NEEDLE = {"ldm": "The autoencoder", "flow": "Following the flow", "realnvp": "likely", "stylegan2": "two-player game",
+                "ddgan": "large denoising steps", "vaegan": "judged by the critic", "distilled": "Teacher and student"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +37,10 @@ def family_runs(tmp_path_factory) -> Path:
         cfg = dict(TINY.get(fam, {}))
         if fam == "ldm":
             cfg["ae_steps"] = 10  # both phases, so the Learn page has both curves
+        if fam == "distilled":  # a student is distilled from a trained teacher, here a tiny DDPM
+            teacher = train("ddpm", ds, out=d / "ddpm-teacher", steps=5, model_config=TINY["ddpm"], train_config=TrainConfig(batch_size=16), seed=0)
+            distill(teacher, steps=2, out=d / f"{fam}-tiny", train_steps=10, batch_size=16, seed=0)
+            continue
         train(fam, ds, out=d / f"{fam}-tiny", steps=20, model_config=cfg, train_config=TrainConfig(batch_size=16), log_every=5, seed=0)
     return d
 
@@ -47,7 +53,7 @@ def app_runs(family_runs, tmp_path, monkeypatch) -> Path:
 
 
 def _info(fam: str, root: Path):
-    return next(r for r in list_runs(root, include_shipped=False) if r.family == fam)
+    return next(r for r in list_runs(root, include_shipped=False) if r.family == fam and r.path.name == f"{fam}-tiny")
 
 
 @pytest.mark.parametrize("fam", NEW)
@@ -97,3 +103,26 @@ def test_one_radar_holds_every_family():
         reports.append(Report.from_raw(raw))
     fig = radar_figure(reports, list_models())
     assert [t.name for t in fig.data] == list_models()
+
+
+@pytest.mark.slow
+def test_latent_and_learn_pages_go_on_without_the_real_images(family_runs, tmp_path, monkeypatch):
+    """A checkpoint whose training images are not on this computer (a shipped MedMNIST model before
+    its download): one message says so, the parts that need real images are left out, the rest works."""
+    import shutil
+
+    run = tmp_path / "runs" / "vaegan-elsewhere"
+    shutil.copytree(family_runs / "vaegan-tiny", run)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["data"] = {**cfg["data"], "source": "pneumoniamnist", "data_dir": str(tmp_path / "no-data-here")}
+    (run / "config.json").write_text(json.dumps(cfg))
+    monkeypatch.setenv("GDA_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("GDA_CACHE_DIR", str(tmp_path / "cache"))
+    info = next(r for r in list_runs(tmp_path / "runs", include_shipped=False))
+    for page, key in (("4_Latent_space.py", "latent_run"), ("6_Learn.py", "learn_run")):
+        at = _open(page, run=info)
+        _select_run(at, key, info)
+        _ok(at)
+        assert not [e.value for e in at.error], page
+        assert any("are not on this computer" in i.value for i in at.info), page
+    assert any(LEARN_NEEDLE["vaegan"] in m.value for m in at.markdown)

@@ -19,12 +19,27 @@ TINY = {
     "stylegan2": {"z_dim": 8, "w_dim": 16, "class_dim": 4, "g_channels": 16, "d_channels": 16, "mean_w_samples": 64},
     "flow": {"base_channels": 8, "channel_mults": (1, 2), "default_steps": 4},
     "realnvp": {"levels": 2, "steps_per_level": 2, "hidden_channels": 8, "class_dim": 4},
+    "ddgan": {"base_channels": 8, "channel_mults": (1, 2), "latent_dim": 4, "d_channels": 8, "denoising_steps": 2},
+    "vaegan": {"latent_dim": 8, "base_channels": 8, "class_dim": 4, "d_channels": 16},
+    "distilled": {"base_channels": 8, "channel_mults": (1, 2), "num_timesteps": 50, "steps": 2, "teacher_substeps": 2},
 }
 
 
 def tiny(family: str, **kw):
     cfg = {**TINY.get(family, {}), **kw}
-    return build_model(family, **cfg)
+    model = build_model(family, **cfg)
+    if family == "distilled":  # a student trains against a teacher
+        attach_tiny_teacher(model)
+    return model
+
+
+def attach_tiny_teacher(student, fresh: bool = True) -> None:
+    """Give a ``distilled`` student a teacher: an untrained DDPM of its shape (``train``'s ``prepare``)."""
+    from gda_core.distill import TeacherSolver
+
+    c = student.config
+    shared = ("image_size", "channels", "num_classes", "base_channels", "channel_mults", "num_timesteps")
+    student.attach_teacher(TeacherSolver(build_model("ddpm", **{k: getattr(c, k) for k in shared}), 2.0, "dpmpp"))
 
 
 def test_registry_lists_three_families():

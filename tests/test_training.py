@@ -19,7 +19,7 @@ from gda_core.runtime import run_lock
 from gda_core.training import train
 from gda_core.training.trainer import _batch_indices
 
-from .test_models import TINY
+from .test_models import TINY, attach_tiny_teacher
 
 
 @pytest.fixture(scope="module")
@@ -222,8 +222,9 @@ def test_every_family_trains_under_cpu_bf16(family, digits40, tmp_path, monkeypa
     # Native bf16 is assumed (patched) so the autocast path runs on every CI machine; where the CPU
     # lacks it, the arithmetic is emulated: slower, the same results.
     monkeypatch.setattr(fastpath, "cpu_native_bf16", lambda: True)
+    prepare = attach_tiny_teacher if family == "distilled" else None  # a student trains against a teacher
     out = train(family, digits40, out=tmp_path / family, steps=6, model_config=TINY[family], device="cpu", log_every=1,
-                train_config=TrainConfig(batch_size=16, cpu_bf16=True))  # fmt: skip
+                train_config=TrainConfig(batch_size=16, cpu_bf16=True), prepare=prepare)  # fmt: skip
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["train_precision"] == "bfloat16"
     hist = json.loads((out / "history.json").read_text())

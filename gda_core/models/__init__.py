@@ -16,6 +16,9 @@ BUILTIN_FAMILIES = (
     "ldm",
     "flow",
     "realnvp",
+    "ddgan",
+    "vaegan",
+    "distilled",
 )
 for _name in BUILTIN_FAMILIES:
     importlib.import_module(f".{_name}", __name__)

@@ -47,6 +47,9 @@ class ModelConfig:
         unknown = set(d) - names
         if unknown:
             raise ConfigError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+        # JSON has no tuples: a list where the field's default is a tuple (channel_mults) becomes one.
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        d = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v for k, v in d.items()}
         try:
             cfg = cls(**d)
         except TypeError as exc:
@@ -157,6 +160,9 @@ class GenerativeModel(nn.Module):
     # Whether ``TrainConfig(cpu_bf16=None)`` trains this family in bf16 autocast on a CPU with native
     # bf16. On only where bf16 training is measured to reach at least float32's quality in the same time.
     cpu_bf16_default: ClassVar[bool] = False
+    # False for a family made from another model rather than from data alone (a distilled student needs
+    # its teacher: ``gda_core.distill``); the trainer refuses it without the ``prepare`` that provides one.
+    trainable_from_scratch: ClassVar[bool] = True
 
     @classmethod
     def control_help(cls, name: str) -> str:
@@ -352,6 +358,10 @@ class GenerativeModel(nn.Module):
     def nfe_per_image(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None) -> float:
         """Network evaluations needed per image (for the speed report)."""
         return 1.0
+
+    def provenance(self) -> str:
+        """One line on what this model was made from, beyond data (a distilled student: its teacher); "" when nothing."""
+        return ""
 
     def clone(self) -> "GenerativeModel":
         return copy.deepcopy(self)

@@ -45,13 +45,6 @@ class DDPMConfig(ModelConfig):
     min_snr_gamma: float = 0.0
     training_only: ClassVar[tuple[str, ...]] = ("min_snr_gamma",)  # zero_init predates this list and stays in the key
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "DDPMConfig":
-        d = dict(d)
-        if isinstance(d.get("channel_mults"), list):
-            d["channel_mults"] = tuple(d["channel_mults"])
-        return super().from_dict(d)  # type: ignore[return-value]
-
     def unet_config(self) -> UNetConfig:
         return UNetConfig.of(self)
 

@@ -66,13 +66,6 @@ class FlowConfig(ModelConfig):
     default_guidance: float = 2.0
     default_sampler: str = "heun"
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "FlowConfig":
-        d = dict(d)
-        if isinstance(d.get("channel_mults"), list):
-            d["channel_mults"] = tuple(d["channel_mults"])
-        return super().from_dict(d)  # type: ignore[return-value]
-
     def unet_config(self) -> UNetConfig:
         return UNetConfig.of(self)
 

@@ -62,6 +62,19 @@ def group_norm(ch: int) -> GroupNorm:
     return GroupNorm(groups, ch)
 
 
+def down_block(cin: int, cout: int) -> nn.Sequential:
+    """Halve the resolution: strided 4x4 conv, then a 3x3 conv, each GroupNorm-SiLU (the VAE
+    encoders' stage; its layout is the state_dict of every saved VAE)."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1), group_norm(cout), nn.SiLU(), nn.Conv2d(cout, cout, 3, 1, 1), group_norm(cout), nn.SiLU())
+
+
+def up_block(cin: int, cout: int) -> nn.Sequential:
+    """Double the resolution: nearest upsampling and two 3x3 convs, each GroupNorm-SiLU (the VAE decoders' stage)."""
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1), group_norm(cout), nn.SiLU(), nn.Conv2d(cout, cout, 3, 1, 1), group_norm(cout), nn.SiLU()
+    )
+
+
 def zero_(module: nn.Module) -> nn.Module:
     """Set every parameter of ``module`` to zero (a layer that starts as "no contribution")."""
     with torch.no_grad():

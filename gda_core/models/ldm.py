@@ -108,13 +108,6 @@ class LDMConfig(ModelConfig):
     default_steps: int = 25
     default_guidance: float = 2.0
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "LDMConfig":
-        d = dict(d)
-        if isinstance(d.get("channel_mults"), list):
-            d["channel_mults"] = tuple(d["channel_mults"])
-        return super().from_dict(d)  # type: ignore[return-value]
-
     @property
     def factor(self) -> int:
         """The autoencoder's downsampling factor f (``downsample``, or the automatic choice)."""

@@ -36,6 +36,11 @@ class UNetConfig:
     attention: bool = True
     dropout: float = 0.0
     zero_init: bool = False  # ADM-style zero init of each residual branch and the output conv (see layers.ResBlock)
+    # Size of an extra conditioning vector c added to the time and class embedding (through its own
+    # MLP), as DDGAN's generator takes its latent z (Xiao et al. 2022 feed z to every block through
+    # AdaGN: here the ResBlocks' scale-shift does that). 0 = none: no extra layer, so the state_dict of
+    # every family without one is unchanged.
+    cond_dim: int = 0
 
     @classmethod
     def of(cls, config: Any, **overrides: Any) -> "UNetConfig":
@@ -54,6 +59,8 @@ class UNetConfig:
         levels = len(mults) - 1
         if self.image_size % (2**levels):
             raise ConfigError(f"image_size {self.image_size} must be divisible by {2**levels} for {levels + 1} UNet levels")
+        if isinstance(self.cond_dim, bool) or not isinstance(self.cond_dim, int) or not 0 <= self.cond_dim <= 4096:
+            raise ConfigError(f"the extra conditioning size must be an integer in 0..4096, got {self.cond_dim!r}")
 
 
 class UNet(nn.Module):
@@ -66,6 +73,8 @@ class UNet(nn.Module):
         self.base = b
         self.time_mlp = nn.Sequential(nn.Linear(b, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.class_emb = nn.Embedding(cfg.num_classes + 1, emb)
+        if cfg.cond_dim:
+            self.cond_mlp = nn.Sequential(nn.Linear(cfg.cond_dim, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.inp = nn.Conv2d(cfg.channels, b, 3, padding=1)
         chans = [b * m for m in cfg.channel_mults]
         self.down = nn.ModuleList()
@@ -93,8 +102,10 @@ class UNet(nn.Module):
         if cfg.zero_init:  # off by default: PyTorch's default init learns faster early on, see layers.ResBlock
             zero_(self.out[-1])
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.base)) + self.class_emb(y)
+        if c is not None:  # the extra conditioning vector (UNetConfig.cond_dim)
+            emb = emb + self.cond_mlp(c)
         h = self.inp(x)
         hs = [h]
         for m in self.down:

@@ -16,7 +16,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
-from .layers import group_norm, make_adamw, optimizer_step
+from .layers import down_block as _down
+from .layers import make_adamw, optimizer_step
+from .layers import up_block as _up
 
 
 @dataclass(frozen=True)
@@ -25,16 +27,6 @@ class VAEConfig(ModelConfig):
     base_channels: int = 32
     beta: float = 0.5
     class_dim: int = 16
-
-
-def _down(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1), group_norm(cout), nn.SiLU(), nn.Conv2d(cout, cout, 3, 1, 1), group_norm(cout), nn.SiLU())
-
-
-def _up(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1), group_norm(cout), nn.SiLU(), nn.Conv2d(cout, cout, 3, 1, 1), group_norm(cout), nn.SiLU()
-    )
 
 
 @register_model

@@ -22,9 +22,13 @@ DYNAMIC_PERCENTILE = 0.995  # Imagen's p
 
 
 class NoiseSchedule:
-    """Cosine schedule (Nichol & Dhariwal 2021) over ``num_timesteps`` discrete steps."""
+    """A discrete variance-preserving schedule over ``num_timesteps`` steps: ``cosine`` (Nichol &
+    Dhariwal 2021), ``linear`` (Ho et al. 2020), or ``vp``, the continuous VP SDE's
+    abar(s) = exp(-s^2 (beta_max - beta_min) / 2 - s beta_min) read at s = (t + 1) / T (Song et al.
+    2021; the few-step schedule of the denoising-diffusion GAN, Xiao et al. 2022, with its
+    beta_min = 0.1 and beta_max = 20, so that abar at the last step is ~4e-5, pure noise)."""
 
-    def __init__(self, num_timesteps: int = 1000, kind: str = "cosine"):
+    def __init__(self, num_timesteps: int = 1000, kind: str = "cosine", *, beta_min: float = 0.1, beta_max: float = 20.0):
         self.num_timesteps = int(num_timesteps)
         t = torch.arange(self.num_timesteps + 1, dtype=torch.float64) / self.num_timesteps
         if kind == "cosine":
@@ -34,8 +38,13 @@ class NoiseSchedule:
             betas = (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
         elif kind == "linear":
             betas = torch.linspace(1e-4, 0.02, self.num_timesteps, dtype=torch.float64)
+        elif kind == "vp":
+            if not (0 <= beta_min < beta_max <= 100):
+                raise ConfigError(f"the vp schedule needs 0 <= beta_min < beta_max <= 100, got {beta_min} and {beta_max}")
+            abar = torch.exp(-0.5 * t**2 * (beta_max - beta_min) - t * beta_min)
+            betas = 1 - abar[1:] / abar[:-1]
         else:
-            raise ConfigError(f"unknown noise schedule '{kind}'; choose cosine or linear")
+            raise ConfigError(f"unknown noise schedule '{kind}'; choose cosine, linear or vp")
         self.kind = kind
         self.alphas_cumprod = torch.cumprod(1 - betas, 0)  # float64, index t = 0..T-1
 
@@ -51,6 +60,29 @@ class NoiseSchedule:
         """q(x_t | x_0) (eq. 4 of DDPM)."""
         ab = self.abar(t, x0.device, x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def _abar_prev(self, t: torch.Tensor, device) -> torch.Tensor:
+        """abar at t - 1 (1 before the first step: the data), float64."""
+        ab = self.alphas_cumprod.to(device)
+        return torch.where(t > 0, ab[(t.long() - 1).clamp(min=0)], torch.ones((), dtype=ab.dtype, device=device))
+
+    def add_step_noise(self, x_prev: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I): one forward step (DDPM eq. 2)."""
+        beta = 1 - self.alphas_cumprod.to(x_prev.device)[t.long()] / self._abar_prev(t, x_prev.device)
+        beta = beta.to(x_prev.dtype).view(-1, *([1] * (x_prev.dim() - 1)))
+        return (1 - beta).sqrt() * x_prev + beta.sqrt() * noise
+
+    def posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation of q(x_{t-1} | x_t, x_0) (DDPM eq. 6-7); at t = 0 the mean is
+        x_0 and the deviation 0 (x_{-1} is the data)."""
+        view = (-1, *([1] * (x0.dim() - 1)))
+        ab = self.alphas_cumprod.to(x0.device)[t.long()]
+        ab_prev = self._abar_prev(t, x0.device)
+        beta = 1 - ab / ab_prev
+        c0 = (ab_prev.sqrt() * beta / (1 - ab)).to(x0.dtype).view(view)
+        ct = ((1 - beta).sqrt() * (1 - ab_prev) / (1 - ab)).to(x0.dtype).view(view)
+        std = (beta * (1 - ab_prev) / (1 - ab)).clamp(min=0).sqrt().to(x0.dtype).view(view)
+        return c0 * x0 + ct * xt, std
 
     def timesteps(self, steps: int) -> list[int]:
         """``steps`` decreasing timesteps from T-1 to 0, evenly spaced ('trailing' spacing)."""
@@ -125,6 +157,36 @@ def sample_loop(
         if callback is not None:
             callback(i, x, x0)
     return x.clamp(-1, 1)
+
+
+def solve_segment(
+    eps_fn: EpsFn,
+    x: torch.Tensor,
+    schedule: NoiseSchedule,
+    t_from: int,
+    t_to: int,
+    *,
+    steps: int,
+    sampler: str = "dpmpp",
+    x0_clip: str = "dynamic",
+) -> torch.Tensor:
+    """The reverse process from timestep ``t_from`` down to ``t_to`` (-1: the data) in ``steps``
+    evenly spaced steps of a registered ``VP_EPS`` sampler, deterministic (eta = 0). A whole
+    ``sample_loop`` with trailing spacing is this from T-1 to -1 in its steps; a distilled student's
+    teacher runs it between two of the student's timesteps. Returns x at ``t_to`` (x_0 unclamped)."""
+    if not (-1 <= t_to < t_from < schedule.num_timesteps) or steps < 1:
+        raise ConfigError(f"a segment needs -1 <= t_to < t_from < {schedule.num_timesteps} and steps >= 1, got {t_from}, {t_to}, {steps}")
+    solver = get_sampler(sampler, VP_EPS)()
+    grid = torch.linspace(t_from, t_to, steps + 1).round().long().tolist()
+    abars = schedule.alphas_cumprod.tolist()
+    for i, (t, t_next) in enumerate(zip(grid[:-1], grid[1:], strict=True)):
+        if t_next == t:  # more steps than timesteps in the segment: rounding repeated one
+            continue
+        ab, ab_next = abars[t], (1.0 if t_next < 0 else abars[t_next])
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        x0, eps = _pred_x0(x, eps_fn(x, tt).float(), ab, x0_clip)
+        x = solver.step(x, x0, eps, ab, ab_next, t_next < 0 and i + 1 == steps)
+    return x
 
 
 def ddim_invert(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, *, steps: int) -> torch.Tensor:

@@ -375,6 +375,7 @@ def train(
     checkpoint_every: int | None = None,
     checkpoint_seconds: float = 60.0,
     log_every: int = 10,
+    prepare: Callable[[GenerativeModel, bool], None] | None = None,
 ) -> Path:
     """Train ``family`` on ``dataset`` into the run folder ``out``; return the folder.
 
@@ -388,13 +389,16 @@ def train(
     memory). Under ``torchrun --nproc_per_node N`` (see :mod:`gda_core.training.distributed`)
     each of the N processes takes 1/N of every batch; process 0 writes the run folder, which
     has the same format as a single-process run and resumes with any number of processes.
+    ``prepare(model, fresh)`` sees the model once built, before a resume restores it (fresh False):
+    a distillation attaches its teacher there (``gda_core.distill``).
     """
     _check_budget(steps, minutes)
     out = Path(out).expanduser()
     train_config = train_config or TrainConfig()
     train_config.validate()
     dev = resolve_device(device)
-    get_model_class(family)  # fail fast on an unknown family, before touching the run folder
+    if not get_model_class(family).trainable_from_scratch and prepare is None:  # also fails fast on an unknown family
+        raise ConfigError(f"a {family} model is made from a trained checkpoint, not from data alone; use `python -m gda_core distill`")
     with contextlib.ExitStack() as stack:
         ctx, dev = stack.enter_context(process_group(dev))
         _check_batch(train_config, ctx.world_size)  # before the run folder is touched
@@ -408,6 +412,8 @@ def train(
             raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         _check_batch(train_config, ctx.world_size)  # again: a resumed run trains with its saved settings
         model = _build_model(family, dataset, model_config, seed, dev)
+        if prepare is not None:
+            prepare(model, state is None)
         broadcast_module(model, ctx)
         model.train()
         run = _Run(out, family, dataset, model, ctx, dev, train_config=train_config, seed=seed, steps=steps, minutes=minutes, state=state,

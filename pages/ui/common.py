@@ -18,7 +18,7 @@ import streamlit as st
 from gda_core import fastpath
 from gda_core.checkpoints import list_runs, load_run
 from gda_core.data import get_dataset_info, list_datasets, load_dataset
-from gda_core.errors import GDAError
+from gda_core.errors import DataError, GDAError
 from gda_core.jobs import JobQueue
 from gda_core.runtime import device_name, resolve_device
 from gda_core.server.budgets import apply_data_limits
@@ -547,15 +547,51 @@ def show_job_progress(jobs, *, key: str, limit: int, cancel_help: str = "Stop th
             st.caption(plain(f"{j.title}: cancelled"))
 
 
-def open_run(info):
+def open_run(info, *, need_data: bool = True):
     """Load the picked checkpoint and the dataset it was trained on; show the error and stop on failure.
 
-    Returns (run, dataset, path string, weights mtime): the last two key the pages' caches.
+    Returns (run, dataset, path string, weights mtime): the last two key the pages' caches. When the
+    run's real images are not on this computer (a shipped MedMNIST checkpoint before its download),
+    one message says so with the download offer; with ``need_data=False`` the page goes on with
+    dataset None and leaves out what needs real images.
     """
     try:
         run = load_run_cached(info.path)
+    except GDAError as exc:
+        show_error(exc)
+        st.stop()
+    try:
         ds = dataset_for_run(run)
+    except DataError as exc:
+        offer_real_images(run, exc)
+        if need_data:
+            st.stop()
+        ds = None
     except GDAError as exc:
         show_error(exc)
         st.stop()
     return run, ds, str(info.path), info.path.joinpath("model.safetensors").stat().st_mtime
+
+
+def offer_real_images(run, exc: DataError) -> None:
+    """The one message for a run whose training images cannot be read here, and the MedMNIST download
+    when they are a MedMNIST set that is simply absent. Another workspace's private data (a published
+    run) gets the refusal's own words: no download would help, and no server path is shown."""
+    from gda_core.data import default_data_dir
+    from gda_core.data.medmnist import MEDMNIST_INFO, download_medmnist
+
+    spec = run.data_spec
+    if spec.source not in MEDMNIST_INFO:
+        st.info(f"{plain(str(exc))} The parts of this page that show real images are left out; generated images need no data.")
+        return
+    where = Path(spec.data_dir).expanduser() if spec.data_dir else default_data_dir()
+    st.info(f"The real {spec.source} images this checkpoint learnt from are not on this computer, so the parts of this page "
+            "that show real images are left out. Generated images need no download.")  # fmt: skip
+    if st.button(f"Download {spec.source} (MedMNIST, CC BY 4.0)", key="real_images_download",
+                 help=f"Fetch {spec.source}.npz from the official MedMNIST record on Zenodo (MD5-checked) into the app's data folder."):  # fmt: skip
+        try:
+            with st.spinner("Downloading..."):
+                download_medmnist(spec.source, where)
+            st.rerun()
+        except GDAError as err:
+            show_error(err)
