@@ -68,6 +68,27 @@ def _train(q, ws, steps: int, *, out=None, seed: int = 0, **kw):
 
 
 @pytest.mark.slow
+def test_reruns_in_quick_succession_start_one_worker_and_stop_finds_it(tmp_path, monkeypatch):
+    """Each page rerun calls ensure_worker; a second call while the first worker is still importing
+    torch must not start another (the pid file would name the second, and the first would outlive
+    stop_worker: one leaked process of ~700 MB per app folder)."""
+    from gda_core.server.store import pid_alive
+
+    monkeypatch.setenv("GDA_APP_DATA", str(tmp_path / "app"))
+    monkeypatch.delenv("GDA_SERVER_CONFIG", raising=False)
+    cfg = load_config()
+    assert ensure_worker(cfg) is True
+    pid = int((cfg.app_data / "worker.pid").read_text())
+    assert [ensure_worker(cfg) for _ in range(3)] == [False, False, False]
+    assert int((cfg.app_data / "worker.pid").read_text()) == pid
+    stop_worker(cfg)
+    end = time.time() + 30
+    while pid_alive(pid) and time.time() < end:
+        time.sleep(0.2)
+    assert not pid_alive(pid)
+
+
+@pytest.mark.slow
 def test_jobs_outcomes_and_workspace_isolation(server):
     cfg, q, alice, bob = server
     done = _train(q, alice, 4, preview_every=2)

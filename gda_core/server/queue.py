@@ -30,6 +30,7 @@ from huey import SqliteHuey
 from huey.registry import Message
 from huey.serializer import Serializer
 
+from ..runtime import atomic_write_text
 from .config import ServerConfig, load_config
 from .store import FAILED, JobStore, pid_alive
 
@@ -149,16 +150,31 @@ def worker_running(cfg: ServerConfig) -> bool:
 def ensure_worker(cfg: ServerConfig) -> bool:
     """Start the consumer in its own session when none serves this app data folder; True when started.
     Its own session: stopping or restarting the web server leaves the queue running."""
-    if worker_running(cfg):
-        return False
+    from filelock import FileLock
+
     cfg.app_data.mkdir(parents=True, exist_ok=True)
-    with open(cfg.app_data / "worker.log", "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gda_core", "worker", "--app-data", str(cfg.app_data)], stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, "GDA_APP_DATA": str(cfg.app_data)})  # fmt: skip
-    # Written now, not only by the worker once it runs: stop_worker must find a worker still starting.
-    (cfg.app_data / WORKER_PID).write_text(str(proc.pid))
+    # Check and spawn under one lock, and count a worker that is still starting (its pid file names a
+    # live worker that has not taken the worker lock yet) as running: two reruns in the same second
+    # otherwise each spawned one, the second overwrote the pid file, and stop_worker never found the first.
+    with FileLock(str(cfg.app_data / "spawn.lock")):
+        if worker_running(cfg) or _starting_worker(cfg) is not None:
+            return False
+        with open(cfg.app_data / "worker.log", "ab") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "gda_core", "worker", "--app-data", str(cfg.app_data)], stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env={**os.environ, "GDA_APP_DATA": str(cfg.app_data)})  # fmt: skip
+        # Written now, not only by the worker once it runs: stop_worker must find a worker still starting.
+        atomic_write_text(cfg.app_data / WORKER_PID, str(proc.pid))
     return True
+
+
+def _starting_worker(cfg: ServerConfig) -> int | None:
+    """The pid of the worker this folder's pid file names, when it is alive (starting or running)."""
+    try:
+        pid = int((cfg.app_data / WORKER_PID).read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid, "gda_core") else None
 
 
 def stop_worker(cfg: ServerConfig, timeout: float = 20.0) -> None:
