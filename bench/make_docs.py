@@ -299,14 +299,15 @@ def t_shipped_provenance(r: Results) -> str:
             [
                 name,
                 str(p.get("created", ""))[:10],
-                p.get("seed"),
+                ", ".join(str(x) for x in p.get("seeds") or [p.get("seed")]),
                 f"{p.get('n_samples'):,}",
                 p.get("device"),
-                f"{p.get('time_s', 0):.0f}",
                 "; ".join(methods) if methods else "none (report written before intervals)",
             ]
         )
-    return md_table(["checkpoint", "evaluated", "seed", "synthetic images", "device", "evaluate s", "intervals"], rows)
+    # No "seconds" column: a report's time_s is its last evaluate call's, which reuses cached stages
+    # (a re-aggregation reads 0 s after the hour the seeds took), so it would mislead.
+    return md_table(["checkpoint", "evaluated", "sampling seeds", "synthetic images per seed", "device", "intervals"], rows)
 
 
 # -------------------------------------------------------------------------------------------------
