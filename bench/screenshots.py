@@ -82,7 +82,7 @@ def dataset(pg, url: str, *, name: str | None = None, path: str | None = None) -
     else:
         pg.get_by_text("Local folder or file").first.click()
         settle(pg)
-        box = pg.get_by_label("Path on this computer")
+        box = pg.get_by_role("textbox", name="Path on this computer")  # the label also names its help button
         box.fill(path)
         box.press("Enter")
         settle(pg)
@@ -123,7 +123,7 @@ def train_small(pg, url: str, family: str, steps: int) -> None:
     """Train ``family`` for ``steps`` steps on the current dataset from the Train page and wait."""
     goto(pg, url, "Train")
     choose(pg, "Model family", family)
-    box = pg.get_by_label("Steps", exact=True)
+    box = pg.get_by_role("spinbutton", name="Steps", exact=True)
     box.fill(str(steps))
     box.press("Enter")
     settle(pg)
