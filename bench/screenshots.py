@@ -86,6 +86,9 @@ def dataset(pg, url: str, *, name: str | None = None, path: str | None = None) -
         box.fill(path)
         box.press("Enter")
         settle(pg)
+        # A file is decoded by a worker, off the server process: wait until the page shows it.
+        pg.get_by_text("being decoded in the background").first.wait_for(state="hidden", timeout=900_000)
+        settle(pg)
 
 
 def small_study(pg, url: str) -> None:

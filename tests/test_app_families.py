@@ -19,7 +19,7 @@ from gda_core.distill import distill
 from gda_core.models import TrainConfig, get_model_class, list_models
 from gda_core.training import train
 
-from .test_app import _image_urls, _ok, _open, _select_run
+from .test_app import _image_urls, _ok, _open, _select_run, runs_dir  # noqa: F401 (runs_dir: a fixture app_runs uses)
 from .test_models import TINY
 
 pytestmark = pytest.mark.timeout(900)
@@ -46,10 +46,10 @@ def family_runs(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def app_runs(family_runs, tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("GDA_RUNS_DIR", str(family_runs))
-    monkeypatch.setenv("GDA_CACHE_DIR", str(tmp_path / "cache"))
-    return family_runs
+def app_runs(family_runs, monkeypatch, request) -> Path:
+    """The tiny runs, copied into a fresh workspace (the pages list a workspace's runs, nothing else)."""
+    monkeypatch.setenv("GDA_TEST_RUNS_DIR", str(family_runs))
+    return request.getfixturevalue("runs_dir")
 
 
 def _info(fam: str, root: Path):
@@ -106,19 +106,17 @@ def test_one_radar_holds_every_family():
 
 
 @pytest.mark.slow
-def test_latent_and_learn_pages_go_on_without_the_real_images(family_runs, tmp_path, monkeypatch):
+def test_latent_and_learn_pages_go_on_without_the_real_images(family_runs, runs_dir, tmp_path):  # noqa: F811 (the fixture)
     """A checkpoint whose training images are not on this computer (a shipped MedMNIST model before
     its download): one message says so, the parts that need real images are left out, the rest works."""
     import shutil
 
-    run = tmp_path / "runs" / "vaegan-elsewhere"
+    run = runs_dir / "vaegan-elsewhere"
     shutil.copytree(family_runs / "vaegan-tiny", run)
     cfg = json.loads((run / "config.json").read_text())
     cfg["data"] = {**cfg["data"], "source": "pneumoniamnist", "data_dir": str(tmp_path / "no-data-here")}
     (run / "config.json").write_text(json.dumps(cfg))
-    monkeypatch.setenv("GDA_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("GDA_CACHE_DIR", str(tmp_path / "cache"))
-    info = next(r for r in list_runs(tmp_path / "runs", include_shipped=False))
+    info = next(r for r in list_runs(runs_dir, include_shipped=False) if r.path.name == "vaegan-elsewhere")
     for page, key in (("4_Latent_space.py", "latent_run"), ("6_Learn.py", "learn_run")):
         at = _open(page, run=info)
         _select_run(at, key, info)

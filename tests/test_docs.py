@@ -45,7 +45,6 @@ def test_docs_links_resolve():
     assert make_docs.broken_links(DOCS, ROOT) == []
 
 
-@pytest.mark.xfail(strict=False, reason="README.md is being rewritten into a short front door; its benchmark links break until then")
 def test_readme_links_resolve():
     assert make_docs.broken_links([ROOT / "README.md"], ROOT) == []
 

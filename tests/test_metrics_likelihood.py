@@ -21,6 +21,7 @@ from gda_core.jobs import cached_reports
 from gda_core.metrics import AXES, ClassifierBudget, Report, compare, evaluate, held_out_bits_per_dim, reading, write_comparison
 from gda_core.models import build_model
 
+from .test_app import runs_dir  # noqa: F401 (a fixture)
 from .test_metrics_fakes import NoiseModel, config_for
 
 TINY = ClassifierBudget(epochs=1, min_steps=20, max_steps=20)
@@ -167,23 +168,17 @@ def test_comparison_outputs_show_bits_per_dim_or_na(flow_report, tmp_path):
     assert not any("Bits/dim" in line for line in reading(old, ["a", "b"]))
 
 
-def test_compare_page_shows_bits_per_dim(flow_run, flow_report, tmp_path, monkeypatch):
+def test_compare_page_shows_bits_per_dim(flow_run, flow_report, runs_dir):  # noqa: F811 (the fixture)
     import shutil
 
-    from streamlit.testing.v1 import AppTest
+    from .test_app import _open
 
-    runs = tmp_path / "runs"
-    flow_dir = runs / "flow-model"
+    flow_dir = runs_dir / "flow-model"  # the pages list the workspace's runs
     shutil.copytree(flow_run, flow_dir)
-    other = runs / "old-model"
+    other = runs_dir / "old-model"
     shutil.copytree(flow_run, other, ignore=shutil.ignore_patterns("eval"))
     _old_style_report("old-model").save(other / "eval" / "old.json")
-    monkeypatch.setenv("GDA_RUNS_DIR", str(runs))
-    monkeypatch.setenv("GDA_CACHE_DIR", str(tmp_path / "cache"))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page("pages/5_Compare.py")
-    at.run()
+    at = _open("5_Compare.py")
     at.multiselect(key="compare_sel").set_value([str(flow_dir), str(other)]).run()
     assert not at.exception, [e.value for e in at.exception]
     metrics = {m.label: m for m in at.metric}
