@@ -174,7 +174,9 @@ def _starting_worker(cfg: ServerConfig) -> int | None:
         pid = int((cfg.app_data / WORKER_PID).read_text())
     except (OSError, ValueError):
         return None
-    return pid if pid_alive(pid, "gda_core") else None
+    # The marker is this folder's worker command line (NUL-separated in /proc), so a reused pid of any
+    # other process does not pass for a worker and block a new one.
+    return pid if pid_alive(pid, f"worker\x00--app-data\x00{cfg.app_data}") else None
 
 
 def stop_worker(cfg: ServerConfig, timeout: float = 20.0) -> None:
