@@ -62,11 +62,18 @@ DEFAULT = "vae-digits,gan-digits,ddpm-digits"  # shipped before bench/results/tr
 SHIP_FILES = ("model.safetensors", "config.json", "history.json", "preview.png")
 
 
-def train(name: str, runs: Path, max_steps: int | None = None) -> Path:
-    family, dataset, extra = SHIPPED[name]
-    if max_steps:  # a quick check that every recipe still runs, not a checkpoint to ship
+def recipe(name: str, max_steps: int | None = None) -> list[str]:
+    """The training arguments of an entry; ``max_steps`` caps them (a quick check that a recipe still runs)."""
+    family, _, extra = SHIPPED[name]
+    if max_steps:
         key = "--train-steps" if family == "distilled" else "--steps"
         extra = [str(max_steps) if i and extra[i - 1] == key else a for i, a in enumerate(extra)]
+    return list(extra)
+
+
+def train(name: str, runs: Path, max_steps: int | None = None) -> Path:
+    family, dataset, _ = SHIPPED[name]
+    extra = recipe(name, max_steps)
     out = runs / name
     cfg = out / "config.json"
     if cfg.exists() and json.loads(cfg.read_text()).get("finished"):
@@ -131,20 +138,20 @@ def model_card(run_dir: Path, report: dict | None, entry: dict | None = None) ->
     return "\n".join(lines) + "\n"
 
 
-def _load_results() -> dict:
+def _load_results(path: Path) -> dict:
     try:
-        return json.loads(RESULTS.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return {"entries": {}}
 
 
-def _save_results(res: dict) -> None:
+def _save_results(path: Path, res: dict) -> None:
     from gda_core.runtime import atomic_write_json
 
-    atomic_write_json(RESULTS, res)
+    atomic_write_json(path, res)
 
 
-def _shipped_current(name: str, dest: Path, res: dict) -> bool:
+def _shipped_current(name: str, dest: Path, res: dict, max_steps: int | None) -> bool:
     """A finished checkpoint of this very recipe is already in checkpoints/ (committed): train nothing."""
     entry = res.get("entries", {}).get(name, {})
     cfg = dest / "config.json"
@@ -154,7 +161,7 @@ def _shipped_current(name: str, dest: Path, res: dict) -> bool:
         c = json.loads(cfg.read_text())
     except ValueError:
         return False
-    recipe_ok = entry.get("recipe") == list(SHIPPED[name][2]) or (not entry and name in DEFAULT.split(","))
+    recipe_ok = entry.get("recipe") == recipe(name, max_steps) or (not entry and not max_steps and name in DEFAULT.split(","))
     return bool(c.get("finished")) and c.get("family") == SHIPPED[name][0] and recipe_ok
 
 
@@ -177,20 +184,23 @@ def main() -> int:
     ap.add_argument("--max-steps", type=int, default=None, help="cap every recipe's steps (a quick check of the recipes)")
     ap.add_argument("--eval-only", action="store_true", help="re-evaluate the shipped checkpoints (full preset) and rewrite their cards")
     ap.add_argument("--retrain", action="store_true", help="train again even where checkpoints/ holds this recipe's finished checkpoint")
+    ap.add_argument("--results", default=str(RESULTS), help="the tracked file of recipes and timings (what a later session resumes from)")
     args = ap.parse_args()
     names = list(SHIPPED) if args.only == "all" else args.only.split(",")
     unknown = [n for n in names if n not in SHIPPED]
     if unknown:
         ap.error(f"unknown shipped checkpoint(s) {', '.join(unknown)}; choose among {', '.join(SHIPPED)}")
     runs = Path(args.runs_dir)
-    # Timings go to the tracked results file only for real recipes shipped into checkpoints/.
-    record = args.max_steps is None and Path(args.dest).resolve() == (ROOT / "checkpoints").resolve()
-    res = _load_results()
+    # Every entry is recorded with the recipe it actually ran (a --max-steps check records its capped one,
+    # so it never passes for the real recipe); point --results elsewhere for checks.
+    record = True
+    results = Path(args.results)
+    res = _load_results(results)
     for name in names:
         t0 = time.time()
         dest = Path(args.dest) / name
         entry = dict(res.setdefault("entries", {}).get(name, {}))
-        done_before = _shipped_current(name, dest, res) and not args.retrain
+        done_before = _shipped_current(name, dest, res, args.max_steps) and not args.retrain
         if not args.eval_only and not done_before:
             if SHIPPED[name][0] == "distilled" and not (ROOT / "checkpoints" / "ddpm-digits" / "model.safetensors").exists():
                 print(f"{name}: skipped (its teacher checkpoints/ddpm-digits is missing)", flush=True)
@@ -202,12 +212,12 @@ def main() -> int:
                 if (run / f).exists():
                     _copy_atomic(run / f, dest / f)
             cfg = json.loads((dest / "config.json").read_text())
-            entry.update(recipe=list(SHIPPED[name][2]), family=SHIPPED[name][0], dataset=SHIPPED[name][1], steps=cfg.get("step"),
+            entry.update(recipe=recipe(name, args.max_steps), family=SHIPPED[name][0], dataset=SHIPPED[name][1], steps=cfg.get("step"),
                          train_s=round(float(cfg.get("train_time_s") or 0), 1), train_load_start=load0, train_load_end=_load(),
                          size_bytes=(dest / "model.safetensors").stat().st_size)  # fmt: skip
             if record:
                 res["entries"][name] = entry
-                _save_results(res)
+                _save_results(results, res)
         elif done_before:
             print(f"{name}: checkpoints/{name} already holds this recipe's finished checkpoint (--retrain to train again)", flush=True)
         report = None
@@ -227,7 +237,7 @@ def main() -> int:
                              metrics_version=rep.provenance.get("metrics_version"))  # fmt: skip
                 if record:
                     res["entries"][name] = entry
-                    _save_results(res)
+                    _save_results(results, res)
         card = dest / "MODEL_CARD.md"
         tmp = card.with_name("MODEL_CARD.md.tmp")
         tmp.write_text(model_card(dest, report, entry))
