@@ -61,7 +61,7 @@ def run_dataset(name: str, args, levels: list, steps: list[int], ratios: list[fl
     claims, reading) is rebuilt from the parts after every unit."""
     from gda_core.augment.study_report import StudyResult
 
-    path = SHARED / name / f"{name}.npz"
+    path = Path(args.data_dir) / name / f"{name}.npz"
     if not path.is_file():
         print(f"skip {name}: {path} not found")
         return None
@@ -137,6 +137,7 @@ def main() -> int:
     ap.add_argument("--sampler", default=None, help="sampler of iterative generators (default: the family's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=str(ROOT / "bench" / "runs" / "protocol-cache"))
+    ap.add_argument("--data-dir", default=str(SHARED), help="folder holding <name>/<name>.npz (MedMNIST layout)")
     ap.add_argument("--results-dir", default=str(ROOT / "bench" / "results"), help="where the tracked parts and results files go")
     ap.add_argument("--assets-dir", default=str(ROOT / "assets"), help="where the chart goes")
     args = ap.parse_args()

@@ -193,7 +193,6 @@ def main() -> int:
     runs = Path(args.runs_dir)
     # Every entry is recorded with the recipe it actually ran (a --max-steps check records its capped one,
     # so it never passes for the real recipe); point --results elsewhere for checks.
-    record = True
     results = Path(args.results)
     res = _load_results(results)
     for name in names:
@@ -215,9 +214,8 @@ def main() -> int:
             entry.update(recipe=recipe(name, args.max_steps), family=SHIPPED[name][0], dataset=SHIPPED[name][1], steps=cfg.get("step"),
                          train_s=round(float(cfg.get("train_time_s") or 0), 1), train_load_start=load0, train_load_end=_load(),
                          size_bytes=(dest / "model.safetensors").stat().st_size)  # fmt: skip
-            if record:
-                res["entries"][name] = entry
-                _save_results(results, res)
+            res["entries"][name] = entry
+            _save_results(results, res)
         elif done_before:
             print(f"{name}: checkpoints/{name} already holds this recipe's finished checkpoint (--retrain to train again)", flush=True)
         report = None
@@ -235,9 +233,8 @@ def main() -> int:
             if rep.provenance.get("time_s", 0) > 1:  # a cache hit takes no time and measures nothing
                 entry.update(eval_s=round(time.time() - te, 1), eval_load_start=load0, eval_load_end=_load(),
                              metrics_version=rep.provenance.get("metrics_version"))  # fmt: skip
-                if record:
-                    res["entries"][name] = entry
-                    _save_results(results, res)
+                res["entries"][name] = entry
+                _save_results(results, res)
         card = dest / "MODEL_CARD.md"
         tmp = card.with_name("MODEL_CARD.md.tmp")
         tmp.write_text(model_card(dest, report, entry))

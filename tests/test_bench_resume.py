@@ -1,0 +1,92 @@
+"""`make checkpoints` and the protocol bench resume from their tracked results files: a finished
+entry (a shipped checkpoint of the same recipe, a study unit in the parts file) is never redone, so
+a session that stops at any time leaves the next one to continue (issue 26)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _bench(*args: str, cwd: Path = ROOT) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "GDA_ALLOW_DOWNLOAD": "0"}
+    out = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return out.stdout
+
+
+def test_make_checkpoints_skips_a_finished_entry_and_trains_the_rest(tmp_path):
+    common = ["--max-steps", "3", "--no-eval", "--dest", str(tmp_path / "ck"), "--results", str(tmp_path / "r.json"),
+              "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+    _bench("bench.train_shipped", "--only", "vae-digits", *common)
+    weights = tmp_path / "ck" / "vae-digits" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    recorded = json.loads((tmp_path / "r.json").read_text())["entries"]["vae-digits"]
+    assert recorded["recipe"] == ["--steps", "3"] and recorded["steps"] == 3
+    # As after a kill between two entries: the run folder of the finished one is gone (a fresh clone),
+    # only the committed checkpoint and results file remain.
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")
+    out = _bench("bench.train_shipped", "--only", "vae-digits,gan-digits", *common)
+    assert "vae-digits: checkpoints/vae-digits already holds this recipe's finished checkpoint" in out
+    assert weights.stat().st_mtime_ns == before
+    assert not (tmp_path / "runs" / "vae-digits").exists()
+    assert (tmp_path / "ck" / "gan-digits" / "model.safetensors").is_file()
+    entries = json.loads((tmp_path / "r.json").read_text())["entries"]
+    assert set(entries) == {"vae-digits", "gan-digits"} and entries["vae-digits"] == recorded
+    # The real recipe is a different question: the capped checkpoint never passes for it.
+    from bench.train_shipped import _shipped_current
+
+    assert not _shipped_current("vae-digits", tmp_path / "ck" / "vae-digits", {"entries": entries}, None)
+
+
+def _tiny_npz(folder: Path) -> None:
+    """A MedMNIST-layout file from the built-in digits: 8 training images per class."""
+    from gda_core.data import load_dataset
+
+    ds = load_dataset("digits")
+    keep = np.concatenate([np.flatnonzero(ds.train_labels == c)[:8] for c in range(3)])
+    test = np.flatnonzero(ds.test_labels < 3)[:60]
+    folder.mkdir(parents=True)
+    np.savez(folder / "tiny.npz", train_images=ds.train_images[keep, ..., 0], train_labels=ds.train_labels[keep, None],
+             val_images=ds.test_images[test[:12], ..., 0], val_labels=ds.test_labels[test[:12], None],
+             test_images=ds.test_images[test, ..., 0], test_labels=ds.test_labels[test, None])  # fmt: skip
+
+
+def test_protocol_bench_continues_from_its_parts_file(tmp_path):
+    _tiny_npz(tmp_path / "data" / "tiny")
+    args = ["bench.bench_protocol", "--data", "tiny", "--data-dir", str(tmp_path / "data"), "--models", "vae", "--per-class", "4",
+            "--ratios", "0,1", "--seeds", "2", "--budget-steps", "3", "--cache", str(tmp_path / "cache"),
+            "--results-dir", str(tmp_path / "res"), "--assets-dir", str(tmp_path / "assets")]  # fmt: skip
+    _bench(*args)
+    parts_path = tmp_path / "res" / "protocol_tiny.parts.json"
+    parts = json.loads(parts_path.read_text())
+    assert set(parts["units"]) == {"level=4,seed=0", "level=4,seed=1"}
+    first = parts["units"]["level=4,seed=0"]
+    # As if the run was killed after its first unit, on a fresh clone (no cache of generators).
+    del parts["units"]["level=4,seed=1"]
+    parts_path.write_text(json.dumps(parts))
+    import shutil
+
+    shutil.rmtree(tmp_path / "cache")
+    out = _bench(*args)
+    assert "level=4,seed=0: already in protocol_tiny.parts.json" in out
+    again = json.loads(parts_path.read_text())
+    assert again["units"]["level=4,seed=0"] == first  # not redone: its bench record (date, wall time) is the old one
+    assert "level=4,seed=1" in again["units"]
+    combined = json.loads((tmp_path / "res" / "protocol_tiny.json").read_text())
+    assert combined["bench"]["units_done"] == 2 == combined["bench"]["units_total"]
+    assert (tmp_path / "assets" / "protocol_tiny.png").stat().st_size > 1000
+    # Other settings answer another question: their units are not mixed with these.
+    out = _bench(*[a if a != "0,1" else "0,2" for a in args])
+    assert "already in" not in out
