@@ -35,8 +35,9 @@ ICONS = {
 # sidebar's order (tests/test_app.py checks that every page has its step).
 STEPS = {
     "Data": "pick a built-in dataset, a MedMNIST set or upload your own images; choose how many images per class to keep.",
-    "Train": "train a model of one of seven families (VAE, GAN, StyleGAN2, DDPM, latent diffusion, flow matching, RealNVP) "
-    "in the background, with live loss curves and previews.",
+    "Train": "train a model of one of nine families (VAE, GAN, StyleGAN2, DDPM, latent diffusion, flow matching, RealNVP, "
+    "denoising-diffusion GAN, VAE-GAN) in the background, with live loss curves and previews; a tenth, the few-step student, "
+    "is distilled from a trained diffusion model.",
     "Sample": "generate images from any checkpoint; move a slider and the grid updates; download PNG, zip or .npz.",
     "Latent space": "walk between two images, turn one latent dimension at a time, map real vs synthetic images, spot near-copies.",
     "Compare": "score several models on six axes, each with its 95% interval; see which differences are real and which are within "
@@ -69,7 +70,30 @@ def home() -> None:
     st.subheader("A path through the app")
     for i, name in enumerate((_title(p) for p in page_files()), 1):
         st.markdown(f"{i}. **{name}**: {STEPS.get(name, '')}")
-    st.caption("Tip: shipped checkpoints (digits) let you try Sample, Latent space, Compare, Learn and Augment before training anything.")
+    shipped_models()
+
+
+def shipped_models() -> None:
+    """The shipped checkpoints by dataset, each a click away from Sample and Learn (no download:
+    generating needs only the weights)."""
+    from gda_core.data import dataset_title
+
+    by_data: dict[str, list] = {}
+    for r in common.all_runs():
+        if r.shipped:
+            by_data.setdefault(r.dataset, []).append(r)
+    if not by_data:
+        return
+    st.subheader("Start from a shipped model")
+    st.caption("Trained here on each dataset and evaluated on all six axes: open one on Sample or Learn before training anything.")
+    for source, infos in by_data.items():
+        a, b, c = st.columns([4, 1, 1], vertical_alignment="center")
+        a.markdown(f"**{common.plain(dataset_title(source))}**: {', '.join(i.family.upper() for i in infos)}")
+        for col, page, key in ((b, "pages/3_Sample.py", "sample_run"), (c, "pages/6_Learn.py", "learn_run")):
+            title = "Sample" if key == "sample_run" else "Learn"
+            if col.button(title, key=f"home_{key}_{source}", help=f"Open the {dataset_title(source)} {infos[0].family.upper()} on {title}."):
+                st.session_state[f"_{key}"] = str(infos[0].path)
+                st.switch_page(page)
 
 
 def _title(path: Path) -> str:

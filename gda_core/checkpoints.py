@@ -287,8 +287,10 @@ class RunInfo:
 
     @property
     def label(self) -> str:
+        from .data import dataset_title
+
         tag = "shipped" if self.shipped else ("finished" if self.finished else "in progress")
-        return f"{self.path.name} · {self.family} · {self.dataset} · {self.step} steps ({tag})"
+        return f"{self.path.name} · {self.family} · {dataset_title(self.dataset)} · {self.step} steps ({tag})"
 
 
 def default_runs_dir() -> Path:
@@ -326,7 +328,19 @@ def list_runs(*roots: str | os.PathLike, include_shipped: bool = True) -> list[R
                 )
             except (GDAError, ValueError, TypeError, OSError):
                 continue
-    return sorted(out.values(), key=lambda r: (not r.shipped, -r.modified))
+    # Shipped ones by dataset and family (their file times only say when the clone was made), then the
+    # user's own runs newest first.
+    from .data import dataset_title
+    from .models import BUILTIN_FAMILIES
+
+    order = {f: i for i, f in enumerate(BUILTIN_FAMILIES)}
+
+    def key(r: RunInfo):
+        if r.shipped:
+            return (0, dataset_title(r.dataset).lower(), order.get(r.family, len(order)), r.path.name)
+        return (1, -r.modified)
+
+    return sorted(out.values(), key=key)
 
 
 def base_config(model: GenerativeModel, **extra: Any) -> dict:

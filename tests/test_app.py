@@ -148,6 +148,28 @@ def test_home_page(runs_dir):
     assert all(len(v.split("**: ", 1)[1]) > 20 for v in steps), steps
 
 
+@pytest.mark.parametrize("source,name", [("pneumoniamnist", "chest X-rays"), ("plantvillage_corn", "maize leaves")])
+def test_home_offers_chest_xrays_and_maize_leaves_on_sample_and_learn_without_a_download(runs_dir, monkeypatch, tmp_path, source, name):
+    """A clinician's or agronomist's first launch: the shipped model of their kind of images is offered
+    by name and opens on Sample (generated images need no data) and Learn (which says the real images
+    are absent instead of failing), with no data folder and downloads off."""
+    monkeypatch.setenv("GDA_DATA_DIR", str(tmp_path / "no-data"))
+    monkeypatch.setenv("GDA_ALLOW_DOWNLOAD", "0")
+    shipped = [r for r in list_runs(runs_dir) if r.shipped and r.dataset == source]
+    if not shipped:
+        pytest.skip(f"no shipped checkpoint on {source}")
+    at = _open()
+    assert any(m.value.replace("\\", "").startswith(f"**{name} ({source})**") for m in at.markdown), [m.value for m in at.markdown]
+    at.button(key=f"home_sample_run_{source}").click().run()
+    _ok(at)
+    assert at.session_state["sample_run"] == str(shipped[0].path)
+    assert not _errors(at) and _image_urls(at), "the Sample page shows a grid of generated images"
+    at = _open("6_Learn.py", run=shipped[0])
+    assert at.session_state["learn_run"] == str(shipped[0].path)
+    assert not _errors(at), _errors(at)
+    assert any("not on this computer" in i.value or "not found" in i.value for i in at.info), [i.value for i in at.info]
+
+
 def test_data_page_defaults_and_scarcity(runs_dir):
     at = _open("1_Data.py")
     metrics = {m.label: m.value for m in at.metric}

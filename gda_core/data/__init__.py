@@ -8,12 +8,13 @@ from . import (
     plantvillage,  # noqa: F401  (registers 'plantvillage_corn', a local file)
 )
 from .base import CHANNEL_CHOICES, Dataset, DataSpec, images_to_tensor, tensor_to_images
-from .registry import default_data_dir, get_dataset_info, list_datasets, load_dataset, load_spec, register_dataset
+from .registry import dataset_title, default_data_dir, get_dataset_info, list_datasets, load_dataset, load_spec, register_dataset
 
 __all__ = [
     "CHANNEL_CHOICES",
     "DataSpec",
     "Dataset",
+    "dataset_title",
     "default_data_dir",
     "get_dataset_info",
     "images_to_tensor",

@@ -13,6 +13,7 @@ DIGITS_DEFAULT_SIZE = 16
 @register_dataset(
     "digits",
     description="scikit-learn's handwritten digits (1,797 real 8x8 scans, 10 classes), served at 16x16; offline",
+    plain_name="handwritten digits",
 )
 def load_digits(spec: DataSpec) -> Dataset:
     from sklearn.datasets import load_digits as sk_load_digits

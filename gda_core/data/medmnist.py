@@ -48,6 +48,11 @@ MEDMNIST_INFO: dict[str, tuple[str, int, list[str], str]] = {
     "organsmnist": ("e5c39f1af030238290b9557d9503af9d", 1, _ORGAN, "abdominal CT (sagittal), 11 organs, 28x28 grey (25,221 images)"),
 }
 MULTI_LABEL = frozenset({"chestmnist"})
+# What the people who use each set call its images (the pages offer the sets by these names).
+PLAIN_NAMES = {"pathmnist": "colon pathology", "chestmnist": "chest X-rays (14 findings)", "dermamnist": "skin lesions",
+               "octmnist": "retinal OCT scans", "pneumoniamnist": "chest X-rays", "retinamnist": "retinal fundus photos",
+               "breastmnist": "breast ultrasound", "bloodmnist": "blood cells", "tissuemnist": "kidney tissue",
+               "organamnist": "abdominal CT (axial)", "organcmnist": "abdominal CT (coronal)", "organsmnist": "abdominal CT (sagittal)"}  # fmt: skip
 
 
 def medmnist_url(name: str) -> str:
@@ -141,6 +146,7 @@ def _make_loader(key: str) -> Callable[[DataSpec], Dataset]:
 
 
 for _key, (_m, _c, _names, _desc) in MEDMNIST_INFO.items():
-    register_dataset(_key, description=f"MedMNIST {_key}: {_desc}; CC BY 4.0; downloaded on first use", offline=False)(
+    register_dataset(_key, description=f"MedMNIST {_key}: {_desc}; CC BY 4.0; downloaded on first use", offline=False,
+                     plain_name=PLAIN_NAMES.get(_key, ""))(
         _make_loader(_key)
     )

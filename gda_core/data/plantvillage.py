@@ -22,7 +22,7 @@ CORN_LICENCE = ("PlantVillage (Hughes & Salathe 2015, arXiv:1511.08060; Mohanty 
 
 
 @register_dataset("plantvillage_corn", description="PlantVillage maize leaves (4 classes: blight, rust, grey leaf spot, healthy), "
-                  "32x32 RGB; CC BY-SA 3.0; local file plantvillage_corn.npz", offline=False)  # fmt: skip
+                  "32x32 RGB; CC BY-SA 3.0; local file plantvillage_corn.npz", offline=False, plain_name="maize leaves")  # fmt: skip
 def load_plantvillage_corn(spec: DataSpec) -> Dataset:
     data_dir = Path(spec.data_dir).expanduser() if spec.data_dir else default_data_dir()
     path = data_dir / "plantvillage_corn.npz"

@@ -17,19 +17,20 @@ class DatasetInfo:
     description: str
     loader: Callable[[DataSpec], Dataset]
     offline: bool = True  # True when it needs no file from the user or the network
+    plain_name: str = ""  # what a clinician or agronomist calls it ("chest X-rays"); the name when empty
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}
 
 
-def register_dataset(name: str, *, description: str, offline: bool = True):
+def register_dataset(name: str, *, description: str, offline: bool = True, plain_name: str = ""):
     """Decorator registering ``loader(spec) -> Dataset`` under ``name`` (duplicates refused)."""
 
     def deco(fn: Callable[[DataSpec], Dataset]):
         key = name.lower()
         if key in _REGISTRY:
             raise ValueError(f"dataset '{name}' is already registered")
-        _REGISTRY[key] = DatasetInfo(key, description, fn, offline)
+        _REGISTRY[key] = DatasetInfo(key, description, fn, offline, plain_name)
         return fn
 
     return deco
@@ -44,6 +45,13 @@ def get_dataset_info(name: str) -> DatasetInfo:
         return _REGISTRY[name.lower()]
     except KeyError:
         raise ConfigError(f"unknown dataset '{name}'; choose one of {', '.join(_REGISTRY)} or give a path to an .npz, .zip or folder") from None
+
+
+def dataset_title(source: str) -> str:
+    """A dataset as the pages name it: "chest X-rays (pneumoniamnist)" for a registered set with a
+    plain name, the source itself otherwise (a file's name, an unknown set)."""
+    info = _REGISTRY.get(str(source).lower())
+    return f"{info.plain_name} ({info.name})" if info is not None and info.plain_name else str(source)
 
 
 def default_data_dir() -> Path:
