@@ -56,7 +56,6 @@ SHIPPED: dict[str, tuple[str, str, list[str]]] = {
     "ddpm-plantvillage_corn": ("ddpm", "plantvillage_corn", ["--steps", "6000", "--minutes", "60"]),
 }
 # Plain names for the app's pickers (Home, Sample, Learn): what a clinician or an agronomist calls the data.
-FRIENDLY = {"pneumoniamnist": "chest X-rays (pneumonia)", "plantvillage_corn": "maize leaves (PlantVillage)"}
 RESULTS = ROOT / "bench" / "results" / "train_shipped.json"
 DEFAULT = "vae-digits,gan-digits,ddpm-digits"  # shipped before bench/results/train_shipped.json recorded recipes
 SHIP_FILES = ("model.safetensors", "config.json", "history.json", "preview.png")
@@ -97,6 +96,7 @@ def train(name: str, runs: Path, max_steps: int | None = None) -> Path:
 
 
 def model_card(run_dir: Path, report: dict | None, entry: dict | None = None) -> str:
+    from gda_core.data import dataset_title
     from gda_core.data.plantvillage import CORN_LICENCE
 
     cfg = json.loads((run_dir / "config.json").read_text())
@@ -105,11 +105,11 @@ def model_card(run_dir: Path, report: dict | None, entry: dict | None = None) ->
     if dataset == "digits":
         data = f"scikit-learn digits, {cfg.get('train_images')} training images, 16x16 grey, 10 classes (fixed split, seed 0)."
     elif dataset == "plantvillage_corn":
-        data = (f"{FRIENDLY[dataset]}: plantvillage_corn, {cfg.get('train_images')} training images ({', '.join(cfg.get('class_names', []))}). "
+        data = (f"{dataset_title(dataset)} from PlantVillage, {cfg.get('train_images')} training images ({', '.join(cfg.get('class_names', []))}). "
                 f"Source and licence: {CORN_LICENCE}. This checkpoint is a derived work and is shared under CC BY-SA 3.0 too.")  # fmt: skip
     else:
-        data = f"{dataset}, {cfg.get('train_images')} training images ({', '.join(cfg.get('class_names', []))}). Source and licence: {MEDMNIST_CREDIT}"
-    lines = [f"# {cfg['family'].upper()} on {dataset} (shipped checkpoint)", ""]
+        data = f"{dataset_title(dataset)}, {cfg.get('train_images')} training images ({', '.join(cfg.get('class_names', []))}). Source and licence: {MEDMNIST_CREDIT}"
+    lines = [f"# {cfg['family'].upper()} on {dataset_title(dataset)} (shipped checkpoint)", ""]
     if cfg["family"] == "distilled":  # the lines of the student's own card (gda_core.distill) that name its teacher
         card = run_dir / "MODEL_CARD.md"
         own = [ln for ln in (card.read_text().splitlines() if card.exists() else []) if ln.startswith(("- Teacher:", "- Student:", "- Re-make:"))]

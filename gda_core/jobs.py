@@ -171,17 +171,20 @@ def unique_run_dir(root: str | Path, family: str, dataset_name: str) -> Path:
 
 
 def cached_reports(run_dir: str | Path, ws: Workspace | None = None) -> list[tuple[Path, Any]]:
-    """Readable saved evaluation reports of a run, newest first, as (path, Report): the run folder's
+    """Readable saved evaluation reports of the current metrics version of a run, newest first, as (path, Report): the run folder's
     ``eval/`` and, with ``ws``, the evaluations that workspace made of it. Read as untrusted input."""
     folders = [Path(run_dir) / "eval"]
     if ws is not None:
         from .server.workspaces import safe_name
 
         folders.append(ws.root / "evaluations" / safe_name(Path(run_dir).name, "run"))
+    from .metrics.evaluation import METRICS_VERSION
+
     files = [p for f in folders if f.is_dir() for p in f.glob("*.json")]
     out = []
     for p in sorted(files, key=lambda q: q.stat().st_mtime, reverse=True):
         rep = _read_report(p)
-        if rep is not None:
+        # A report of older metrics answers with other definitions: never drawn beside current ones.
+        if rep is not None and rep.provenance.get("metrics_version") == METRICS_VERSION:
             out.append((p, rep))
     return out

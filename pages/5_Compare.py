@@ -44,7 +44,13 @@ if not infos:
     st.info("No checkpoints yet: train models on the Train page, or add shipped ones under `checkpoints/`.")
     st.stop()
 by_path = {str(r.path): r for r in infos}
-default = common.remember("compare_sel", [p for p in by_path if by_path[p].shipped][:3] or list(by_path)[:2])
+# First view: every shipped family of the dataset with the most of them (one radar, comparable reports).
+shipped_by_data: dict[str, list[str]] = {}
+for p, r in by_path.items():
+    if r.shipped:
+        shipped_by_data.setdefault(r.dataset, []).append(p)
+widest = max(shipped_by_data.values(), key=len, default=[])
+default = common.remember("compare_sel", widest or list(by_path)[:2])
 selected = st.multiselect(
     "Checkpoints to compare",
     list(by_path),
