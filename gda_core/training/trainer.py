@@ -356,6 +356,27 @@ class _Run:
         self.checkpoint(finished=True)
         self.emit("done", message=f"finished {self.step} steps in {self.elapsed():.0f} s; run saved to {self.out}")
 
+    def loop(self, cancel: threading.Event | None) -> None:
+        """Optimisation steps until the budget ends or ``cancel`` is set, with the EMA, logs, previews
+        and periodic checkpoints; device and disk failures become one-line TrainingErrors."""
+        try:
+            while not self.should_stop(cancel):
+                logs = self.optimisation_step()
+                self.check_finite(logs)
+                self.update_ema()
+                self.step += 1
+                self.record(logs)
+                if self.step % self.preview_every == 0:
+                    self.save_preview()
+                if self.checkpoint_due():
+                    self.checkpoint()
+        except GDAError:
+            raise
+        except torch.cuda.OutOfMemoryError:
+            raise TrainingError(f"out of GPU memory at batch size {self.train_config.batch_size}; lower the batch size or use --device cpu") from None
+        except OSError as exc:
+            raise TrainingError(f"could not write to {self.out}: {exc.strerror or exc}") from None
+
 
 def train(
     family: str,
@@ -423,23 +444,7 @@ def train(
         barrier(ctx)  # every process has checked and loaded the folder before process 0 writes it
         if state is None:
             run.checkpoint()  # step 0: the run folder is valid from the first second
-        try:
-            while not run.should_stop(cancel):
-                logs = run.optimisation_step()
-                run.check_finite(logs)
-                run.update_ema()
-                run.step += 1
-                run.record(logs)
-                if run.step % run.preview_every == 0:
-                    run.save_preview()
-                if run.checkpoint_due():
-                    run.checkpoint()
-        except GDAError:
-            raise
-        except torch.cuda.OutOfMemoryError:
-            raise TrainingError(f"out of GPU memory at batch size {train_config.batch_size}; lower the batch size or use --device cpu") from None
-        except OSError as exc:
-            raise TrainingError(f"could not write to {out}: {exc.strerror or exc}") from None
+        run.loop(cancel)
         run.finish()
         barrier(ctx)
     return out
