@@ -10,7 +10,7 @@ import streamlit as st
 from gda_core.checkpoints import list_runs, read_config
 from gda_core.errors import ConfigError, GDAError
 from gda_core.jobs import unique_run_dir
-from gda_core.models import TrainConfig, get_model_class, list_models
+from gda_core.models import TrainConfig, get_model_class
 from gda_core.runtime import DEVICE_CHOICES
 from gda_core.schedulers import X0_CLIPS
 from gda_core.training import cpu_bf16_offered
@@ -50,7 +50,7 @@ def _field_widget(name: str, default, key: str):
 tab_new, tab_resume, tab_manage = st.tabs(["New run", "Resume a run", "Manage runs"])
 
 with tab_new:
-    families = list_models()
+    families = common.model_families(trainable=True)
     family = st.selectbox(
         "Model family",
         families,
@@ -61,6 +61,7 @@ with tab_new:
         format_func=lambda f: f"{f.upper()}: {get_model_class(f).description}",
         help="; ".join(f"{f.upper()}: {get_model_class(f).description}" for f in families),
     )
+    st.caption(common.DISTILL_HINT)
     cls = get_model_class(family)
     defaults = cls.Config().to_dict()
     fields = [f.name for f in dataclasses.fields(cls.Config) if f.name not in common.FIXED_FIELDS]

@@ -182,8 +182,9 @@ if cur is not None:
         opts["checkpoints"] = [common.load_run_cached(p) for p in sel]  # checked here; the job loads them again by path
     else:
         g1, g2 = st.columns([3, 1])
-        fams = g1.multiselect("Model families", common.model_families(), default=[f for f in ("vae", "gan", "ddpm") if f in common.model_families()],
-                              key="study_models", help="Each is trained per level and seed with the budget on the right.")  # fmt: skip
+        fams = g1.multiselect("Model families", common.model_families(trainable=True), default=["vae", "gan", "ddpm"], key="study_models",
+                              help="Each is trained per level and seed with the budget on the right. The distilled student needs a trained "
+                                   "teacher: add it under 'Existing checkpoints as they are'.")  # fmt: skip
         minutes = g2.number_input("Minutes per generator", 0.1, 120.0, 1.0, 0.5, key="study_minutes",
                                   help="Training budget of each generator (wall clock). Scarce levels need less than 'all'.")  # fmt: skip
         opts.update(models=fams, budget_minutes=float(minutes), scope=source)

@@ -341,6 +341,10 @@ def test_train_page_rejects_bad_model_settings(runs_dir):
     _ok(at)
     assert any("comma-separated" in e for e in _errors(at))
     assert at.button(key="train_start").disabled
+    # The distilled student is made from a teacher, not trained from data: not offered, the way to it said.
+    offered = [o.split(":")[0] for o in at.selectbox(key="train_family").options]
+    assert "DISTILLED" not in offered and "VAEGAN" in offered, offered
+    assert any("gda_core distill" in c.value for c in at.caption)
 
 
 # -- Sample -----------------------------------------------------------------------------------------

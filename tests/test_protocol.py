@@ -309,6 +309,7 @@ def test_a_killed_study_resumes_with_the_same_numbers(breast, small_study, tmp_p
         ({"seeds": 0}, "number of seeds"),
         ({"budget_steps": 0}, "must be positive"),
         ({"budget_steps": None}, "training budget"),
+        ({"models": ["vae", "distilled"]}, "made from a trained checkpoint"),
     ],
 )
 def test_study_bad_input_is_one_line_and_writes_nothing(breast, tmp_path, change, message):

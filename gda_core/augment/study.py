@@ -235,7 +235,9 @@ def _models(models, checkpoints, model_configs, device) -> tuple[list[GeneratorS
 
     specs: list[GeneratorSpec] = []
     for fam in models or []:
-        get_model_class(fam)
+        if not get_model_class(fam).trainable_from_scratch:  # also fails fast on an unknown family
+            raise ConfigError(f"a {fam} model is made from a trained checkpoint, not from data: distil one "
+                              "(`python -m gda_core distill`) and give it as a checkpoint (--checkpoints)")  # fmt: skip
         cfg = dict((model_configs or {}).get(fam, {}))
         get_model_class(fam).Config.from_dict({**get_model_class(fam).Config().to_dict(), **cfg})  # a bad override fails here
         specs.append(GeneratorSpec(name=fam if fam not in [s.name for s in specs] else f"{fam}'", family=fam, model_config=cfg))

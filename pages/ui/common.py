@@ -261,11 +261,16 @@ def plain(text: object) -> str:
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(text))
 
 
-def model_families() -> list[str]:
-    """The registered generative families, in registry order."""
-    from gda_core.models import list_models
+def model_families(*, trainable: bool = False) -> list[str]:
+    """The registered generative families, in registry order; ``trainable``: only those trained from
+    data alone (the distilled student is made from a trained teacher instead)."""
+    from gda_core.models import get_model_class, list_models
 
-    return list_models()
+    return [f for f in list_models() if not trainable or get_model_class(f).trainable_from_scratch]
+
+
+DISTILL_HINT = ("The few-step **distilled** student is not trained from data: it is made from a trained DDPM or flow checkpoint with "
+                "`python -m gda_core distill --checkpoint <run> --steps 2` (a shipped one, `checkpoints/distilled-digits`, is on Sample and Learn).")  # fmt: skip
 
 
 @st.cache_resource(show_spinner=False)
