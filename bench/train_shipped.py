@@ -227,6 +227,10 @@ def main() -> int:
             rep = evaluate(dest, **evaluation_options("full"))
             report = rep.to_dict()
             keep = f"{rep.provenance.get('settings_sha256')}.json"
+            # evaluate() never writes into a shipped checkpoint (its report went to the user cache): this is the one place that does.
+            from gda_core.runtime import atomic_write_json
+
+            atomic_write_json(dest / "eval" / keep, report)
             for old in (dest / "eval").glob("*.json"):  # reports of older settings (or metrics versions) would never be served again
                 if old.name != keep:
                     old.unlink()

@@ -413,3 +413,23 @@ def test_cli_evaluate_with_seeds_and_study_write_what_the_checks_read(small_digi
     assert d["cells"] and d["summary"] and d["claims"] and study.with_suffix(".html").is_file()
     assert main([*args[:-2], "--set", "vae.no_such_field=1", "--out", str(tmp_path / "bad.json")]) == 2
     assert "unknown config keys" in capsys.readouterr().err and not (tmp_path / "bad.json").exists()
+
+
+def test_evaluating_a_shipped_checkpoint_at_other_settings_never_writes_into_it(tmp_path):
+    """`compare`/`evaluate` of a shipped checkpoint without a report of these settings caches the new
+    report in the user cache: checkpoints/ (and docs/benchmarks.md made from it) stays as shipped."""
+    from gda_core.checkpoints import SHIPPED_DIR
+
+    ship = SHIPPED_DIR / "vae-digits"
+    if not (ship / "model.safetensors").exists():
+        pytest.skip("checkpoints/vae-digits is not shipped")
+    before = sorted(p.name for p in (ship / "eval").glob("*")) if (ship / "eval").is_dir() else []
+    rep = evaluate(ship, budget=TINY, augment=(1,), cache_dir=tmp_path / "cache", device="cpu", deepfool_steps=5, kid_subsets=3,
+                   extractor_options=EXT, n_samples=60, seeds=1)  # fmt: skip
+    after = sorted(p.name for p in (ship / "eval").glob("*")) if (ship / "eval").is_dir() else []
+    assert after == before
+    cached = list((tmp_path / "cache" / "reports").glob("vae-digits-*/*.json"))
+    assert [p.stem for p in cached] == [rep.provenance["settings_sha256"]]
+    again = evaluate(ship, budget=TINY, augment=(1,), cache_dir=tmp_path / "cache", device="cpu", deepfool_steps=5, kid_subsets=3,
+                     extractor_options=EXT, n_samples=60, seeds=1)  # fmt: skip
+    assert again.scores == rep.scores  # served from the user cache

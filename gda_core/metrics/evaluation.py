@@ -302,7 +302,7 @@ def plan_evaluation(run_or_model, dataset, *, n_samples, seed, seeds, device, ex
     settings = _settings(plan_kw, ds, model, family)
     weights_sha = getattr(run, "weights_hash", None) if run is not None else None
     settings_sha = hashlib.sha256(json.dumps({**settings, "weights": weights_sha}, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    cache_path = Path(run.run_dir) / "eval" / f"{settings_sha}.json" if (run is not None and weights_sha) else None
+    cache_path = _report_path(Path(run.run_dir), settings_sha, weights_sha, cache_dir) if (run is not None and weights_sha) else None
     stages = StageCache((Path(cache_dir) if cache_dir is not None else cache_root()) / "stages")
     return EvalPlan(
         model=model, ds=ds, run=run, dev=dev, family=family, seeds=seed_list, n_main=n_main, n_total=n_total,
@@ -312,6 +312,19 @@ def plan_evaluation(run_or_model, dataset, *, n_samples, seed, seeds, device, ex
         weights_sha=weights_sha, settings=settings, settings_sha=settings_sha, cache_path=cache_path, stages=stages,
         cancel=cancel, progress=progress, warnings=list(ds.warnings),
     )  # fmt: skip
+
+
+def _report_path(run_dir: Path, settings_sha: str, weights_sha: str, cache_dir) -> Path:
+    """Where the report of these settings is cached: the run's eval/ folder, except for a shipped
+    checkpoint, whose folder only ever holds the reports `make checkpoints` made (its model card and
+    docs/benchmarks.md are made from them); other settings' reports of it go to the user cache."""
+    from ..checkpoints import SHIPPED_DIR
+
+    own = run_dir / "eval" / f"{settings_sha}.json"
+    if own.exists() or run_dir.resolve().parent != SHIPPED_DIR.resolve():
+        return own
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    return root / "reports" / f"{run_dir.name}-{weights_sha[:12]}" / f"{settings_sha}.json"
 
 
 def _cached_report(plan: EvalPlan) -> Report | None:
