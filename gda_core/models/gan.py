@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import spectral_norm
 
+from ..errors import ConfigError
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import make_adamw, optimizer_step
 
@@ -27,6 +28,12 @@ class GANConfig(ModelConfig):
     g_channels: int = 64
     d_channels: int = 64
     class_dim: int = 32
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("latent_dim", "g_channels", "d_channels", "class_dim"):
+            if not 1 <= getattr(self, name) <= 4096:
+                raise ConfigError(f"{name} must be in 1..4096, got {getattr(self, name)}")
 
 
 class Generator(nn.Module):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import ConfigError
 from .base import GenerativeModel, ModelConfig, TrainConfig, register_model
 from .layers import down_block as _down
 from .layers import make_adamw, optimizer_step
@@ -27,6 +28,14 @@ class VAEConfig(ModelConfig):
     base_channels: int = 32
     beta: float = 0.5
     class_dim: int = 16
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("latent_dim", "base_channels", "class_dim"):
+            if not 1 <= getattr(self, name) <= 4096:
+                raise ConfigError(f"{name} must be in 1..4096, got {getattr(self, name)}")
+        if not 0 <= self.beta <= 1000:
+            raise ConfigError(f"beta must be a number in 0..1000, got {self.beta}")
 
 
 @register_model
