@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..metrics.claims import PAPER_GROUPS, check_claims, claim_sentence
 from ..metrics.intervals import INCONCLUSIVE, SUPPORTED, Estimate, difference, over_replicates, t_quantile
-from ..metrics.verdicts import A_BETTER, B_BETTER, CANNOT_TELL, EQUIVALENT, Verdict, decide, of_difference
+from ..metrics.verdicts import A_BETTER, B_BETTER, CANNOT_TELL, EQUIVALENT, MARGINS, Verdict, decide, of_difference
 
 FORMAT = "gda-study/2"
 METRIC_LABEL = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
@@ -309,7 +309,7 @@ class StudyResult:
 td,th{{border:1px solid #ccc;padding:3px 6px}}</style></head><body>
 <h1>Utility study: {e(str(c.get("dataset")))}</h1><p>{what}</p>
 {self.figure().to_html(full_html=False, include_plotlyjs=True)}
-<h2>Reading</h2><ul>{read}</ul>
+<h2>Reading</h2><p>{e(VERDICT_NOTE)}</p><ul>{read}</ul>
 <h2>Table</h2><table><tr>{head}</tr>{body}</table>
 <h2>Generators</h2><ul>{gens}</ul>
 </body></html>
@@ -324,6 +324,13 @@ def _mean_ci(s: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 # Corrected verdicts of the reading (metrics/verdicts.py)
 # ---------------------------------------------------------------------------------------------
+
+#: What the reading's words mean, for the UI and the exports.
+VERDICT_NOTE = (
+    "Each reading line's gains (one per ratio) are corrected together (Holm), so a null line reads \"helps\" at most 5% of the time; "
+    f"\"no meaningful difference\" means the gain is shown to lie within ±{MARGINS['accuracy']:g} accuracy (equivalence test, TOST); "
+    "\"cannot tell at this budget\" means neither: more seeds would tell."
+)
 
 #: What a gain's verdict reads as in the study.
 GAIN_WORDS = {A_BETTER: "helps", B_BETTER: "hurts", EQUIVALENT: "no meaningful difference", CANNOT_TELL: "cannot tell at this budget"}
@@ -414,5 +421,5 @@ def _study_wide(summary: list[dict]) -> list[str]:
     return [f"Corrected over all {len(verdicts)} gains of this study at once (Holm), synthetic data {told}."]
 
 
-__all__ = ["FORMAT", "GAIN_WORDS", "PAPER_GROUPS", "SCOPE_NOTE", "SUPPORTED", "StudyResult", "fmt_ratio", "gain_estimate", "level_label",
+__all__ = ["FORMAT", "GAIN_WORDS", "VERDICT_NOTE", "PAPER_GROUPS", "SCOPE_NOTE", "SUPPORTED", "StudyResult", "fmt_ratio", "gain_estimate", "level_label",
            "reading_verdicts", "summarise", "INCONCLUSIVE", "difference"]  # fmt: skip

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .intervals import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Estimate, over_replicates
-from .verdicts import A_BETTER, B_BETTER, EQUIVALENT, Verdict, comparison, decide, margin_for
+from .verdicts import A_BETTER, B_BETTER, EQUIVALENT, Verdict, comparison, decide, margin_for, margins_text
 
 # Which registered families stand for the paper's three model kinds. Flow matching and the
 # hybrids are left out: the paper makes no claim about them.
@@ -64,6 +64,17 @@ PAPER_CLAIMS: tuple[PaperClaim, ...] = (
     _order("speed", "VAE", "GAN", "diffusion"),
 )
 CLAIM_AXES = tuple(c.axis for c in PAPER_CLAIMS)
+
+#: What the claims' words mean, for the UI and the exports.
+CLAIMS_NOTE = (
+    "Diffusion > GAN > VAE on fidelity and utility, diffusion highest on diversity, GAN > diffusion > VAE on privacy, "
+    "VAE > GAN > diffusion on speed (arXiv 2504.10555; the paper ranks no family on robustness, so it is shown, not checked). "
+    "The pairs of each claim are corrected together (Holm). \"No meaningful difference\" means a difference shown to lie within "
+    f"the equivalence margin ({margins_text(CLAIM_AXES)} in radar-score units; on speed 0.05 is a factor 1.8 in images per second); "
+    "\"cannot tell\" means neither. "
+    f"A claim about families needs at least {MIN_RUNS} training runs per family (evaluate --train-seeds); with one trained model per "
+    "family the pairs compare these checkpoints, and the family claim cannot be told."
+)
 
 
 def representatives(families: dict[str, str]) -> dict[str, str]:

@@ -14,7 +14,8 @@ Each comparison then gets one of four verdicts:
 - "cannot tell": neither; more seeds or training runs are needed.
 
 The p-values use Student's t with the Estimate's degrees of freedom where it has them (replicates)
-and the normal distribution where it has none (bootstraps: df = inf).
+and the normal distribution where it has none (bootstraps: df = inf), through scipy's t and normal
+distribution functions (scipy.special, what scipy.stats.t calls).
 """
 
 from __future__ import annotations
@@ -110,25 +111,32 @@ class Verdict:
         return d
 
 
-def _dist(df: float):
-    from scipy.stats import norm, t
+def _sf(x: float, df: float) -> float:
+    """Upper tail of Student's t (normal for df = inf); unfrozen calls: a frozen scipy distribution
+    costs more to build than to evaluate."""
+    from scipy.special import ndtr, stdtr
 
-    return norm if not math.isfinite(df) else t(df)
+    return float(ndtr(-x)) if not math.isfinite(df) else float(stdtr(df, -x))
+
+
+def _ppf(q: float, df: float) -> float:
+    from scipy.special import ndtri, stdtrit
+
+    return float(ndtri(q)) if not math.isfinite(df) else float(stdtrit(df, q))
 
 
 def p_two_sided(delta: float, se: float, df: float) -> float:
     """p-value of "the true difference is 0" (1 where there is no spread to judge by)."""
     if not (se > 0 and math.isfinite(se) and math.isfinite(delta)):
         return 1.0
-    return float(min(1.0, 2 * _dist(df).sf(abs(delta) / se)))
+    return float(min(1.0, 2 * _sf(abs(delta) / se, df)))
 
 
 def p_tost(delta: float, se: float, df: float, margin: float) -> float:
     """TOST p-value of "|true difference| >= margin": the larger of the two one-sided p-values."""
     if not (se > 0 and math.isfinite(se) and math.isfinite(delta)) or margin <= 0:
         return 1.0
-    d = _dist(df)
-    return float(max(d.sf((delta + margin) / se), d.cdf((delta - margin) / se)))
+    return float(max(_sf((delta + margin) / se, df), _sf((margin - delta) / se, df)))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -170,7 +178,7 @@ def decide(comparisons: Sequence[Comparison], *, alpha: float = ALPHA) -> list[V
     ph, peh, levels = holm(ps), holm(pe), _levels(ps, alpha)
     out = []
     for c, p, p_h, e, e_h, level in zip(comps, ps, ph, pe, peh, levels, strict=True):
-        half = _dist(c.df).ppf(0.5 + level / 2) * c.se if c.se > 0 and math.isfinite(c.se) else math.inf
+        half = _ppf(0.5 + level / 2, c.df) * c.se if c.se > 0 and math.isfinite(c.se) else math.inf
         if p_h <= alpha:
             v = A_BETTER if c.delta > 0 else B_BETTER
         elif e_h <= alpha:
