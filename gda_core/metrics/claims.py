@@ -165,7 +165,7 @@ def check_claims(estimates: dict[str, dict[str, Estimate | None]], families: dic
 
 
 def _reason(rec: dict, verdicts: list[Verdict], why: str | None) -> str:
-    shown = "; ".join(v.text for v in verdicts)
+    shown = "; ".join(v.short for v in verdicts) + f" (intervals at Holm's level over {len(verdicts)} pairs, margin ±{rec['margin']:g})"
     v = rec["checkpoint_verdict"]
     if v == NOT_CLAIMED:
         head = "measured, not checked"

@@ -102,6 +102,13 @@ class Verdict:
     text: str
 
     @property
+    def short(self) -> str:
+        """'a - b = +0.012 [+0.004, +0.020]: a better', for lists whose correction is said once."""
+        iv = f" [{self.lo:+.3f}, {self.hi:+.3f}]" if math.isfinite(self.lo) else " (no spread)"
+        word = f"{self.winner} better" if self.winner else self.verdict
+        return f"{self.a} - {self.b} = {self.delta:+.3f}{iv}: {word}"
+
+    @property
     def winner(self) -> str | None:
         return self.a if self.verdict == A_BETTER else self.b if self.verdict == B_BETTER else None
 
