@@ -377,7 +377,7 @@ def _gain_words(s: dict, v: Verdict | None = None) -> str:
         return "no baseline"
     if ci is None:
         return f"{g:+.3f}, one seed: no interval"
-    word = GAIN_WORDS[v.verdict] if v is not None else s["verdict"]
+    word = GAIN_WORDS[v.verdict] if v is not None else s.get("verdict", "")
     return f"{g:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}], {word}"
 
 
