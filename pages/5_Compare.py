@@ -16,6 +16,7 @@ from gda_core.metrics import (
     AXES,
     AXIS_HELP,
     BPD_HELP,
+    CLAIMS_NOTE,
     claim_sentence,
     claims_from_reports,
     comparability,
@@ -155,10 +156,9 @@ for line in reading(reps, names):
     st.markdown(f"- {common.plain(line)}")
 
 st.subheader("The paper's claims on these models")
-st.caption("Diffusion > GAN > VAE on fidelity and utility, GAN > diffusion > VAE on privacy, VAE > GAN > diffusion on speed "
-           "(arXiv 2504.10555), checked here from the intervals: supported, contradicted, or cannot tell at this budget.")  # fmt: skip
+st.caption(CLAIMS_NOTE)
 for c in claims_from_reports(reps, names):
-    icon = {"supported": "✅", "contradicted": "❌", "inconclusive": "➖"}[c["verdict"]]
+    icon = {"supported": "✅", "contradicted": "❌", "no meaningful difference": "🟰"}.get(c["verdict"], "➖")
     st.markdown(f"{icon} {common.plain(claim_sentence(c))}")
 
 st.subheader("Figures")

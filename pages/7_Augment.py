@@ -12,6 +12,7 @@ import streamlit as st
 
 from gda_core.augment import FILTER_HELP, MODES, plan_study, quick_budget
 from gda_core.augment.export import npz_bytes, provenance, zip_bytes
+from gda_core.augment.study_report import VERDICT_NOTE
 from gda_core.errors import GDAError
 from gda_core.metrics import DEFAULT_BUDGET
 from gda_core.sampling import image_grid
@@ -240,6 +241,7 @@ study = ss.get("study_result")
 if study is not None:
     st.plotly_chart(study.figure(), key="study_chart")
     st.subheader("Reading")
+    st.caption(VERDICT_NOTE)
     for line in study.reading():
         st.markdown(f"- {common.plain(line)}")
     st.subheader("Table")

@@ -129,6 +129,7 @@ def cmd_study(args) -> int:
     from ..metrics import DEFAULT_BUDGET
     from .select import parse_filters
     from .study import quick_budget, run_study
+    from .study_report import VERDICT_NOTE
 
     out = Path(args.out)
     if out.suffix.lower() not in STUDY_SUFFIXES:
@@ -151,6 +152,7 @@ def cmd_study(args) -> int:
     written = _write_study(res, out)
     print(res.markdown())
     print()
+    print(VERDICT_NOTE)
     for line in res.reading():
         print(f"- {line}")
     print("wrote " + " and ".join(str(p) for p in written))

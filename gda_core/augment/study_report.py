@@ -12,7 +12,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..metrics.claims import PAPER_GROUPS, check_claims, claim_sentence
-from ..metrics.intervals import INCONCLUSIVE, SUPPORTED, Estimate, difference, over_replicates
+from ..metrics.intervals import INCONCLUSIVE, SUPPORTED, Estimate, difference, over_replicates, t_quantile
+from ..metrics.verdicts import A_BETTER, B_BETTER, CANNOT_TELL, EQUIVALENT, MARGINS, Verdict, decide, of_difference
 
 FORMAT = "gda-study/2"
 METRIC_LABEL = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
@@ -90,7 +91,7 @@ def _gain(cells: list[dict], base: list[dict]) -> dict:
 # Claims
 # ---------------------------------------------------------------------------------------------
 
-CLAIM_AXES = {"fidelity": "precision", "privacy": "privacy", "utility": "utility"}
+CLAIM_AXES = {"fidelity": "precision", "diversity": "recall", "privacy": "privacy", "utility": "utility"}
 
 
 def _axis_estimates(gens: list[dict], axis: str) -> Estimate | None:
@@ -109,10 +110,22 @@ def study_claims(generators: list[dict], models: dict[str, str], levels: list) -
         if not at:
             continue
         est = {m: {a: _axis_estimates(gs, a) for a in CLAIM_AXES} | {"speed": speed.get(m)} for m, gs in at.items()}
-        claims = check_claims(est, {m: models[m] for m in at}, paired=True, where=f"at {level_label(level)}")
-        out += [c for c in claims if c["axis"] != "speed"]
+        # One generator per seed at this level: each seed is a training run of the family.
+        runs = {m: len({g["seed"] for g in gs}) for m, gs in at.items()}
+        claims = check_claims(est, {m: models[m] for m in at}, paired=True, where=f"at {level_label(level)}", runs=runs, steps=_steps(at))
+        out += [c for c in claims if c["axis"] in CLAIM_AXES]
     est = {m: {"speed": s} for m, s in speed.items()}
-    out += [c for c in check_claims(est, {m: models[m] for m in speed}) if c["axis"] == "speed"]
+    steps = _steps(_group(generators, lambda g: g["model"]))
+    out += [c for c in check_claims(est, {m: models[m] for m in speed}, steps=steps) if c["axis"] == "speed"]
+    return out
+
+
+def _steps(by_model: dict[str, list[dict]]) -> dict[str, int | None]:
+    """Training steps per model where its generators agree on one figure (None otherwise)."""
+    out = {}
+    for m, gs in by_model.items():
+        got = {g.get("steps") for g in gs}
+        out[m] = got.pop() if len(got) == 1 and None not in got else None
     return out
 
 
@@ -165,29 +178,35 @@ class StudyResult:
 
     # -- reading ---------------------------------------------------------------------------------
     def reading(self) -> list[str]:
-        """Plain findings: where synthetic data helped, where it did not, where the budget cannot tell."""
+        """Plain findings, one line per model, level and augmentation over its ratios: where
+        synthetic data helped, hurt, made no meaningful difference, or the budget cannot tell,
+        Holm-corrected over the ratios a line summarises; then the study-wide count."""
         lines = list(self.notes)
+        verdicts = reading_verdicts(self.summary)
         rows = _group([s for s in self.summary if not s["selected"]], lambda s: (s["model_label"], s["per_class"], s["geometric_aug"]))
         for (label, level, aug), ss in rows.items():
             base = next((s for s in ss if s["ratio"] == 0), None)
             pos = sorted((s for s in ss if s["ratio"] > 0), key=lambda s: s["ratio"])
             if base is None or not pos:
                 continue
-            parts = [f"+{fmt_ratio(s['ratio'])} {s['mean']:.3f} ({_gain_words(s)})" for s in pos]
+            found = [(s, verdicts.get(_vkey(s))) for s in pos]
+            parts = [f"+{fmt_ratio(s['ratio'])} {s['mean']:.3f} ({_gain_words(s, v)})" for s, v in found]
             aug_txt = ", geometric aug on" if aug else ""
-            lines.append(f"{label} at {level_label(level)}{aug_txt}: real only {_mean_ci(base)}; " + "; ".join(parts) + ". " + _conclusion(pos))
+            lines.append(f"{label} at {level_label(level)}{aug_txt}: real only {_mean_ci(base)}; " + "; ".join(parts) + ". " + _conclusion(found))
+        lines += _study_wide(self.summary)
         lines += [claim_sentence(c) for c in self.claims]
         return lines
 
     def table(self) -> list[dict]:
-        """Display rows (numbers as text with their intervals)."""
+        """Display rows (numbers as text with their intervals; gains with their corrected verdicts)."""
+        verdicts = reading_verdicts(self.summary)
         rows = []
         for s in self.summary:
             rows.append({
                 "model": s["model_label"], "real / class": level_label(s["per_class"]), "synthetic": fmt_ratio(s["ratio"]),
                 "geometric aug": "on" if s["geometric_aug"] else "off", "selection": (self.config.get("select") or "") if s["selected"] else "none",
                 "real images": s["n_real"], "synthetic images": s["n_synthetic"], "accuracy [95% CI]": _mean_ci(s),
-                "gain over real only": _gain_words(s) if s["ratio"] > 0 else "", "seeds": s["seeds"],
+                "gain over real only": _gain_words(s, verdicts.get(_vkey(s))) if s["ratio"] > 0 else "", "seeds": s["seeds"],
             })  # fmt: skip
         return rows
 
@@ -290,7 +309,7 @@ class StudyResult:
 td,th{{border:1px solid #ccc;padding:3px 6px}}</style></head><body>
 <h1>Utility study: {e(str(c.get("dataset")))}</h1><p>{what}</p>
 {self.figure().to_html(full_html=False, include_plotlyjs=True)}
-<h2>Reading</h2><ul>{read}</ul>
+<h2>Reading</h2><p>{e(VERDICT_NOTE)}</p><ul>{read}</ul>
 <h2>Table</h2><table><tr>{head}</tr>{body}</table>
 <h2>Generators</h2><ul>{gens}</ul>
 </body></html>
@@ -302,29 +321,105 @@ def _mean_ci(s: dict) -> str:
     return f"{s['mean']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
-def _gain_words(s: dict) -> str:
+# ---------------------------------------------------------------------------------------------
+# Corrected verdicts of the reading (metrics/verdicts.py)
+# ---------------------------------------------------------------------------------------------
+
+#: What the reading's words mean, for the UI and the exports.
+VERDICT_NOTE = (
+    "Each reading line's gains (one per ratio) are corrected together (Holm), so a null line reads \"helps\" at most 5% of the time; "
+    f"\"no meaningful difference\" means the gain is shown to lie within ±{MARGINS['accuracy']:g} accuracy (equivalence test, TOST); "
+    "\"cannot tell at this budget\" means neither: more seeds would tell."
+)
+
+#: What a gain's verdict reads as in the study.
+GAIN_WORDS = {A_BETTER: "helps", B_BETTER: "hurts", EQUIVALENT: "no meaningful difference", CANNOT_TELL: "cannot tell at this budget"}
+
+
+def _vkey(s: dict) -> tuple:
+    return (s["model_label"], s["per_class"], s["geometric_aug"], s["selected"], s["ratio"])
+
+
+def gain_estimate(s: dict) -> Estimate | None:
+    """A summary row's gain as an Estimate: its own record where the row carries one (``gain_estimate``,
+    or ``gain_se`` / ``gain_df``), else recovered from its 95 % interval (t over seeds - 1)."""
+    if isinstance(s.get("gain_estimate"), dict):
+        return Estimate.from_dict(s["gain_estimate"])
+    g, ci = s.get("gain"), s.get("gain_ci95")
+    if g is None or ci is None:
+        return None
+    if s.get("gain_se") is not None:
+        df = math.inf if s.get("gain_df") is None else float(s["gain_df"])
+        return Estimate(float(g), float(ci[0]), float(ci[1]), float(s["gain_se"]), df, int(s.get("seeds", 0)), "gain")
+    df = float(s["seeds"] - 1) if s.get("seeds", 0) >= 2 else math.inf
+    se = (float(ci[1]) - float(ci[0])) / (2 * t_quantile(df))
+    return Estimate(float(g), float(ci[0]), float(ci[1]), se, df, int(s.get("seeds", 0)), "gain")
+
+
+def _decide_gains(rows: list[dict]) -> dict[tuple, Verdict]:
+    rows = [(r, e) for r in rows if r["ratio"] > 0 and (e := gain_estimate(r)) is not None]
+    comps = [of_difference(f"+{fmt_ratio(r['ratio'])}", "real only", "accuracy", e) for r, e in rows]
+    return {_vkey(r): v for (r, _), v in zip(rows, decide(comps), strict=True)}
+
+
+def reading_verdicts(summary: list[dict]) -> dict[tuple, Verdict]:
+    """Each gain's verdict, Holm-corrected over the ratios of its reading line (one model, level,
+    augmentation and selection); key: (model_label, per_class, geometric_aug, selected, ratio)."""
+    out: dict[tuple, Verdict] = {}
+    for rows in _group(summary, lambda s: (s["model_label"], s["per_class"], s["geometric_aug"], s["selected"])).values():
+        out.update(_decide_gains(rows))
+    return out
+
+
+def _gain_words(s: dict, v: Verdict | None = None) -> str:
     g, ci = s.get("gain"), s.get("gain_ci95")
     if g is None:
         return "no baseline"
     if ci is None:
         return f"{g:+.3f}, one seed: no interval"
-    return f"{g:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}], {s['verdict']}"
+    word = GAIN_WORDS[v.verdict] if v is not None else s.get("verdict", "")
+    return f"{g:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}], {word}"
 
 
-def _conclusion(pos: list[dict]) -> str:
-    helps = [s for s in pos if s.get("verdict") == "helps"]
-    hurts = [s for s in pos if s.get("verdict") == "hurts"]
-    if helps:
-        best = max(helps, key=lambda s: s["gain"])
-        out = f"Synthetic data helped: +{fmt_ratio(best['ratio'])} raised accuracy by {best['gain']:+.3f}."
-        return out + (f" But +{fmt_ratio(hurts[0]['ratio'])} lowered it." if hurts else "")
-    if hurts:
-        worst = min(hurts, key=lambda s: s["gain"])
-        return f"Synthetic data did not help: +{fmt_ratio(worst['ratio'])} lowered accuracy by {worst['gain']:+.3f}."
-    if all(s.get("gain_ci95") is None for s in pos):
+def _best(v: Verdict, s: dict) -> str:
+    return f"+{fmt_ratio(s['ratio'])}, {v.delta:+.3f} accuracy [{v.lo:+.3f}, {v.hi:+.3f}] ({v.level:.1%} interval, Holm over {v.m} ratios)"
+
+
+def _conclusion(found: list[tuple[dict, Verdict | None]]) -> str:
+    told = [(s, v) for s, v in found if v is not None]
+    if not told:
         return "One seed: run more seeds to tell a gain from noise."
-    return "No clear difference: every change is within noise at this budget."
+    helps = [(s, v) for s, v in told if v.verdict == A_BETTER]
+    hurts = [(s, v) for s, v in told if v.verdict == B_BETTER]
+    if helps:
+        s, v = max(helps, key=lambda t: t[1].delta)
+        out = f"Synthetic data helped: best gain at {_best(v, s)}."
+        return out + (f" But +{fmt_ratio(hurts[0][0]['ratio'])} lowered it." if hurts else "")
+    if hurts:
+        s, v = min(hurts, key=lambda t: t[1].delta)
+        return f"Synthetic data did not help: largest loss at {_best(v, s)}."
+    margin = told[0][1].margin
+    if all(v.verdict == EQUIVALENT for _, v in told):
+        return f"No meaningful difference: every change is within ±{margin:g} accuracy."
+    return f"Cannot tell at this budget: no change is clearly a gain or a loss, nor shown within ±{margin:g} accuracy; run more seeds."
 
 
-__all__ = ["FORMAT", "PAPER_GROUPS", "SCOPE_NOTE", "SUPPORTED", "StudyResult", "fmt_ratio", "level_label", "summarise", "INCONCLUSIVE",
-           "difference"]  # fmt: skip
+def _study_wide(summary: list[dict]) -> list[str]:
+    """One line corrected over every gain of the study at once (the question "does it help anywhere?")."""
+    rows = [s for s in summary if s["ratio"] > 0]
+    verdicts = _decide_gains(rows)
+    if len({(s["model_label"], s["per_class"], s["geometric_aug"], s["selected"]) for s in rows if _vkey(s) in verdicts}) < 2:
+        return []
+    helps = [k for k, v in verdicts.items() if v.verdict == A_BETTER]
+    hurts = [k for k, v in verdicts.items() if v.verdict == B_BETTER]
+
+    def name(k):
+        return f"{k[0]} {level_label(k[1])} +{fmt_ratio(k[4])}" + (" aug" if k[2] else "") + (" selected" if k[3] else "")
+
+    told = f"helped in {len(helps)}" + (f" ({', '.join(map(name, helps))})" if helps else "")
+    told += f", hurt in {len(hurts)}" + (f" ({', '.join(map(name, hurts))})" if hurts else "")
+    return [f"Corrected over all {len(verdicts)} gains of this study at once (Holm), synthetic data {told}."]
+
+
+__all__ = ["FORMAT", "GAIN_WORDS", "VERDICT_NOTE", "PAPER_GROUPS", "SCOPE_NOTE", "SUPPORTED", "StudyResult", "fmt_ratio", "gain_estimate", "level_label",
+           "reading_verdicts", "summarise", "INCONCLUSIVE", "difference"]  # fmt: skip

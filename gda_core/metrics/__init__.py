@@ -6,7 +6,7 @@ all on a model and returns a ``Report`` whose ``scores`` are the six radar axes 
 
 from __future__ import annotations
 
-from .claims import PAPER_CLAIMS, check_claims, claim_sentence, claims_from_reports
+from .claims import CLAIMS_NOTE, PAPER_CLAIMS, check_claims, claim_sentence, claims_from_reports
 from .classifier import (
     DEFAULT_BUDGET,
     ClassifierBudget,
@@ -47,6 +47,7 @@ from .utility import utility
 
 __all__ = [
     "AXES",
+    "CLAIMS_NOTE",
     "PAPER_CLAIMS",
     "Estimate",
     "bootstrap_mean",

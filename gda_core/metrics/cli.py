@@ -103,6 +103,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    from .claims import CLAIMS_NOTE, claim_sentence, claims_from_reports
     from .comparison import comparability, write_comparison
 
     out = Path(args.out)
@@ -121,6 +122,9 @@ def cmd_compare(args) -> int:
     for w in comparability(reports, names):
         print(f"warning: {w}", file=sys.stderr)
     write_comparison(reports, names, out)
+    print(CLAIMS_NOTE)
+    for c in claims_from_reports(reports, names):
+        print(f"- {claim_sentence(c)}")
     print(f"wrote {out}")
     return 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..runtime import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .claims import claim_sentence, claims_from_reports
+from .claims import CLAIMS_NOTE, claim_sentence, claims_from_reports
 from .intervals import INCONCLUSIVE, SUPPORTED, difference
 from .report import AXES, AXIS_HELP, HEADLINE_RAW, RAW_META, SCHEMA_VERSION, Report
 
@@ -331,7 +331,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{t
 {fig.to_html(full_html=False, include_plotlyjs=True)}
 {f"<h2>Before you compare</h2><ul>{li(f'<li>{e(w)}</li>' for w in cmp['comparability'])}</ul>" if cmp["comparability"] else ""}
 <h2>Reading</h2><ul>{li(f"<li>{e(s)}</li>" for s in cmp["reading"])}</ul>
-<h2>The paper's claims on these models</h2><ul>{li(f"<li>{e(claim_sentence(c))}</li>" for c in cmp["claims"])}</ul>
+<h2>The paper's claims on these models</h2><p>{e(CLAIMS_NOTE)}</p><ul>{li(f"<li>{e(claim_sentence(c))}</li>" for c in cmp["claims"])}</ul>
 <h2>Figures</h2><p>Mean [95% interval]. Hover a metric name for its meaning. Best value per row highlighted.</p>
 <table><tr><th>metric</th><th>unit</th><th>better</th>{li(f"<th>{e(n)}</th>" for n in names)}</tr>{li(rows)}</table>
 {f"<h2>Warnings</h2><ul>{warn}</ul>" if warn else ""}
