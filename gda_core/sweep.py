@@ -107,6 +107,8 @@ class SweepResult:
         """The clearly best setting on ``axis`` (index, sentence) or (None, why none is named)."""
         from scipy import stats
 
+        from .metrics.verdicts import ALPHA, holm
+
         ests = self.estimates(axis)
         if len(self.grid) < 2 or any(e is None for e in ests):
             return None, f"{axis}: needs two or more finished seeds of every setting to name a best one"
@@ -117,10 +119,9 @@ class SweepResult:
                 a, b = ests[top].values, e.values
                 res = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
                 pvals.append(1.0 if not math.isfinite(res.pvalue) else float(res.pvalue))
-        # Holm: the top setting must beat every other; the largest p-value is compared at alpha (the
-        # step-down's last, least strict threshold) only if every smaller one passed its stricter one.
+        # The top setting must beat every other, Holm-corrected over those comparisons.
         m = len(pvals)
-        clear = all(p <= 0.05 / (m - k) for k, p in enumerate(sorted(pvals)))
+        clear = max(holm(pvals)) <= ALPHA
         label = setting_label(self.grid[top])
         if clear:
             return top, f"{axis}: {label} is clearly best ({ests[top].mean:.3f} [{ests[top].lo:.3f}, {ests[top].hi:.3f}], Holm-corrected over {m} comparisons)"
