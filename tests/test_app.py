@@ -487,8 +487,24 @@ def _fake_report_run(runs_dir: Path, info, name: str, scale: float) -> Path:
     raw = {"precision": 0.8 * scale, "recall": 0.6 * scale, "images_per_s": 5000.0 * scale, "nfe_per_image": 1.0, "tstr_acc": 0.85 * scale,
            "trtr_acc": 0.95, "deepfool_rho_tstr": 0.1 * scale, "deepfool_rho_trtr": 0.12, "nearest_ssim_mean": 0.4,
            "memorization_rate": 0.01, "memorization_threshold": 0.93}  # fmt: skip
-    Report.from_raw(raw, provenance={"seed": 0, "n_samples": 100, "device": "CPU", "created": name}).save(dst / "eval" / "fake.json")
+    from gda_core.metrics.evaluation import METRICS_VERSION
+
+    prov = {"seed": 0, "n_samples": 100, "device": "CPU", "created": name, "metrics_version": METRICS_VERSION}
+    Report.from_raw(raw, provenance=prov).save(dst / "eval" / "fake.json")
     return dst
+
+
+def test_reports_of_an_older_metrics_version_are_not_drawn(runs_dir):
+    """A cached report made under other metric definitions is never mixed with current ones."""
+    from gda_core.jobs import cached_reports
+    from gda_core.metrics import Report
+
+    run = _fake_report_run(runs_dir, _any_run(runs_dir), "model-old", 1.0)
+    rep = Report.from_dict(json.loads((run / "eval" / "fake.json").read_text()))
+    assert [p.name for p, _ in cached_reports(run)] == ["fake.json"]
+    rep.provenance["metrics_version"] = rep.provenance["metrics_version"] - 1
+    rep.save(run / "eval" / "fake.json")
+    assert cached_reports(run) == []
 
 
 def test_compare_page_draws_saved_evaluations_at_once_and_exports(runs_dir):
