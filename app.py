@@ -67,10 +67,10 @@ def home() -> None:
         help="Images in the training split after the per-class limit.",
     )
     c3.metric("Device", common.device_label(), help="Where models train and sample: the GPU when one is available, else the CPU.")
+    shipped_models()
     st.subheader("A path through the app")
     for i, name in enumerate((_title(p) for p in page_files()), 1):
         st.markdown(f"{i}. **{name}**: {STEPS.get(name, '')}")
-    shipped_models()
 
 
 def shipped_models() -> None:
