@@ -154,7 +154,9 @@ def find_duplicates(a_images: np.ndarray, b_images: np.ndarray, *, a: str = "tra
         if jj not in best or s > best[jj][1]:
             best[jj] = (ii, s)
     near = sorted(((ii, jj, s) for jj, (ii, s) in best.items()), key=lambda t: -t[2])
-    return Duplicates(a, b, len(xa), len(xb), len(exact_b), len(best), sorted(exact, key=lambda p: p[1])[:max_examples], near[:max_examples])
+    return Duplicates(
+        a, b, len(xa), len(xb), len(exact_b), len(best), sorted(exact, key=lambda p: p[1])[:max_examples], near[:max_examples]
+    )
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,9 @@ class SplitDuplicates:
                 "pairs": [p.to_dict() for p in self.pairs], "warnings": self.warnings()}  # fmt: skip
 
 
-def split_duplicates(ds, *, max_hamming: int = MAX_HAMMING, min_corr: float = MIN_CORR, max_examples: int = MAX_EXAMPLES) -> SplitDuplicates:
+def split_duplicates(
+    ds, *, max_hamming: int = MAX_HAMMING, min_corr: float = MIN_CORR, max_examples: int = MAX_EXAMPLES
+) -> SplitDuplicates:
     """Duplicates between the splits of a ``Dataset`` (pairs with an empty split are left out)."""
     out = []
     for a, b in SPLIT_PAIRS:

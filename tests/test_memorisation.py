@@ -1,0 +1,81 @@
+"""The memorisation audit tells a copy from a blur, on real digits (no model training needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from gda_core.errors import ConfigError
+from gda_core.metrics.memorisation import audit_memorisation, class_nearest_ssim, combine, read_block, reading, thresholds
+from gda_core.metrics.privacy import nearest_ssim
+
+
+@pytest.fixture(scope="module")
+def parts(digits):
+    rng = np.random.default_rng(0)
+    tr, ty = digits.train_images, digits.train_labels
+    idx = rng.choice(len(tr), 400, replace=False)
+    # A copier: training images with noise of sd 2 grey levels.
+    copier = np.clip(tr[idx].astype(np.float64) + rng.normal(0, 2, tr[idx].shape), 0, 255).round().astype(np.uint8)
+    # A blurry model: each class's mean image, heavily blurred.
+    means = np.stack([gaussian_filter(tr[ty == c].astype(np.float64).mean(0), sigma=(2, 2, 0)) for c in range(10)])
+    by = rng.integers(0, 10, 400)
+    return {"copier": (copier, ty[idx]), "blur": (means[by].round().astype(np.uint8), by), "new": (digits.val_images, digits.val_labels)}
+
+
+def _audit(digits, x, y, **kw):
+    return audit_memorisation(x, y, digits.train_images, digits.train_labels, digits.test_images, digits.test_labels, **kw)
+
+
+def test_copier_is_flagged_and_blur_is_not(digits, parts):
+    copier, blur, new = (_audit(digits, *parts[k]) for k in ("copier", "blur", "new"))
+    # The copier: nearly every image beyond what 95 % of new real images reach, a wide copy gap.
+    assert copier.rate.mean > 0.95 and copier.rate.lo > 0.9
+    assert copier.copy_gap.mean > 0.08 and copier.copy_gap.lo > 0.05
+    # The blur looks "private" on nearest-SSIM (far below how close real images come) ...
+    to = lambda a: a.transpose(0, 3, 1, 2)  # noqa: E731
+    blur_ssim = float(nearest_ssim(to(parts["blur"][0]), to(digits.train_images)).mean())
+    assert blur_ssim < 0.7 < blur.reference_mean
+    # ... but it copies nothing: rate near 0, no gap between training and held-out neighbours.
+    assert blur.rate.mean <= 0.01 and blur.rate.hi <= 0.02
+    assert abs(blur.copy_gap.mean) < 0.03
+    # Genuinely new real images score about the 5 % the threshold lets through, the interval holds it.
+    assert 0.0 < new.rate.mean < 0.12 and new.rate.lo <= 0.05 <= new.rate.hi
+    assert new.copy_gap.mean < copier.copy_gap.mean / 2
+
+
+def test_nearest_is_within_class_and_matches_the_exact_search(digits):
+    x, y = digits.val_images[:30], digits.val_labels[:30]
+    got = class_nearest_ssim(x, y, digits.train_images, digits.train_labels)
+    for i in (0, 7, 19):
+        ref = digits.train_images[digits.train_labels == y[i]].transpose(0, 3, 1, 2)
+        assert got[i] == pytest.approx(float(nearest_ssim(x[i : i + 1].transpose(0, 3, 1, 2), ref)[0]), abs=1e-9)
+
+
+def test_thresholds_pool_small_classes():
+    ref = np.r_[np.linspace(0, 1, 101), [0.2, 0.3]]
+    lab = np.r_[np.zeros(101, int), [1, 1]]
+    thr = thresholds(ref, lab)
+    assert thr[0] == pytest.approx(0.95) and thr[1] == thr[-1] == pytest.approx(np.percentile(ref, 95))
+
+
+def test_block_round_trip_seeds_and_reading(digits, parts):
+    a = _audit(digits, *parts["copier"], seed=0)
+    b = _audit(digits, *parts["new"], seed=1)
+    block = a.to_dict()
+    rate, gap = read_block(block)
+    assert rate.mean == a.rate.mean and gap.interval == a.copy_gap.interval
+    both = combine([a.to_dict(), b.to_dict()])
+    assert both["replicates"] == 2 and "t-interval over 2 sampling seeds" in both["rate"]["method"]
+    assert "reproduces training images" in reading(block, "copier")
+    assert "no sign" in reading(b.to_dict(), "real")
+    assert read_block({"rate": {"mean": "x"}}) is None and reading(None) is None
+
+
+def test_bad_input(digits):
+    with pytest.raises(ConfigError, match="needs synthetic, training and held-out"):
+        audit_memorisation(digits.val_images[:0], digits.val_labels[:0], digits.train_images, digits.train_labels,
+                           digits.test_images, digits.test_labels)  # fmt: skip
+    with pytest.raises(ConfigError, match="percentile"):
+        _audit(digits, digits.val_images, digits.val_labels, percentile=100)
