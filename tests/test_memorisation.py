@@ -79,3 +79,32 @@ def test_bad_input(digits):
                            digits.test_images, digits.test_labels)  # fmt: skip
     with pytest.raises(ConfigError, match="percentile"):
         _audit(digits, digits.val_images, digits.val_labels, percentile=100)
+
+
+def test_evaluate_reports_the_audit_and_planted_duplicates(small_digits, tmp_path):
+    """evaluate's report carries ``memorisation`` and ``duplicates``: a memorising model is flagged,
+    and test images planted as copies of training images are counted and warned about."""
+    import dataclasses
+    import json
+
+    from gda_core.metrics import ClassifierBudget, Report, evaluate
+
+    from .test_duplicates import _planted
+    from .test_metrics_fakes import MemorisingModel, config_for
+
+    ds, _ = _planted(small_digits, n_exact=3, n_near=5)
+    ds = dataclasses.replace(ds, spec=dataclasses.replace(ds.spec, seed=99))  # its own cache key
+    model = MemorisingModel(config_for(ds), ds.train_images, ds.train_labels)
+    tiny = ClassifierBudget(epochs=2, min_steps=40, max_steps=40)
+    rep = evaluate(model, ds, n_samples=200, augment=(), budget=tiny, cache_dir=tmp_path, device="cpu", deepfool_steps=5, kid_subsets=3,
+                   extractor_options={"budget": ClassifierBudget(epochs=2, min_steps=60, max_steps=60)})  # fmt: skip
+    mem = rep.memorisation
+    assert mem["rate"]["mean"] > 0.95 and mem["copy_gap"]["mean"] > 0.05 and mem["n_synthetic"] == 200 and mem["n_train"] == 200
+    # The 8 planted copies are left out of the held-out reference (they would raise the threshold).
+    assert mem["n_held_out"] == len(ds.val_labels) + len(ds.test_labels) - 8 and "less 8" in mem["held_out"]
+    tt = next(p for p in rep.duplicates["pairs"] if (p["a"], p["b"]) == ("train", "test"))
+    assert (tt["exact"], tt["near"]) == (3, 5)
+    assert any(w.startswith("8 of 359 test images have a copy in train (3 exact and 5 near") for w in rep.warnings)
+    assert any("reproduces training images" in w for w in rep.warnings)
+    again = Report.from_dict(json.loads(json.dumps(rep.to_dict())))
+    assert again.memorisation == mem and again.duplicates == rep.duplicates

@@ -109,7 +109,8 @@ class Duplicates:
     """Duplicates of images of split ``b`` in split ``a``.
 
     ``exact`` / ``near``: how many images of ``b`` have a pixel-identical / a near copy (and no
-    exact one) in ``a``; ``*_pairs``: up to ``MAX_EXAMPLES`` example (index in a, index in b[, correlation]).
+    exact one) in ``a``; ``*_pairs``: up to ``MAX_EXAMPLES`` example (index in a, index in b[, correlation]);
+    ``copied``: every index of ``b`` with a copy in ``a`` (e.g. to leave them out of a held-out reference).
     """
 
     a: str
@@ -120,6 +121,7 @@ class Duplicates:
     near: int
     exact_pairs: list[tuple[int, int]] = field(default_factory=list)
     near_pairs: list[tuple[int, int, float]] = field(default_factory=list)
+    copied: tuple[int, ...] = ()
 
     @property
     def total(self) -> int:
@@ -127,7 +129,7 @@ class Duplicates:
 
     def to_dict(self) -> dict:
         return {"a": self.a, "b": self.b, "n_a": self.n_a, "n_b": self.n_b, "exact": self.exact, "near": self.near,
-                "exact_pairs": [list(p) for p in self.exact_pairs], "near_pairs": [[i, j, round(s, 4)] for i, j, s in self.near_pairs]}  # fmt: skip
+                "exact_pairs": [list(p) for p in self.exact_pairs], "near_pairs": [[i, j, round(s, 4)] for i, j, s in self.near_pairs], "copied": list(self.copied)}  # fmt: skip
 
 
 def find_duplicates(a_images: np.ndarray, b_images: np.ndarray, *, a: str = "train", b: str = "test", max_hamming: int = MAX_HAMMING,
@@ -154,9 +156,9 @@ def find_duplicates(a_images: np.ndarray, b_images: np.ndarray, *, a: str = "tra
         if jj not in best or s > best[jj][1]:
             best[jj] = (ii, s)
     near = sorted(((ii, jj, s) for jj, (ii, s) in best.items()), key=lambda t: -t[2])
-    return Duplicates(
-        a, b, len(xa), len(xb), len(exact_b), len(best), sorted(exact, key=lambda p: p[1])[:max_examples], near[:max_examples]
-    )
+    exact_ex = sorted(exact, key=lambda p: p[1])[:max_examples]
+    copied = tuple(sorted(exact_b | set(best)))
+    return Duplicates(a, b, len(xa), len(xb), len(exact_b), len(best), exact_ex, near[:max_examples], copied)
 
 
 @dataclass(frozen=True)
@@ -206,4 +208,22 @@ def split_duplicates(
     return SplitDuplicates(out, max_hamming, min_corr)
 
 
-__all__ = ["Duplicates", "SplitDuplicates", "find_duplicates", "perceptual_hash", "split_duplicates"]
+def held_out_without_copies(ds, dups: SplitDuplicates | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """The validation and test images (uint8 NHWC) and labels less those with a copy in train, and
+    how many were left out: the held-out reference of the memorisation audit, where a copied
+    "held-out" image would raise the threshold and hide copying."""
+    dups = dups if dups is not None else split_duplicates(ds)
+    xs, ys, dropped = [], [], 0
+    for name in ("val", "test"):
+        x, y = ds.split(name)
+        p = dups.get("train", name)
+        keep = np.ones(len(y), bool)
+        if p is not None and p.copied:
+            keep[list(p.copied)] = False
+        xs.append(x[keep])
+        ys.append(y[keep])
+        dropped += int((~keep).sum())
+    return np.concatenate(xs), np.concatenate(ys), dropped
+
+
+__all__ = ["Duplicates", "SplitDuplicates", "find_duplicates", "held_out_without_copies", "perceptual_hash", "split_duplicates"]
