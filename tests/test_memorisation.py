@@ -108,3 +108,26 @@ def test_evaluate_reports_the_audit_and_planted_duplicates(small_digits, tmp_pat
     assert any("reproduces training images" in w for w in rep.warnings)
     again = Report.from_dict(json.loads(json.dumps(rep.to_dict())))
     assert again.memorisation == mem and again.duplicates == rep.duplicates
+
+
+@pytest.mark.slow
+def test_study_audits_each_generator_against_its_own_subset_and_warns_of_duplicates(digits, tmp_path):
+    """The study: every generator's audit is against the 10/class subset it was trained on, and the
+    planted train/test copies are counted in its config and its reading."""
+    from gda_core.augment import run_study
+    from gda_core.metrics import ClassifierBudget
+
+    from .test_duplicates import _planted
+
+    ds, _ = _planted(digits, n_exact=2, n_near=4, seed=3)
+    res = run_study(ds, models=["vae"], model_configs={"vae": {"latent_dim": 8, "base_channels": 8}}, per_class_levels=[10], ratios=[0, 1],
+                    seeds=1, budget_steps=10, budget=ClassifierBudget(epochs=1, min_steps=20, max_steps=20), device="cpu",
+                    cache_dir=tmp_path)  # fmt: skip
+    tt = next(p for p in res.config["duplicates"]["pairs"] if (p["a"], p["b"]) == ("train", "test"))
+    assert (tt["exact"], tt["near"]) == (2, 4)
+    assert any(n.startswith("6 of 359 test images have a copy in train (2 exact and 4 near") for n in res.notes)
+    (gen,) = res.generators
+    mem = gen["memorisation"]
+    assert mem["n_train"] == 100 and mem["against"] == "the generator's own 100 training images"
+    assert mem["n_held_out"] == len(ds.val_labels) + len(ds.test_labels) - 6 and 0 <= mem["rate"]["mean"] <= 1
+    assert any(line.startswith("Memorisation rate of vae") and "10/class" in line for line in res.reading())

@@ -325,7 +325,6 @@ def _cached_report(plan: EvalPlan) -> Report | None:
     except (ValueError, ConfigError, OSError):
         return None  # unreadable cache entry: recompute and overwrite
     stale = getattr(plan.model, "has_likelihood", False) and cached.bits_per_dim is None
-    stale = stale or cached.duplicates is None  # written before the memorisation audit and the duplicate check
     if cached.provenance.get("checkpoint_sha256") != plan.weights_sha or stale:
         return None
     return cached
