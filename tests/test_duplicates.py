@@ -10,6 +10,8 @@ import pytest
 from gda_core.data.duplicates import find_duplicates, perceptual_hash, split_duplicates
 from gda_core.errors import DataError
 
+from .test_app import runs_dir  # noqa: F401  (the fixture of the Data page test)
+
 
 def _planted(digits, n_exact: int, n_near: int, seed: int = 0):
     """digits with test images 0..n_exact-1 replaced by exact copies of training images and the next
@@ -63,3 +65,20 @@ def test_bad_input_is_a_data_error():
         find_duplicates(np.zeros((2, 8, 8)), np.zeros((2, 8, 8, 1), np.uint8))
     with pytest.raises(DataError, match="differ in shape"):
         find_duplicates(np.zeros((2, 8, 8, 1), np.uint8), np.zeros((2, 9, 9, 1), np.uint8))
+
+
+@pytest.mark.usefixtures("runs_dir")
+def test_data_page_warns_of_duplicates_with_the_count(shared_data, monkeypatch):
+    """Digits: no duplicates, said so. BreastMNIST (real data): the scans it has in two splits, counted."""
+    from .test_app import _ok, _open
+
+    at = _open("1_Data.py")
+    _ok(at)
+    assert any("No exact or near duplicates" in c.value for c in at.caption)
+    monkeypatch.setenv("GDA_DATA_DIR", str(shared_data / "breastmnist"))
+    at = _open("1_Data.py")
+    at.selectbox(key="data_name").set_value("breastmnist").run()
+    _ok(at)
+    warnings = [w.value for w in at.warning]
+    assert any(w.startswith("32 of 156 test images have a copy in train \\(1 exact and 31 near") for w in warnings), warnings
+    assert any(w.startswith("20 of 78 val images have a copy in train") for w in warnings), warnings

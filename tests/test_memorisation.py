@@ -10,6 +10,8 @@ from gda_core.errors import ConfigError
 from gda_core.metrics.memorisation import audit_memorisation, class_nearest_ssim, combine, read_block, reading, thresholds
 from gda_core.metrics.privacy import nearest_ssim
 
+from .test_app import runs_dir  # noqa: F401  (the fixture of the Compare page test)
+
 
 @pytest.fixture(scope="module")
 def parts(digits):
@@ -131,3 +133,34 @@ def test_study_audits_each_generator_against_its_own_subset_and_warns_of_duplica
     assert mem["n_train"] == 100 and mem["against"] == "the generator's own 100 training images"
     assert mem["n_held_out"] == len(ds.val_labels) + len(ds.test_labels) - 6 and 0 <= mem["rate"]["mean"] <= 1
     assert any(line.startswith("Memorisation rate of vae") and "10/class" in line for line in res.reading())
+
+
+def test_compare_page_shows_the_audit_beside_privacy(digits, parts, runs_dir):  # noqa: F811
+    """Compare: the memorisation table with its one-line explanation; a copier's verdict says it
+    copies, a report made before the audit says it was not audited."""
+    import shutil
+
+    from gda_core.metrics import Report
+    from gda_core.metrics.memorisation import AUDIT_HELP
+
+    from .test_app import _any_run, _ok, _open
+
+    info = _any_run(runs_dir)
+    paths = []
+    for name, block in (("copier", _audit(digits, *parts["copier"]).to_dict()), ("old", None)):
+        dst = runs_dir / name
+        shutil.copytree(info.path, dst, ignore=shutil.ignore_patterns("train_state.pt", ".lock", "eval"))
+        raw = {"precision": 0.9, "recall": 0.6, "images_per_s": 5000.0, "nfe_per_image": 1.0, "tstr_acc": 0.9, "trtr_acc": 0.95,
+               "deepfool_rho_tstr": 0.1, "deepfool_rho_trtr": 0.12, "nearest_ssim_mean": 0.99}  # fmt: skip
+        rep = Report.from_raw(raw, provenance={"seed": 0, "n_samples": 100, "device": "CPU", "created": name})
+        rep.memorisation = block
+        rep.save(dst / "eval" / "fake.json")
+        paths.append(str(dst))
+    at = _open("5_Compare.py")
+    at.multiselect(key="compare_sel").set_value(paths).run()
+    _ok(at)
+    assert any(c.value == AUDIT_HELP for c in at.caption)
+    table = next(d.value for d in at.dataframe if "memorisation rate" in d.value.columns)
+    rows = dict(zip(table["model"], table["verdict"], strict=True))
+    assert "reproduces training images" in rows["copier"] and rows["old"] == "not audited (re-evaluate)"
+    assert table["memorisation rate"].iloc[0].startswith("1.000 [")

@@ -228,5 +228,26 @@ def reading(block, name: str = "the model") -> str | None:
             f"copy gap {gap.mean:+.3f}: no sign that it copies its training images.")  # fmt: skip
 
 
-__all__ = ["MIN_REFERENCE", "PERCENTILE", "MemorisationAudit", "audit_memorisation", "class_nearest_ssim", "combine", "read_block",
+#: One line for a page beside privacy: why the audit is there.
+AUDIT_HELP = ("A low nearest-SSIM from a blurry model is not privacy: its images are far from every real image, not only from the "
+              "training ones. The memorisation rate tells a copy from a blur: the share of images closer to one of the model's training "
+              "images than 95% of new real images come (about 5% for a model that makes new images, near 100% for a copier, near 0% for "
+              "a blur).")  # fmt: skip
+
+
+def privacy_rows(reports: Sequence, names: Sequence[str]) -> list[dict]:
+    """One row per report for a page: privacy score, nearest-training SSIM, memorisation rate and
+    copy gap, each 'mean [lo, hi]' ('n/a' where the report has no audit: made before it existed)."""
+    from .intervals import fmt
+
+    rows = []
+    for name, rep in zip(names, reports, strict=True):
+        got = read_block(getattr(rep, "memorisation", None))
+        rows.append({"model": name, "privacy score": fmt(rep.estimate("privacy")), "nearest-training SSIM": fmt(rep.estimate("nearest_ssim_mean")),
+                     "memorisation rate": fmt(got[0]) if got else "n/a", "copy gap": fmt(got[1]) if got else "n/a",
+                     "verdict": (reading(rep.memorisation, name) or "").split(": ", 1)[-1] if got else "not audited (re-evaluate)"})  # fmt: skip
+    return rows
+
+
+__all__ = ["AUDIT_HELP", "privacy_rows", "MIN_REFERENCE", "PERCENTILE", "MemorisationAudit", "audit_memorisation", "class_nearest_ssim", "combine", "read_block",
            "reading", "thresholds"]  # fmt: skip
