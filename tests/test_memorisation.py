@@ -164,3 +164,27 @@ def test_compare_page_shows_the_audit_beside_privacy(digits, parts, runs_dir):  
     rows = dict(zip(table["model"], table["verdict"], strict=True))
     assert "reproduces training images" in rows["copier"] and rows["old"] == "not audited (re-evaluate)"
     assert table["memorisation rate"].iloc[0].startswith("1.000 [")
+
+
+def test_cli_evaluate_prints_the_audit_and_the_duplicate_warning(digits, parts, tmp_path, monkeypatch, capsys):
+    """The CLI line of a report's audit, and its duplicate warning on stderr (the report is made
+    from a real audit; evaluate itself is tested above)."""
+    import argparse
+
+    from gda_core.data.duplicates import split_duplicates
+    from gda_core.metrics import Report, cli
+
+    from .test_duplicates import _planted
+
+    rep = Report.from_raw({"nearest_ssim_mean": 0.99})
+    rep.memorisation = _audit(digits, *parts["copier"]).to_dict()
+    dups = split_duplicates(_planted(digits, n_exact=1, n_near=2)[0])
+    rep.duplicates, rep.warnings = dups.to_dict(), dups.warnings()
+    monkeypatch.setattr(cli, "_eval_one", lambda path, args: rep)
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(["evaluate", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "r.json")])
+    assert args.func(args) == 0
+    out, err = capsys.readouterr()
+    assert "memorisation 1.000 [1.000, 1.000], copy gap 0.1" in out
+    assert "warning: 3 of 359 test images have a copy in train (1 exact and 2 near" in err
