@@ -45,6 +45,9 @@ def test_copier_is_flagged_and_blur_is_not(digits, parts):
     # Genuinely new real images score about the 5 % the threshold lets through, the interval holds it.
     assert 0.0 < new.rate.mean < 0.12 and new.rate.lo <= 0.05 <= new.rate.hi
     assert new.copy_gap.mean < copier.copy_gap.mean / 2
+    # The gap no copying gives (held-out images against train vs the other held-out ones) is what
+    # new images score, and well below the copier's.
+    assert abs(new.copy_gap.mean - new.new_images_gap) < 0.03 and copier.copy_gap.mean > 2 * copier.new_images_gap
 
 
 def test_nearest_is_within_class_and_matches_the_exact_search(digits):
@@ -112,7 +115,6 @@ def test_evaluate_reports_the_audit_and_planted_duplicates(small_digits, tmp_pat
     assert again.memorisation == mem and again.duplicates == rep.duplicates
 
 
-@pytest.mark.slow
 def test_study_audits_each_generator_against_its_own_subset_and_warns_of_duplicates(digits, tmp_path):
     """The study: every generator's audit is against the 10/class subset it was trained on, and the
     planted train/test copies are counted in its config and its reading."""

@@ -502,7 +502,7 @@ def memorisation_stage(plan: EvalPlan, ref: Reference, j: int, syn: torch.Tensor
     """The memorisation audit of replicate ``j``'s synthetic images against the training split the
     model is evaluated on, with val + test (less copies of training images) as the held-out reference.
     Cached; None where SSIM cannot run (images < 11 px) or nothing is held out."""
-    from .memorisation import audit_memorisation, class_nearest_ssim
+    from .memorisation import audit_memorisation, class_nearest_ssim, held_out_nearest_ssim
 
     hx, hy, _ = _held_out(plan)[1]
     if plan.ds.image_size < WIN or not len(hy):
@@ -512,14 +512,16 @@ def memorisation_stage(plan: EvalPlan, ref: Reference, j: int, syn: torch.Tensor
     tick = plan.slot(0.16, 0.18, "memorisation reference")
 
     def reference() -> dict:
-        return {"ssim": class_nearest_ssim(hx, hy, ref.train_x, ref.train_y, device=plan.dev, progress=tick, cancel=plan.cancel)}
+        return {"ssim": class_nearest_ssim(hx, hy, ref.train_x, ref.train_y, device=plan.dev, progress=tick, cancel=plan.cancel),
+                "held_out": held_out_nearest_ssim(hx, hy, device=plan.dev, cancel=plan.cancel)}  # fmt: skip
 
-    ref_ssim = plan.stages.arrays("memo_reference", stage_key(train=data["train_sha256"], held_out=held_sha), reference)["ssim"]
+    refs = plan.stages.arrays("memo_reference", stage_key(train=data["train_sha256"], held_out=held_sha, version=MEMORISATION_VERSION), reference)
 
     def audit() -> dict:
         plan.say(f"memorisation audit (seed {plan.seeds[j]})", 0.18 + 0.8 * (j + 1) / len(plan.seeds))
-        a = audit_memorisation(syn[: plan.n_main], plan.labels[: plan.n_main], ref.train_x, ref.train_y, hx, hy, reference=ref_ssim,
-                               seed=plan.seeds[j], class_names=plan.ds.class_names, device=plan.dev, cancel=plan.cancel)  # fmt: skip
+        a = audit_memorisation(syn[: plan.n_main], plan.labels[: plan.n_main], ref.train_x, ref.train_y, hx, hy, reference=refs["ssim"],
+                               reference_held_out=refs["held_out"], seed=plan.seeds[j], class_names=plan.ds.class_names, device=plan.dev,
+                               cancel=plan.cancel)  # fmt: skip
         return a.to_dict()
 
     return plan.stages.json("memorisation", stage_key(scores=score_key, held_out=held_sha, version=MEMORISATION_VERSION), audit)

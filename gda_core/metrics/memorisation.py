@@ -13,9 +13,10 @@ generator's own training images *compared with how close a genuinely new real im
   100 %; a blurry model near 0 % (its images are close to nothing), although its nearest-SSIM
   "privacy" looks excellent.
 - **copy gap**: the mean over synthetic images of (nearest training SSIM - nearest held-out SSIM),
-  both within the image's class. About 0 for a model that is no closer to what it was trained on
-  than to real images it never saw (a small positive bias remains when the training set is larger
-  than the held-out one: a maximum over more images is higher); large for a copier.
+  both within the image's class. Large for a copier. A maximum over more images is higher, so
+  with a training set larger than the held-out one even new images have a gap above 0: the block
+  also gives ``new_images_gap``, the same figure for the held-out real images themselves (nearest
+  training SSIM minus nearest *other* held-out SSIM), what a model that does not copy scores.
 
 Intervals: one run -> a percentile bootstrap, stratified by class, that resamples the synthetic
 images and the held-out images (the threshold is itself estimated from a few held-out images per
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
-from .intervals import CONFIDENCE, N_BOOT, Estimate, _rng, over_replicates
+from .intervals import CONFIDENCE, N_BOOT, Estimate, _rng, fmt, over_replicates
 from .privacy import nearest_ssim
 
 PERCENTILE = 95.0
@@ -68,6 +69,23 @@ def class_nearest_ssim(images, labels, ref_images, ref_labels, *, device=None, p
     return out
 
 
+def held_out_nearest_ssim(images, labels, *, device=None, cancel: threading.Event | None = None) -> np.ndarray:
+    """For every held-out image, its maximum SSIM over the *other* held-out images of its class
+    (NaN for a class of one): what the copy gap of genuinely new images is measured against."""
+    from .privacy import ssim_matrix
+
+    x, y = _nchw(images), np.asarray(labels, dtype=np.int64)
+    out = np.full(len(x), np.nan)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if len(idx) < 2:
+            continue
+        m = ssim_matrix(x[idx], x[idx], device=device, cancel=cancel).numpy()
+        np.fill_diagonal(m, -np.inf)
+        out[idx] = m.max(1)
+    return out
+
+
 def thresholds(reference: np.ndarray, reference_labels: np.ndarray, *, percentile: float = PERCENTILE) -> dict[int, float]:
     """The memorisation threshold of every class met in ``reference_labels`` (pooled below MIN_REFERENCE)."""
     ref, ry = np.asarray(reference, dtype=np.float64), np.asarray(reference_labels)
@@ -96,6 +114,7 @@ class MemorisationAudit:
     nearest_train_mean: float
     nearest_held_out_mean: float
     reference_mean: float
+    new_images_gap: float  # the copy gap of held-out real images (train vs other held-out): what no copying scores
     per_class: dict = field(default_factory=dict)
     nearest_train: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     nearest_held_out: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
@@ -106,7 +125,7 @@ class MemorisationAudit:
         return {"rate": self.rate.to_dict(), "copy_gap": self.copy_gap.to_dict(), "percentile": self.percentile,
                 "n_synthetic": self.n_synthetic, "n_train": self.n_train, "n_held_out": self.n_held_out,
                 "nearest_train_mean": self.nearest_train_mean, "nearest_held_out_mean": self.nearest_held_out_mean,
-                "reference_mean": self.reference_mean, "per_class": dict(self.per_class)}  # fmt: skip
+                "reference_mean": self.reference_mean, "new_images_gap": self.new_images_gap, "per_class": dict(self.per_class)}  # fmt: skip
 
 
 def _bootstrap(near_tr, gap, y, ref, ry, percentile, n_boot, seed, confidence) -> tuple[Estimate, Estimate]:
@@ -136,6 +155,7 @@ def _bootstrap(near_tr, gap, y, ref, ry, percentile, n_boot, seed, confidence) -
 
 
 def audit_memorisation(synthetic, synthetic_labels, train, train_labels, held_out, held_out_labels, *, reference: np.ndarray | None = None,
+                       reference_held_out: np.ndarray | None = None,
                        percentile: float = PERCENTILE, n_boot: int = N_BOOT, seed: int = 0, confidence: float = CONFIDENCE,
                        class_names: Sequence[str] | None = None, device=None, progress: Callable[[float], None] | None = None,
                        cancel: threading.Event | None = None) -> MemorisationAudit:  # fmt: skip
@@ -143,7 +163,8 @@ def audit_memorisation(synthetic, synthetic_labels, train, train_labels, held_ou
     generator's own ``train`` images and ``held_out`` real images it never saw (same layout).
 
     ``reference``: the held-out images' nearest same-class training SSIM if already computed
-    (``class_nearest_ssim(held_out, ..., train, ...)``; evaluations reuse it across seeds).
+    (``class_nearest_ssim(held_out, ..., train, ...)``), ``reference_held_out`` their nearest SSIM
+    to the other held-out images (``held_out_nearest_ssim``); evaluations reuse both across seeds.
     """
     if not 50.0 <= percentile < 100.0:
         raise ConfigError(f"percentile must be in [50, 100), got {percentile}")
@@ -154,6 +175,10 @@ def audit_memorisation(synthetic, synthetic_labels, train, train_labels, held_ou
     if reference is None:
         reference = class_nearest_ssim(held_out, hy, train, ty, device=device, progress=tick(0.0, 0.3), cancel=cancel)
     reference = np.asarray(reference, dtype=np.float64)
+    if reference_held_out is None:
+        reference_held_out = held_out_nearest_ssim(held_out, hy, device=device, cancel=cancel)
+    loo_gap = reference - np.asarray(reference_held_out, dtype=np.float64)
+    new_gap = float(np.nanmean(loo_gap)) if np.isfinite(loo_gap).any() else float("nan")
     if len(reference) != len(hy):
         raise ConfigError(f"reference has {len(reference)} values for {len(hy)} held-out images")
     near_tr = class_nearest_ssim(synthetic, y, train, ty, device=device, progress=tick(0.3, 0.75), cancel=cancel)
@@ -174,7 +199,7 @@ def audit_memorisation(synthetic, synthetic_labels, train, train_labels, held_ou
                                "n_train": int((ty == c).sum()), "n_held_out": int((hy == c).sum()),
                                "pooled_threshold": int((hy == c).sum()) < MIN_REFERENCE}  # fmt: skip
     return MemorisationAudit(rate_e, gap_e, float(percentile), len(y), len(ty), len(hy), float(np.nanmean(near_tr)), float(np.nanmean(near_ho)),
-                             float(np.nanmean(reference)), per_class, near_tr, near_ho, flagged)  # fmt: skip
+                             float(np.nanmean(reference)), new_gap, per_class, near_tr, near_ho, flagged)  # fmt: skip
 
 
 def combine(blocks: Sequence[dict], *, what: str = "sampling seeds") -> dict | None:
@@ -224,8 +249,10 @@ def reading(block, name: str = "the model") -> str | None:
     if rate.lo > 2 * null:
         return (f"{name}: {rate.mean:.0%} [{rate.lo:.0%}, {rate.hi:.0%}] of its images are closer to a training image than "
                 f"{pct:g}% of new real images come (about {null:.0%} expected without copying): it reproduces training images.")  # fmt: skip
+    new = block.get("new_images_gap")
+    new = f" (new real images: {new:+.3f})" if isinstance(new, (int, float)) and math.isfinite(new) else ""
     return (f"{name}: memorisation rate {rate.mean:.0%} [{rate.lo:.0%}, {rate.hi:.0%}] (about {null:.0%} expected without copying), "
-            f"copy gap {gap.mean:+.3f}: no sign that it copies its training images.")  # fmt: skip
+            f"copy gap {gap.mean:+.3f}{new}: no sign that it copies its training images.")  # fmt: skip
 
 
 #: One line for a page beside privacy: why the audit is there.
@@ -235,19 +262,24 @@ AUDIT_HELP = ("A low nearest-SSIM from a blurry model is not privacy: its images
               "a blur).")  # fmt: skip
 
 
+def _gap_cell(block, got) -> str:
+    if not got:
+        return "n/a"
+    new = block.get("new_images_gap")
+    return fmt(got[1]) + (f" (new real images: {new:.3f})" if isinstance(new, (int, float)) and math.isfinite(new) else "")
+
+
 def privacy_rows(reports: Sequence, names: Sequence[str]) -> list[dict]:
     """One row per report for a page: privacy score, nearest-training SSIM, memorisation rate and
     copy gap, each 'mean [lo, hi]' ('n/a' where the report has no audit: made before it existed)."""
-    from .intervals import fmt
-
     rows = []
     for name, rep in zip(names, reports, strict=True):
         got = read_block(getattr(rep, "memorisation", None))
         rows.append({"model": name, "privacy score": fmt(rep.estimate("privacy")), "nearest-training SSIM": fmt(rep.estimate("nearest_ssim_mean")),
-                     "memorisation rate": fmt(got[0]) if got else "n/a", "copy gap": fmt(got[1]) if got else "n/a",
+                     "memorisation rate": fmt(got[0]) if got else "n/a", "copy gap": _gap_cell(rep.memorisation, got),
                      "verdict": (reading(rep.memorisation, name) or "").split(": ", 1)[-1] if got else "not audited (re-evaluate)"})  # fmt: skip
     return rows
 
 
-__all__ = ["AUDIT_HELP", "privacy_rows", "MIN_REFERENCE", "PERCENTILE", "MemorisationAudit", "audit_memorisation", "class_nearest_ssim", "combine", "read_block",
-           "reading", "thresholds"]  # fmt: skip
+__all__ = ["AUDIT_HELP", "MIN_REFERENCE", "PERCENTILE", "MemorisationAudit", "audit_memorisation", "class_nearest_ssim", "combine",
+           "held_out_nearest_ssim", "privacy_rows", "read_block", "reading", "thresholds"]  # fmt: skip
