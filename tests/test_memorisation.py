@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from gda_core.errors import ConfigError
-from gda_core.metrics.memorisation import audit_memorisation, class_nearest_ssim, combine, read_block, reading, thresholds
+from gda_core.metrics.memorisation import audit_memorisation, class_nearest_ssim, combine, copies, read_block, reading, thresholds
 from gda_core.metrics.privacy import nearest_ssim
 
 from .test_app import runs_dir  # noqa: F401  (the fixture of the Compare page test)
@@ -73,9 +73,10 @@ def test_block_round_trip_seeds_and_reading(digits, parts):
     assert rate.mean == a.rate.mean and gap.interval == a.copy_gap.interval
     both = combine([a.to_dict(), b.to_dict()])
     assert both["replicates"] == 2 and "t-interval over 2 sampling seeds" in both["rate"]["method"]
-    assert "reproduces training images" in reading(block, "copier")
+    assert "reproduces training images" in reading(block, "copier") and copies(block) and not copies(b.to_dict())
     assert "no sign" in reading(b.to_dict(), "real")
     assert read_block({"rate": {"mean": "x"}}) is None and reading(None) is None
+    assert "about 5% expected" in reading({**block, "percentile": "ninety"}, "copier")  # a hand-edited report is read, not trusted
 
 
 def test_bad_input(digits):

@@ -529,7 +529,7 @@ def memorisation_stage(plan: EvalPlan, ref: Reference, j: int, syn: torch.Tensor
 
 def _attach_audits(plan: EvalPlan, recs: list[dict], rep: Report, replicate_label: str) -> None:
     """The report's ``memorisation`` and ``duplicates`` blocks, and their warnings."""
-    from .memorisation import combine, reading
+    from .memorisation import combine, copies, reading
 
     dups, (_, _, dropped) = _held_out(plan)
     rep.duplicates = dups.to_dict()
@@ -537,9 +537,8 @@ def _attach_audits(plan: EvalPlan, recs: list[dict], rep: Report, replicate_labe
     rep.memorisation = combine([r.get("memorisation") for r in recs], what=replicate_label)
     if rep.memorisation is not None:
         rep.memorisation["held_out"] = "validation + test splits" + (f", less {dropped} with a copy in train" if dropped else "")
-        line = reading(rep.memorisation, plan.family)
-        if line and "reproduces" in line:
-            rep.warnings.append(line)
+        if copies(rep.memorisation):
+            rep.warnings.append(reading(rep.memorisation, plan.family))
 
 
 def _per_class_prdc(plan: EvalPlan, ref: Reference, f_fake: torch.Tensor, fake_y: np.ndarray) -> dict:

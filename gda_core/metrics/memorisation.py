@@ -171,6 +171,8 @@ def audit_memorisation(synthetic, synthetic_labels, train, train_labels, held_ou
     y, ty, hy = (np.asarray(v, dtype=np.int64) for v in (synthetic_labels, train_labels, held_out_labels))
     if len(y) == 0 or len(ty) == 0 or len(hy) == 0:
         raise ConfigError("the memorisation audit needs synthetic, training and held-out images")
+    if not np.isin(y, hy).any():
+        raise ConfigError("the memorisation audit needs held-out real images of the synthetic images' classes")
     tick = (lambda lo, hi: lambda f: progress(lo + (hi - lo) * f)) if progress is not None else (lambda lo, hi: None)
     if reference is None:
         reference = class_nearest_ssim(held_out, hy, train, ty, device=device, progress=tick(0.0, 0.3), cancel=cancel)
@@ -238,15 +240,29 @@ def read_block(block) -> tuple[Estimate, Estimate] | None:
     return rate, gap
 
 
+def copies(block) -> bool:
+    """Whether a ``memorisation`` block shows copying: the rate's whole interval above twice the
+    share that new real images reach by construction (5 % at the 95th percentile)."""
+    got = read_block(block)
+    if got is None:
+        return False
+    return got[0].lo > 2 * (1 - _percentile(block) / 100)
+
+
+def _percentile(block) -> float:
+    pct = block.get("percentile")
+    return float(pct) if isinstance(pct, (int, float)) and not isinstance(pct, bool) and 50 <= pct < 100 else PERCENTILE
+
+
 def reading(block, name: str = "the model") -> str | None:
     """One sentence on a ``memorisation`` block: copies, or not (None if there is no block)."""
     got = read_block(block)
     if got is None:
         return None
     rate, gap = got
-    pct = block.get("percentile", PERCENTILE)
+    pct = _percentile(block)
     null = 1 - pct / 100
-    if rate.lo > 2 * null:
+    if copies(block):
         return (f"{name}: {rate.mean:.0%} [{rate.lo:.0%}, {rate.hi:.0%}] of its images are closer to a training image than "
                 f"{pct:g}% of new real images come (about {null:.0%} expected without copying): it reproduces training images.")  # fmt: skip
     new = block.get("new_images_gap")
@@ -281,5 +297,5 @@ def privacy_rows(reports: Sequence, names: Sequence[str]) -> list[dict]:
     return rows
 
 
-__all__ = ["AUDIT_HELP", "MIN_REFERENCE", "PERCENTILE", "MemorisationAudit", "audit_memorisation", "class_nearest_ssim", "combine",
+__all__ = ["AUDIT_HELP", "MIN_REFERENCE", "PERCENTILE", "MemorisationAudit", "audit_memorisation", "class_nearest_ssim", "combine", "copies",
            "held_out_nearest_ssim", "privacy_rows", "read_block", "reading", "thresholds"]  # fmt: skip
