@@ -116,9 +116,10 @@ def test_evaluate_reports_the_audit_and_planted_duplicates(small_digits, tmp_pat
     assert again.memorisation == mem and again.duplicates == rep.duplicates
 
 
-def test_study_audits_each_generator_against_its_own_subset_and_warns_of_duplicates(digits, tmp_path):
+@pytest.mark.slow
+def test_study_audits_each_generator_against_its_own_subset_and_warns_of_duplicates(digits, tmp_path, runs_dir):  # noqa: F811
     """The study: every generator's audit is against the 10/class subset it was trained on, and the
-    planted train/test copies are counted in its config and its reading."""
+    planted train/test copies are counted in its config, its reading and on its page."""
     from gda_core.augment import run_study
     from gda_core.metrics import ClassifierBudget
 
@@ -136,6 +137,13 @@ def test_study_audits_each_generator_against_its_own_subset_and_warns_of_duplica
     assert mem["n_train"] == 100 and mem["against"] == "the generator's own 100 training images"
     assert mem["n_held_out"] == len(ds.val_labels) + len(ds.test_labels) - 6 and 0 <= mem["rate"]["mean"] <= 1
     assert any(line.startswith("Memorisation rate of vae") and "10/class" in line for line in res.reading())
+    from .test_app import _ok, _open
+
+    at = _open("7_Augment.py")
+    at.session_state["study_result"] = res
+    at.run()
+    _ok(at)
+    assert any(w.value.startswith("6 of 359 test images have a copy in train") for w in at.warning), [w.value for w in at.warning]
 
 
 def test_compare_page_shows_the_audit_beside_privacy(digits, parts, runs_dir):  # noqa: F811
