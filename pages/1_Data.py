@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -9,11 +10,36 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from gda_core.data import default_data_dir
+from gda_core.data.duplicates import split_duplicates
 from gda_core.errors import GDAError
 from gda_core.sampling import image_grid
 from pages.ui import common
 
 common.setup()
+
+
+@st.cache_resource(show_spinner="Looking for duplicates between the splits...", max_entries=16)
+def _split_duplicates(_ds, key: str):
+    # ``key``: the dataset's options (the Dataset itself is cached per options by common.load_dataset_cached).
+    return split_duplicates(_ds)
+
+
+def show_duplicates(ds) -> None:
+    """Warn, with the count, of images that are in two splits (the same scan in train and test)."""
+    dups = _split_duplicates(ds, json.dumps(common.data_options(), sort_keys=True, default=str))
+    for w in dups.warnings():
+        st.warning(common.plain(w))
+    if not dups.exact + dups.near:
+        st.caption("No exact or near duplicates between train, validation and test (perceptual hash, confirmed by pixel correlation).")
+        return
+    with st.expander("Examples of duplicates (each pair: the earlier split left, its copy right)"):
+        for p in (p for p in dups.pairs if p.total):
+            pairs = [(i, j) for i, j in p.exact_pairs] + [(i, j) for i, j, _ in p.near_pairs]
+            st.markdown(f"**{p.a} / {p.b}**: {p.exact} exact, {p.near} near")
+            tiles = np.stack([img for i, j in pairs[:8] for img in (ds.split(p.a)[0][i], ds.split(p.b)[0][j])])
+            common.show_grid(image_grid(tiles, nrow=8, pad=2), scale=max(1, 48 // ds.image_size))
+
+
 st.title("Data")
 st.caption("Choose the images your models learn from. The choice is kept for this browser tab and used by Train, Latent space and Learn.")
 
@@ -195,6 +221,7 @@ with right:
         m[5].metric("Colour", "grey" if ds.channels == 1 else "RGB", help="One channel (grey) or three (RGB).")
         for w in ds.warnings + common.prepared_warnings(common.data_options()["source"]):
             st.warning(common.plain(w))
+        show_duplicates(ds)
         counts = ds.class_counts("train")
         fig = go.Figure(go.Bar(x=ds.class_names, y=counts, marker_color="#4c78a8", hovertemplate="%{x}: %{y} images<extra></extra>"))
         fig.update_layout(

@@ -27,6 +27,7 @@ from gda_core.metrics import (
     write_comparison,
 )
 from gda_core.metrics.curve import curve_figure
+from gda_core.metrics.memorisation import AUDIT_HELP, privacy_rows
 from pages.ui import common
 
 common.setup()
@@ -165,6 +166,12 @@ st.subheader("Figures")
 st.caption("Each cell: mean [95% interval]. How each interval was made is listed under Provenance.")
 table = pd.DataFrame(table_rows(reps, names))
 st.dataframe(table, hide_index=True, column_config={"what it measures": st.column_config.TextColumn(width="large")}, key="compare_table")
+
+# Beside privacy (in the table above): the audit that tells a copy from a blur.
+st.markdown("**Privacy and memorisation**")
+st.caption(AUDIT_HELP)
+st.dataframe(pd.DataFrame(privacy_rows(reps, names)), hide_index=True, key="compare_memorisation",
+             column_config={"verdict": st.column_config.TextColumn(width="large")})  # fmt: skip
 
 pc = per_class_rows(reps, names)
 if pc:

@@ -240,6 +240,8 @@ if last_study is not None:
 study = ss.get("study_result")
 if study is not None:
     st.plotly_chart(study.figure(), key="study_chart")
+    for w in (study.config.get("duplicates") or {}).get("warnings", []):  # the same images in train and test
+        st.warning(common.plain(str(w)))
     st.subheader("Reading")
     st.caption(VERDICT_NOTE)
     for line in study.reading():

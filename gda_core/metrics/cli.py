@@ -96,6 +96,12 @@ def cmd_evaluate(args) -> int:
     for axis, v in rep.scores.items():
         est = rep.estimate(axis)
         print(f"{axis:11} {fmt_with_interval(v, rep.intervals.get(axis))}" + (f"  ({est.method})" if est else ""))
+    from .intervals import fmt
+    from .memorisation import read_block
+
+    if (audit := read_block(rep.memorisation)) is not None:
+        print(f"memorisation {fmt(audit[0])}, copy gap {fmt(audit[1])}  (share of images closer to a training image than 95% of "
+              "held-out real images; about 0.05 without copying)")  # fmt: skip
     for w in rep.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(f"wrote {out}")

@@ -53,6 +53,7 @@ from .speed import sampling_speed
 from .summaries import aggregate_replicates, bootstrap_intervals, per_class_summary, reference_intervals
 
 METRICS_VERSION = 2
+MEMORISATION_VERSION = 1  # of the memorisation stage's record (memorisation.py)
 Progress = Callable[[str, float], None]
 # Sampling seeds of replicate j start at seed + j * SEED_STRIDE, so replicates never share an image seed.
 SEED_STRIDE = 1_000_003
@@ -243,6 +244,7 @@ class EvalPlan:
     progress: Progress | None = None
     warnings: list[str] = field(default_factory=list)
     t_start: float = field(default_factory=time.perf_counter)
+    held_out: tuple | None = None  # (SplitDuplicates, (val + test images, labels, n left out)), made once
 
     def say(self, stage: str, frac: float) -> None:
         """Report progress (overall fraction in [0, 1]) and honour cancellation."""
@@ -464,7 +466,8 @@ def score_seed(plan: EvalPlan, ref: Reference, j: int, lo: float, hi: float) -> 
     base = plan.seeds[0] + (plan.seeds[j] - plan.seeds[0]) * SEED_STRIDE
     key = stage_key(settings=settings, weights=plan.weights_sha or _weights_sha(plan.model), classifier_seed=plan.seeds[j], base=base,
                     trtr_seed=plan.seeds[0])  # fmt: skip
-    return plan.stages.json("scores", key, lambda: _score(plan, ref, j, syn, lo + 0.45 * (hi - lo), hi))
+    rec = plan.stages.json("scores", key, lambda: _score(plan, ref, j, syn, lo + 0.45 * (hi - lo), hi))
+    return {**rec, "memorisation": memorisation_stage(plan, ref, j, syn, key)}
 
 
 def _score(plan: EvalPlan, ref: Reference, j: int, syn: torch.Tensor, lo: float, hi: float) -> dict:
@@ -490,6 +493,65 @@ def _score(plan: EvalPlan, ref: Reference, j: int, syn: torch.Tensor, lo: float,
             thr = float(np.quantile(ref.test_ssim, 0.99))
             raw["memorization_threshold"], raw["memorization_rate"] = thr, float((s > thr).mean())
     return {"raw": raw, "per_class": per_class, "items": {k: np.asarray(v).tolist() for k, v in items.items()}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Memorisation audit and split duplicates (memorisation.py, data/duplicates.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def _held_out(plan: EvalPlan):
+    """Duplicates between the splits (computed once per plan: under a second for a few thousand
+    images) and the held-out reference images: val + test less those with a copy in train."""
+    if plan.held_out is None:
+        from ..data.duplicates import held_out_without_copies, split_duplicates
+
+        dups = split_duplicates(plan.ds)
+        plan.held_out = (dups, held_out_without_copies(plan.ds, dups))
+    return plan.held_out
+
+
+def memorisation_stage(plan: EvalPlan, ref: Reference, j: int, syn: torch.Tensor, score_key: str) -> dict | None:
+    """The memorisation audit of replicate ``j``'s synthetic images against the training split the
+    model is evaluated on, with val + test (less copies of training images) as the held-out reference.
+    Cached; None where SSIM cannot run (images < 11 px) or nothing is held out."""
+    from .memorisation import audit_memorisation, class_nearest_ssim, held_out_nearest_ssim
+
+    hx, hy, _ = _held_out(plan)[1]
+    if plan.ds.image_size < WIN or not len(hy):
+        return None
+    data = plan.settings["dataset"]
+    held_sha = data_hash(hx, hy)
+    tick = plan.slot(0.16, 0.18, "memorisation reference")
+
+    def reference() -> dict:
+        return {"ssim": class_nearest_ssim(hx, hy, ref.train_x, ref.train_y, device=plan.dev, progress=tick, cancel=plan.cancel),
+                "held_out": held_out_nearest_ssim(hx, hy, device=plan.dev, cancel=plan.cancel)}  # fmt: skip
+
+    refs = plan.stages.arrays("memo_reference", stage_key(train=data["train_sha256"], held_out=held_sha, version=MEMORISATION_VERSION), reference)
+
+    def audit() -> dict:
+        plan.say(f"memorisation audit (seed {plan.seeds[j]})", 0.18 + 0.8 * (j + 1) / len(plan.seeds))
+        a = audit_memorisation(syn[: plan.n_main], plan.labels[: plan.n_main], ref.train_x, ref.train_y, hx, hy, reference=refs["ssim"],
+                               reference_held_out=refs["held_out"], seed=plan.seeds[j], class_names=plan.ds.class_names, device=plan.dev,
+                               cancel=plan.cancel)  # fmt: skip
+        return a.to_dict()
+
+    return plan.stages.json("memorisation", stage_key(scores=score_key, held_out=held_sha, version=MEMORISATION_VERSION), audit)
+
+
+def _attach_audits(plan: EvalPlan, recs: list[dict], rep: Report, replicate_label: str) -> None:
+    """The report's ``memorisation`` and ``duplicates`` blocks, and their warnings."""
+    from .memorisation import combine, copies, reading
+
+    dups, (_, _, dropped) = _held_out(plan)
+    rep.duplicates = dups.to_dict()
+    rep.warnings.extend(dups.warnings())
+    rep.memorisation = combine([r.get("memorisation") for r in recs], what=replicate_label)
+    if rep.memorisation is not None:
+        rep.memorisation["held_out"] = "validation + test splits" + (f", less {dropped} with a copy in train" if dropped else "")
+        if copies(rep.memorisation):
+            rep.warnings.append(reading(rep.memorisation, plan.family))
 
 
 def _per_class_prdc(plan: EvalPlan, ref: Reference, f_fake: torch.Tensor, fake_y: np.ndarray) -> dict:
@@ -598,6 +660,7 @@ def aggregate(plan: EvalPlan, ref: Reference, speed: dict, recs: list[dict], *, 
         raw["bits_per_dim"] = held_out_bits_per_dim(plan.model, ref.test_x, torch.as_tensor(ref.test_y))
     rep = Report.from_raw(raw, warnings=_warnings(plan, ref, recs), provenance=_provenance(plan, ref, speed, recs), uncertainty=unc,
                           per_class=per_class_summary([r["per_class"] for r in recs]))  # fmt: skip
+    _attach_audits(plan, recs, rep, replicate_label)
     return rep
 
 

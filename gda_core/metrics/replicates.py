@@ -121,6 +121,9 @@ def evaluate_training_seeds(
             "replicas": [str(f) for f in folders], "interval": f"t-interval over {len(folders)} training runs"}  # fmt: skip
     prov["settings_sha256"] = hashlib.sha256(json.dumps([prov.get("settings_sha256"), prov["train_seeds"]]).encode()).hexdigest()[:24]
     rep = Report.from_raw(raw, warnings=list(reports[0].warnings), provenance=prov, uncertainty=_over_runs(reports, seeds), per_class=_per_class(reports))
+    from .memorisation import combine
+
+    rep.memorisation, rep.duplicates = combine([r.memorisation for r in reports], what="training runs"), reports[0].duplicates
     try:
         atomic_write_json(Path(run.run_dir) / "eval" / f"{prov['settings_sha256']}.json", rep.to_dict())
     except (OSError, GDAError):

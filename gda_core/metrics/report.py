@@ -115,6 +115,18 @@ def _estimates(d) -> dict[str, Estimate]:
     return out
 
 
+def _block(v, *, memorisation: bool = False) -> dict | None:
+    """An optional JSON block of a report file: an object (a memorisation block with readable
+    intervals), else None."""
+    if not isinstance(v, dict):
+        return None
+    if memorisation:
+        from .memorisation import read_block
+
+        return dict(v) if read_block(v) is not None else None
+    return dict(v)
+
+
 @dataclass
 class Report:
     """One model's evaluation: radar ``scores`` (exactly the six AXES), ``raw`` figures with their
@@ -131,6 +143,8 @@ class Report:
     provenance: dict = field(default_factory=dict)
     uncertainty: dict[str, Estimate] = field(default_factory=dict)
     per_class: dict = field(default_factory=dict)
+    memorisation: dict | None = None  # memorisation.MemorisationAudit.to_dict() / combine(): rate, copy_gap, n, ...
+    duplicates: dict | None = None  # data.duplicates.SplitDuplicates.to_dict(): exact, near, pairs, warnings
 
     @classmethod
     def from_raw(cls, raw: dict, *, warnings: list[str] | None = None, provenance: dict | None = None,
@@ -185,6 +199,8 @@ class Report:
             "warnings": list(self.warnings),
             "provenance": dict(self.provenance),
             "uncertainty": {k: e.to_dict() for k, e in self.uncertainty.items()},
+            "memorisation": self.memorisation,
+            "duplicates": self.duplicates,
         }
 
     @classmethod
@@ -216,6 +232,8 @@ class Report:
             provenance=dict(d["provenance"]) if isinstance(d.get("provenance"), dict) else {},
             uncertainty=_estimates(d.get("uncertainty")),
             per_class=dict(d["per_class"]) if isinstance(d.get("per_class"), dict) else {},
+            memorisation=_block(d.get("memorisation"), memorisation=True),
+            duplicates=_block(d.get("duplicates")),
         )
 
     @property
