@@ -163,7 +163,9 @@ def test_compare_page_shows_the_audit_beside_privacy(digits, parts, runs_dir):  
         shutil.copytree(info.path, dst, ignore=shutil.ignore_patterns("train_state.pt", ".lock", "eval"))
         raw = {"precision": 0.9, "recall": 0.6, "images_per_s": 5000.0, "nfe_per_image": 1.0, "tstr_acc": 0.9, "trtr_acc": 0.95,
                "deepfool_rho_tstr": 0.1, "deepfool_rho_trtr": 0.12, "nearest_ssim_mean": 0.99}  # fmt: skip
-        rep = Report.from_raw(raw, provenance={"seed": 0, "n_samples": 100, "device": "CPU", "created": name})
+        from gda_core.metrics.evaluation import METRICS_VERSION
+
+        rep = Report.from_raw(raw, provenance={"seed": 0, "n_samples": 100, "device": "CPU", "created": name, "metrics_version": METRICS_VERSION})
         rep.memorisation = block
         rep.save(dst / "eval" / "fake.json")
         paths.append(str(dst))
