@@ -1319,6 +1319,10 @@ def protocol_block(r: Results, name: str) -> str:
     if reading:
         out.append("Reading (written by the study itself):\n\n" + "\n".join(f"- {line}" for line in reading))
     b = d.get("bench") or {}
+    done, total = b.get("units_done"), b.get("units_total")
+    if done is not None and total and done < total:
+        out.insert(1, f"**Partial: {done} of {total} (level, seed) units finished.** The figures below rest on those; the same command "
+                      f"continues with the rest (finished units are kept in `bench/results/{stem}.parts.json`).")  # fmt: skip
     if b:
         meta = [
             f"command `{b.get('command')}`",
