@@ -161,7 +161,7 @@ def test_evaluate_with_seeds_reports_intervals_per_class_and_reuses_finished_see
     two = quick(model, small_digits, seeds=2)
     assert two.provenance["stages"] == {**two.provenance["stages"], "computed": 2, "reused": 5}  # only seed 1 was computed
     assert two.estimate("tstr_acc").values[0] == one.raw["tstr_acc"]  # seed 0's figure is the one computed before
-    assert two.estimate("score:utility").method == "t-interval over 2 sampling seeds"
+    assert two.estimate("score:utility").method.startswith("2 seeds, paired bootstrap over")  # TRTR retrained per seed, test images resampled inside
     d = json.loads(json.dumps(two.to_dict()))
     assert set(d["intervals"]) == set(AXES) and all(len(v) == 2 for v in d["intervals"].values())
     row = d["per_class"][small_digits.class_names[3]]

@@ -40,11 +40,11 @@ import numpy as np
 from ..errors import Cancelled, ConfigError
 from ..runtime import cache_root
 from ..stages import StageCache, stage_key
-from .study_report import SCOPE_NOTE, StudyResult, fmt_ratio, level_label
+from .study_report import SCOPE_NOTE, StudyResult, fmt_ratio, level_label, pack_correct
 
 QUICK_BUDGET_KW = {"epochs": 10, "min_steps": 60, "max_steps": 200, "batch_size": 64}
 SCOPES = ("per-level", "shared", "checkpoint")
-STUDY_VERSION = 1
+STUDY_VERSION = 2  # 2: per-test-image correctness kept per cell, equal classifier steps across arms
 SCORE_IMAGES = 1000  # synthetic images per generator for its fidelity / privacy scores (at most the training split)
 
 
@@ -522,21 +522,27 @@ def model_speed(plan: StudyPlan, run) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def classifier_cell(plan: StudyPlan, x: np.ndarray, y: np.ndarray, seed: int, aug: bool, ident: dict) -> dict:
+def classifier_cell(plan: StudyPlan, x: np.ndarray, y: np.ndarray, seed: int, aug: bool, ident: dict, *, n_budget: int | None = None) -> dict:
     """Train the fixed classifier on (x, y), test it on the real test split. Cached by ``ident``
-    (everything its training set and settings depend on)."""
-    key = stage_key(**ident, seed=seed, aug=aug, budget=plan.budget.to_dict(), device=plan.device.type, version=STUDY_VERSION)
+    (everything its training set and settings depend on). ``n_budget``: the real subset's size, so
+    that every arm of a (level, seed) trains for the same number of steps (equal optimisation budget).
+    The cell keeps its per-test-image correctness (``correct``, packed bits) for the study's gain."""
+    n_budget = len(y) if n_budget is None else int(n_budget)
+    key = stage_key(**ident, seed=seed, aug=aug, budget=plan.budget.to_dict(), steps=plan.budget.steps_for(n_budget),
+                    device=plan.device.type, version=STUDY_VERSION)  # fmt: skip
 
     def fit() -> dict:
         from ..metrics import predict, train_classifier
         from ..metrics.intervals import bootstrap_mean, bootstrap_stat
         from ..metrics.summaries import balanced
 
-        clf = train_classifier(x, y, plan.ds.num_classes, seed=seed, budget=plan.budget, device=plan.device, cancel=plan.cancel, augment=aug)
+        clf = train_classifier(x, y, plan.ds.num_classes, seed=seed, budget=plan.budget, device=plan.device, cancel=plan.cancel, augment=aug,
+                               budget_n=n_budget)  # fmt: skip
         tx, ty = plan.ds.split("test")
         correct = (predict(clf, tx).numpy() == ty).astype(np.float64)
         acc, bacc = bootstrap_mean(correct, seed=seed, what="test images"), bootstrap_stat(balanced, correct, ty, seed=seed, what="test images")
-        return {"accuracy": acc.mean, "accuracy_ci95": acc.interval, "balanced_accuracy": bacc.mean, "balanced_accuracy_ci95": bacc.interval}
+        return {"accuracy": acc.mean, "accuracy_ci95": acc.interval, "balanced_accuracy": bacc.mean, "balanced_accuracy_ci95": bacc.interval,
+                "classifier_steps": plan.budget.steps_for(n_budget), "correct": pack_correct(correct)}  # fmt: skip
 
     return plan.cache.json("cells", key, fit)
 
@@ -582,7 +588,7 @@ def _level_seed(plan: StudyPlan, level, seed: int, gens: dict) -> list[dict]:
     base = {"per_class": level, "seed": int(seed), "n_real": int(len(ry)), "subset_indices_sha256": sha}
     baselines = {}
     for aug in plan.augs:
-        baselines[aug] = classifier_cell(plan, rx, ry, seed, aug, {"real": sha, "data": _data_id(plan)})
+        baselines[aug] = classifier_cell(plan, rx, ry, seed, aug, {"real": sha, "data": _data_id(plan)}, n_budget=len(ry))
         plan.tick(f"{level_label(level)}, seed {seed}: real only{', geometric aug' if aug else ''}")
     ctx = None
     if plan.filters:
@@ -625,7 +631,7 @@ def _ratio_cells(plan: StudyPlan, head: dict, rx, ry, pool, ctx, seed: int) -> l
                      "ratio": r, "select": [f.spec() for f in plan.filters] if sel else None, "pool_seed": seed, "mode": plan.mode,
                      "sampling": plan.sampling}  # fmt: skip
             for aug in plan.augs:
-                res = classifier_cell(plan, x, y, seed, aug, ident)
+                res = classifier_cell(plan, x, y, seed, aug, ident, n_budget=len(ry))
                 out.append({**head, "ratio": r, "n_synthetic": int(len(s)), "geometric_aug": aug, "selected": sel, "baseline": False, **res})
                 plan.tick(f"{level_label(head['per_class'])}, seed {seed}: {head['model']} +{fmt_ratio(r)}{' selected' if sel else ''}")
     return out

@@ -3,6 +3,7 @@ real-only baseline, the paper's claims, a plain reading, and the table / chart /
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import math
@@ -12,7 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..metrics.claims import PAPER_GROUPS, check_claims, claim_sentence
-from ..metrics.intervals import INCONCLUSIVE, SUPPORTED, Estimate, difference, over_replicates, t_quantile
+from ..metrics.intervals import INCONCLUSIVE, SUPPORTED, Estimate, difference, hierarchical, over_replicates, t_quantile
 from ..metrics.verdicts import A_BETTER, B_BETTER, CANNOT_TELL, EQUIVALENT, MARGINS, Verdict, decide, of_difference
 
 FORMAT = "gda-study/2"
@@ -43,9 +44,39 @@ def _group(cells: list[dict], key) -> dict:
     return out
 
 
+def pack_correct(correct) -> dict:
+    """Per-test-image 0/1 correctness as packed bits in base64 (``{"n": ..., "bits": ...}``): 10,000 test images take 1.7 kB."""
+    c = np.asarray(correct).astype(bool).reshape(-1)
+    return {"n": int(len(c)), "bits": base64.b64encode(np.packbits(c).tobytes()).decode("ascii")}
+
+
+def unpack_correct(packed) -> np.ndarray | None:
+    """The float 0/1 vector of ``pack_correct`` (None for a cell made before cells kept it)."""
+    if not isinstance(packed, dict) or "bits" not in packed:
+        return None
+    try:
+        bits = np.unpackbits(np.frombuffer(base64.b64decode(packed["bits"]), dtype=np.uint8))[: int(packed["n"])]
+    except (ValueError, TypeError, KeyError):
+        raise ConfigError("a study cell's 'correct' record is not packed bits") from None
+    return bits.astype(np.float64)
+
+
+def _correct_matrix(cells: list[dict]) -> np.ndarray | None:
+    """(seeds, test images) correctness of cells sorted by seed; None where any cell lacks it."""
+    rows = [unpack_correct(c.get("correct")) for c in sorted(cells, key=lambda c: c["seed"])]
+    if not rows or any(r is None for r in rows) or len({len(r) for r in rows}) != 1:
+        return None
+    return np.stack(rows)
+
+
 def _estimate(cells: list[dict], metric: str) -> Estimate | None:
-    """An accuracy's interval: over seeds when they differ; where there is one seed, or every
-    seed gave the same figure, the widest of the cells' own bootstraps over test images."""
+    """An accuracy's interval: seeds (subset, generator, classifier) outside, a bootstrap over the test
+    images inside (``hierarchical``). Cells made before they kept their correctness: over seeds when
+    they differ, else the widest of the cells' own bootstraps over test images."""
+    m = _correct_matrix(cells) if metric == "accuracy" else None
+    if m is not None and len(m[0]):
+        est = hierarchical([m], seed=0)
+        return Estimate(est.mean, max(0.0, est.lo), min(1.0, est.hi), est.se, est.df, est.n, est.method, est.values)
     vals = [c[metric] for c in sorted(cells, key=lambda c: c["seed"])]
     est = over_replicates(vals, what="seeds")
     if est is not None and est.se > 0:
@@ -78,13 +109,26 @@ def summarise(cells: list[dict]) -> list[dict]:
 
 
 def _gain(cells: list[dict], base: list[dict]) -> dict:
-    by_seed = {c["seed"]: c["accuracy"] for c in base}
-    diffs = [c["accuracy"] - by_seed[c["seed"]] for c in sorted(cells, key=lambda c: c["seed"]) if c["seed"] in by_seed]
+    """Gain over real only, paired by seed (same subset, generator seed and classifier seed): seeds
+    outside, a paired bootstrap over the test images inside (the same resampled images for both arms).
+    ``gain_se``, ``gain_df`` (None for a bootstrap alone) and ``gain_method`` say what the interval covers."""
+    by_seed = {c["seed"]: c for c in base}
+    pairs = [(c, by_seed[c["seed"]]) for c in sorted(cells, key=lambda c: c["seed"]) if c["seed"] in by_seed]
+    diffs = [c["accuracy"] - b["accuracy"] for c, b in pairs]
+    a, b = _correct_matrix([c for c, _ in pairs]), _correct_matrix([b for _, b in pairs])
+    if a is not None and b is not None and a.shape == b.shape and a.shape[1]:
+        est = hierarchical([a, b], seed=0)
+        out = {"gain": est.mean, "gain_ci95": [est.lo, est.hi], "gain_se": est.se, "gain_df": est.df if math.isfinite(est.df) else None,
+               "gain_method": est.method}  # fmt: skip
+        if len(pairs) < 2:
+            return {**out, "verdict": "one seed: no interval for the gain"}
+        return {**out, "verdict": "helps" if est.lo > 0 else "hurts" if est.hi < 0 else "within noise"}
     est = over_replicates(diffs, what="seeds (paired)")
     if est is None:
-        return {"gain": float(np.mean(diffs)) if diffs else None, "gain_ci95": None, "verdict": "one seed: no interval for the gain"}
+        return {"gain": float(np.mean(diffs)) if diffs else None, "gain_ci95": None, "gain_se": None, "gain_df": None,
+                "gain_method": "none", "verdict": "one seed: no interval for the gain"}  # fmt: skip
     v = "helps" if est.lo > 0 else "hurts" if est.hi < 0 else "within noise"
-    return {"gain": est.mean, "gain_ci95": [est.lo, est.hi], "verdict": v}
+    return {"gain": est.mean, "gain_ci95": [est.lo, est.hi], "gain_se": est.se, "gain_df": est.df, "gain_method": est.method, "verdict": v}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,7 +206,7 @@ class StudyResult:
         return cls(cells, generators, config, notes, summarise(cells), claims)
 
     def to_dict(self) -> dict:
-        cells = [{k: v for k, v in c.items() if k != "correct"} for c in self.cells]
+        cells = list(self.cells)  # with each cell's packed per-test-image correctness, so gains can be recomputed
         return {"format": FORMAT, "config": self.config, "notes": self.notes, "summary": self.summary, "claims": self.claims,
                 "reading": self.reading(), "generators": self.generators, "cells": cells}  # fmt: skip
 

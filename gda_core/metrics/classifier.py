@@ -143,12 +143,17 @@ def train_classifier(
     progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
     augment: bool = True,
+    budget_n: int | None = None,
 ) -> SmallCNN:
     """Train the fixed classifier on ``images`` (N, C, H, W) in [0, 1] (or uint8) and ``labels`` (N,).
 
     Adam (lr, weight decay and step count from ``budget``), cosine decay, batch ``budget.batch_size``,
     random-flip-free light augmentation (random 1-pixel shifts) when ``augment``. Returns the model
     in eval mode on ``device``. Same inputs + seed + device -> same weights.
+
+    ``budget_n``: size the step count for this many images instead of ``len(images)``. Arms that are
+    compared (real only against real + synthetic) pass the real set's size, so they train for the same
+    number of steps: otherwise a bigger training set trains longer and that passes for a gain.
     """
     device = torch.device(device)
     x = _as_float_images(images)
@@ -163,7 +168,7 @@ def train_classifier(
         raise ConfigError(f"labels must be in 0..{num_classes - 1}")
     model = build_classifier(x.shape[1], num_classes, x.shape[2], seed=seed).to(device)
     x, y = x.to(device), y.to(device)
-    steps = budget.steps_for(len(x))
+    steps = budget.steps_for(len(x) if budget_n is None else int(budget_n))
     opt = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=budget.lr, total_steps=steps, pct_start=0.15)
     g_cpu = torch.Generator().manual_seed(int(seed) + 1)

@@ -50,9 +50,10 @@ from .privacy import WIN, nearest_ssim
 from .report import AXES, Report, normalise_scores
 from .robustness import deepfool
 from .speed import sampling_speed
-from .summaries import aggregate_replicates, bootstrap_intervals, per_class_summary, reference_intervals
+from .summaries import aggregate_replicates, bootstrap_intervals, classifier_hierarchical, per_class_summary, reference_intervals
 
-METRICS_VERSION = 2
+# 3: TRTR retrained per seed, hierarchical intervals, equal classifier steps, speed se in score units, the memorisation audit
+METRICS_VERSION = 3
 MEMORISATION_VERSION = 1  # of the memorisation stage's record (memorisation.py)
 Progress = Callable[[str, float], None]
 # Sampling seeds of replicate j start at seed + j * SEED_STRIDE, so replicates never share an image seed.
@@ -568,7 +569,9 @@ def _per_class_prdc(plan: EvalPlan, ref: Reference, f_fake: torch.Tensor, fake_y
 
 
 def _utility(plan: EvalPlan, ref: Reference, syn: torch.Tensor, seed: int, raw: dict, items: dict, per_class: dict, tick) -> None:
-    """TSTR, real + k x synthetic augmentation, DeepFool on the TSTR classifier, per-class accuracy."""
+    """TSTR, real + k x synthetic augmentation, DeepFool on the TSTR classifier, per-class accuracy,
+    and this seed's own real-data (TRTR) classifier (its training noise belongs in the interval).
+    Every arm trains for the steps of the real set's size (equal optimisation budget)."""
     n, k = len(ref.train_y), plan.ds.num_classes
     syn_y = torch.as_tensor(plan.labels, dtype=torch.long)
     sets = [("tstr", syn[:n], syn_y[:n])]
@@ -576,7 +579,7 @@ def _utility(plan: EvalPlan, ref: Reference, syn: torch.Tensor, seed: int, raw: 
         sets.append((f"aug_{m}x", torch.cat([ref.train_x, syn[: m * n]]), torch.cat([torch.as_tensor(ref.train_y), syn_y[: m * n]])))
     for i, (name, x, y) in enumerate(sets):
         tick(i / (len(sets) + 1))
-        clf = train_classifier(x, y, k, seed=seed, budget=plan.budget, device=plan.dev, cancel=plan.cancel)
+        clf = train_classifier(x, y, k, seed=seed, budget=plan.budget, device=plan.dev, cancel=plan.cancel, budget_n=n)
         if name == "tstr":
             tick(1 / (len(sets) + 1))
             res = _classifier_items(plan, clf, ref.test_x, ref.test_y)
@@ -587,12 +590,24 @@ def _utility(plan: EvalPlan, ref: Reference, syn: torch.Tensor, seed: int, raw: 
             pred = predict(clf, ref.test_x).numpy()
         raw[f"{name}_acc"], raw[f"{name}_bacc"] = _acc(pred, ref.test_y)
         items[f"{name}_correct"] = (pred == ref.test_y).astype(np.float64)
+    trtr = _seed_trtr(plan, ref, seed)
+    items.update({f"trtr_{key}": np.asarray(trtr[key]) for key in ("correct", "rho", "not_flipped")})
+    raw["trtr_acc"], raw["trtr_bacc"] = _acc(np.asarray(trtr["pred"]), ref.test_y)
+    raw["deepfool_rho_trtr"] = float(np.mean(trtr["rho"]))
     for c, cname in enumerate(plan.ds.class_names):
         mask = ref.test_y == c
         per_class[cname]["n_test"] = int(mask.sum())
         if mask.any():
             per_class[cname]["tstr_acc"] = float(items["tstr_correct"][mask].mean())
-            per_class[cname]["trtr_acc"] = float(ref.trtr["correct"][mask].mean())
+            per_class[cname]["trtr_acc"] = float(items["trtr_correct"][mask].mean())
+
+
+def _seed_trtr(plan: EvalPlan, ref: Reference, seed: int) -> dict:
+    """The real-data classifier of one seed: the reference's for the first seed, else retrained with this seed."""
+    if seed == plan.seeds[0]:
+        return ref.trtr
+    clf = train_classifier(ref.train_x, ref.train_y, plan.ds.num_classes, seed=seed, budget=plan.budget, device=plan.dev, cancel=plan.cancel)
+    return _classifier_items(plan, clf, ref.test_x, ref.test_y)
 
 
 def _acc(pred: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -612,7 +627,7 @@ def _acc(pred: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 def _seed_figures(plan: EvalPlan, ref: Reference, rec: dict, speed: dict) -> dict:
     """One replicate's raw figures, the shared reference figures and its six scores."""
     raw = dict(rec["raw"])
-    if ref.trtr:
+    if ref.trtr and "trtr_acc" not in raw:
         raw["trtr_acc"], raw["trtr_bacc"] = _acc(ref.trtr["pred"], ref.test_y)
         raw["deepfool_rho_trtr"] = float(np.mean(ref.trtr["rho"]))
     raw["images_per_s"], raw["nfe_per_image"] = speed["images_per_s"], speed["nfe_per_image"]
@@ -652,6 +667,9 @@ def aggregate(plan: EvalPlan, ref: Reference, speed: dict, recs: list[dict], *, 
         unc = bootstrap_intervals(raws[0], recs[0]["items"], ref, seed=plan.seeds[0])
     else:
         unc = {**reference_intervals(ref.trtr, ref.test_y, seed=plan.seeds[0]), **aggregate_replicates(raws, what=replicate_label)}
+
+    if all("trtr_correct" in r["items"] for r in recs):  # every seed has its own TRTR classifier
+        unc.update(classifier_hierarchical([r["items"] for r in recs], seed=plan.seeds[0]))
     raw = {k: (float(np.mean([r[k] for r in raws if r.get(k) is not None])) if any(r.get(k) is not None for r in raws) else None)
            for k in raws[0]}  # fmt: skip
     raw.update({k: v for k, v in speed.items() if k == "images_per_s"})
@@ -659,7 +677,8 @@ def aggregate(plan: EvalPlan, ref: Reference, speed: dict, recs: list[dict], *, 
     if getattr(plan.model, "has_likelihood", False) and len(ref.test_y):
         raw["bits_per_dim"] = held_out_bits_per_dim(plan.model, ref.test_x, torch.as_tensor(ref.test_y))
     rep = Report.from_raw(raw, warnings=_warnings(plan, ref, recs), provenance=_provenance(plan, ref, speed, recs), uncertainty=unc,
-                          per_class=per_class_summary([r["per_class"] for r in recs]))  # fmt: skip
+                          per_class=per_class_summary([r["per_class"] for r in recs], [r["items"] for r in recs], ref.test_y,
+                                                      seed=plan.seeds[0]))  # fmt: skip
     _attach_audits(plan, recs, rep, replicate_label)
     return rep
 

@@ -79,9 +79,21 @@ class Estimate:
         except (KeyError, TypeError, ValueError):
             raise ConfigError("not an interval record (mean, lo, hi, se, df, n, method)") from None
 
-    def map(self, fn: Callable[[float], float]) -> Estimate:
-        """The same interval through a monotone increasing function (e.g. a score's clip)."""
-        return Estimate(fn(self.mean), fn(self.lo), fn(self.hi), self.se, self.df, self.n, self.method, tuple(fn(v) for v in self.values))
+    def map(self, fn: Callable[[float], float], derivative: Callable[[float], float] | None = None) -> Estimate:
+        """The same figure through a monotone function (e.g. images/s -> a [0, 1] score): the mean,
+        the interval's ends and the per-replicate values go through ``fn`` (ends swapped for a
+        decreasing map); the standard error by the delta method, ``se * |fn'(mean)|`` (``derivative``,
+        else a central difference), so that a difference of two mapped figures is in the new units."""
+        lo, hi = fn(self.lo), fn(self.hi)
+        se = self.se * abs(derivative(self.mean) if derivative is not None else _slope(fn, self.mean, self.se))
+        return Estimate(fn(self.mean), min(lo, hi), max(lo, hi), float(se), self.df, self.n, self.method, tuple(fn(v) for v in self.values))
+
+
+def _slope(fn: Callable[[float], float], x: float, scale: float) -> float:
+    """fn'(x) by a central difference; a step of 1e-4 of the figure's size keeps a clip's kink honest."""
+    h = max(abs(x), abs(scale), 1e-12) * 1e-4
+    a, b = (x - h, x + h) if x - h > 0 or x <= 0 else (x, x + h)  # stay inside a log's domain
+    return (fn(b) - fn(a)) / (b - a)
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
@@ -164,6 +176,94 @@ def bootstrap_mean(values: np.ndarray, **kw) -> Estimate:
 def from_spread(mean: float, sd: float, n: int, method: str) -> Estimate:
     """A normal interval mean +- 1.96 sd from a known sampling spread (e.g. KID over subsets)."""
     return Estimate(float(mean), float(mean - Z95 * sd), float(mean + Z95 * sd), float(sd), math.inf, int(n), method)
+
+
+def _arms(arms: Sequence) -> list[np.ndarray]:
+    out = [np.atleast_2d(np.asarray(a, dtype=np.float64)) for a in arms]
+    if not out or any(a.size == 0 for a in out) or len({a.shape for a in out}) != 1:
+        raise ConfigError(f"a paired interval needs arms of one shape (seeds, test images), got {[a.shape for a in out]}")
+    return out
+
+
+def _default_stat(*means):
+    return means[0] if len(means) == 1 else means[0] - means[1]
+
+
+def hierarchical(
+    arms: Sequence,
+    *,
+    stat: Callable[..., np.ndarray] | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    what: str = "test images",
+    confidence: float = CONFIDENCE,
+) -> Estimate:
+    """Interval of a figure measured by K seeds on one shared test set: seeds outside, a paired
+    bootstrap over the test images inside.
+
+    ``arms``: one array per arm (e.g. real + synthetic, real only), each (K, n): per seed, a per-test-image
+    figure (0/1 correctness, DeepFool distance); a seed's row in every arm is one replicate (same
+    subset and classifier seed), the columns the same test images. ``stat(*arm_means)``: the figure from
+    the arms' means (vectorised; default: the mean of one arm, the difference of two). Returns the mean
+    over seeds of the per-seed figures with
+
+    - K = 1: the percentile bootstrap over the test images (training noise not covered, said so);
+    - K >= 2: se^2 = var(seed figures) / K + var(bootstrap) - overlap, where the overlap is the
+      seed-by-image noise both terms count (the residual mean square of the linearised figure over
+      n K), and a t-quantile with Satterthwaite's df (K - 1 when the seeds dominate).
+    """
+    a = _arms(arms)
+    stat = stat or _default_stat
+    k, n = a[0].shape
+    per_seed = np.asarray(stat(*(x.mean(1) for x in a)), dtype=np.float64).reshape(k)
+    point = float(per_seed.mean())
+    boot = _boot_means(a, stat, n_boot, seed)
+    se_test2 = float(boot.var(ddof=1)) if len(boot) > 1 else 0.0
+    if k == 1:
+        alpha = (1 - confidence) / 2
+        lo, hi = (float(q) for q in np.quantile(boot, [alpha, 1 - alpha])) if len(boot) > 1 else (point, point)
+        return Estimate(point, min(lo, point), max(hi, point), math.sqrt(se_test2), math.inf, n,
+                        f"bootstrap over {n} {what} (one seed: training noise not covered)", (point,))  # fmt: skip
+    se_seed2 = float(per_seed.var(ddof=1)) / k
+    overlap = _overlap(a, stat) / (n * k)
+    se2 = max(se_seed2 + se_test2 - overlap, se_seed2, se_test2)
+    df = (k - 1) * se2**2 / se_seed2**2 if se_seed2 > 0 else math.inf
+    half = t_quantile(df, confidence) * math.sqrt(se2)
+    return Estimate(point, point - half, point + half, math.sqrt(se2), float(df), k,
+                    f"{k} seeds, paired bootstrap over {n} {what} inside", tuple(float(v) for v in per_seed))  # fmt: skip
+
+
+def _boot_means(a: list[np.ndarray], stat, n_boot: int, seed: int) -> np.ndarray:
+    """The seed-averaged figure on ``n_boot`` resamples of the test images (one index for every seed and arm)."""
+    k, n = a[0].shape
+    rng = _rng(seed)
+    out = np.empty(n_boot)
+    step = max(1, 2_000_000 // max(1, n))
+    for s in range(0, n_boot, step):
+        b = min(step, n_boot - s)
+        idx = rng.integers(0, n, (b, n))
+        w = np.stack([np.bincount(row, minlength=n) for row in idx]).astype(np.float64) / n  # (b, n) resampling weights
+        means = [w @ x.T for x in a]  # (b, K) per arm
+        out[s : s + b] = np.asarray(stat(*means), dtype=np.float64).reshape(b, k).mean(1)
+    return out[np.isfinite(out)]
+
+
+def _overlap(a: list[np.ndarray], stat) -> float:
+    """Residual mean square of the figure linearised in the arms' means (seed-by-image interaction)."""
+    m = [x.mean() for x in a]
+    grads = []
+    for i in range(len(a)):
+        h = 1e-6 * max(1.0, abs(m[i]))
+        up, dn = list(m), list(m)
+        up[i] += h
+        dn[i] -= h
+        grads.append((float(stat(*up)) - float(stat(*dn))) / (2 * h))
+    z = sum(g * x for g, x in zip(grads, a, strict=True))
+    k, n = z.shape
+    if k < 2 or n < 2:
+        return 0.0
+    r = z - z.mean(1, keepdims=True) - z.mean(0, keepdims=True) + z.mean()
+    return float((r**2).sum() / ((k - 1) * (n - 1)))
 
 
 # ---------------------------------------------------------------------------------------------

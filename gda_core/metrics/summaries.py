@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from .fid import fid
-from .intervals import Estimate, bootstrap_mean, bootstrap_stat, from_spread, over_replicates
+from .intervals import Estimate, bootstrap_mean, bootstrap_stat, from_spread, hierarchical, over_replicates
 from .report import AXES, normalise_scores
 
 FID_BOOT = 200  # each FID resample needs two covariance square roots
@@ -104,6 +104,45 @@ def _score_bootstraps(est: dict[str, Estimate], items: dict, ref, *, seed: int) 
     return out
 
 
+def ratio01(a, b):
+    """TSTR / TRTR (or DeepFool distance ratio) cut to [0, 1], vectorised (a zero denominator: 0 or 1)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(b > 0, a / np.where(b > 0, b, 1.0), np.where(a <= 0, 0.0, 1.0))
+    return np.clip(r, 0.0, 1.0)
+
+
+def _stack(items_per_seed: list[dict], key: str, mask=None) -> np.ndarray | None:
+    rows = [it.get(key) for it in items_per_seed]
+    if any(r is None for r in rows):
+        return None
+    a = np.asarray(rows, dtype=np.float64)
+    return a if mask is None else a[:, mask]
+
+
+def classifier_hierarchical(items_per_seed: list[dict], *, seed: int = 0, mask=None) -> dict[str, Estimate]:
+    """Accuracies, DeepFool distances and the utility / robustness scores over K seeds, each seed
+    with its own TSTR, augmentation and TRTR classifiers: seeds outside, a paired bootstrap over the
+    test images inside (``intervals.hierarchical``; ``mask``: only these test images, e.g. one class)."""
+    out: dict[str, Estimate] = {}
+    first = items_per_seed[0]
+    prefixes = ["tstr", "trtr"] + sorted(k[: -len("_correct")] for k in first if k.startswith("aug_") and k.endswith("_correct"))
+    for prefix in prefixes:
+        if (c := _stack(items_per_seed, f"{prefix}_correct", mask)) is not None and c.shape[1]:
+            out[f"{prefix}_acc"] = hierarchical([c], seed=seed)
+    for side in ("tstr", "trtr"):
+        if (r := _stack(items_per_seed, f"{side}_rho", mask)) is not None and r.shape[1]:
+            out[f"deepfool_rho_{side}"] = hierarchical([r], seed=seed)
+    for axis, key in (("utility", "correct"), ("robustness", "rho")):
+        a, b = _stack(items_per_seed, f"tstr_{key}", mask), _stack(items_per_seed, f"trtr_{key}", mask)
+        if a is not None and b is not None and a.shape[1]:
+            e = hierarchical([a, b], stat=ratio01, seed=seed)
+            out[f"score:{axis}"] = dataclasses.replace(e, lo=max(0.0, e.lo), hi=min(1.0, e.hi))
+    for key in [k for k in out if k.endswith("_acc")]:
+        out[key] = dataclasses.replace(out[key], lo=max(0.0, out[key].lo), hi=min(1.0, out[key].hi))
+    return out
+
+
 def aggregate_replicates(raws: list[dict], *, what: str = "sampling seeds") -> dict[str, Estimate]:
     """t-intervals over K >= 2 replicates for every raw figure that varies and every score."""
     out: dict[str, Estimate] = {}
@@ -158,44 +197,62 @@ def wilson(p: float, n: int) -> tuple[float, float]:
 PER_CLASS_FIGURES = {"fidelity": "precision", "diversity": "recall", "tstr_acc": "tstr_acc", "trtr_acc": "trtr_acc"}
 
 
-def per_class_summary(per_seed: list[dict]) -> dict:
+def per_class_summary(per_seed: list[dict], items_per_seed: list[dict] | None = None, test_y=None, *, seed: int = 0) -> dict:
     """Per class: fidelity (precision within the class), diversity (recall), utility (TSTR / TRTR
-    accuracy on the class's test images) and the accuracies, each with a 95 % interval (over seeds
-    when there are several, else a Wilson interval over the class's images)."""
+    accuracy on the class's test images) and the accuracies, each with a 95 % interval.
+
+    The accuracies and utility, given the per-test-image correctness of every seed (``items_per_seed``,
+    ``test_y``): ``classifier_hierarchical`` on the class's test images (seeds outside, paired bootstrap
+    over those images inside; the ratio bootstrapped as a ratio). Fidelity / diversity: over seeds
+    when there are several, else a Wilson interval over one seed's images of the class."""
     out = {}
-    for name in per_seed[0]:
+    y = None if test_y is None else np.asarray(test_y)
+    for c, name in enumerate(per_seed[0]):
         recs = [p[name] for p in per_seed]
         first = recs[0]
         row: dict = {k: first.get(k) for k in ("n_real", "n_synthetic", "n_test")}
         intervals: dict = {}
         for fig, src in PER_CLASS_FIGURES.items():
             vals = [r[src] for r in recs if r.get(src) is not None]
-            if not vals:
-                row[fig] = None
-                continue
-            row[fig] = float(np.mean(vals))
-            intervals[fig] = _per_class_interval(vals, first, src)
-        if row.get("tstr_acc") is not None and row.get("trtr_acc"):
+            row[fig] = float(np.mean(vals)) if vals else None
+            if vals:
+                intervals[fig] = _per_class_interval(vals, first, src)
+        hier = {}
+        if items_per_seed and y is not None and (y == c).any() and all("trtr_correct" in it for it in items_per_seed):
+            hier = classifier_hierarchical(items_per_seed, seed=seed, mask=y == c)
+            for fig in ("tstr_acc", "trtr_acc"):
+                if fig in hier:
+                    row[fig], intervals[fig] = hier[fig].mean, hier[fig].interval
+        if "score:utility" in hier:
+            row["utility"], intervals["utility"] = hier["score:utility"].mean, hier["score:utility"].interval
+        elif row.get("tstr_acc") is not None and row.get("trtr_acc"):
             row["utility"] = _clip01(row["tstr_acc"] / row["trtr_acc"])
             utils = [_clip01(r["tstr_acc"] / r["trtr_acc"]) for r in recs if r.get("trtr_acc")]
             est = over_replicates(utils)
             iv = [est.lo, est.hi] if est is not None and est.se > 0 else _ratio_bounds(intervals.get("tstr_acc"), row["trtr_acc"])
             intervals["utility"] = None if iv is None else [_clip01(iv[0]), _clip01(iv[1])]
         row["intervals"] = intervals
-        row["method"] = f"t-interval over {len(recs)} seeds" if len(recs) > 1 else "Wilson interval over the class's images (one run)"
+        row["method"] = _per_class_method(len(recs), bool(hier))
         out[name] = row
     return out
 
 
+def _per_class_method(k: int, hier: bool) -> str:
+    if hier:
+        side = f"{k} seeds, paired bootstrap over the class's test images inside" if k > 1 else "bootstrap over the class's test images (one seed)"
+        return f"accuracies and utility: {side}; fidelity / diversity: " + (f"t-interval over {k} seeds" if k > 1 else "Wilson over its images")
+    return f"t-interval over {k} seeds" if k > 1 else "Wilson interval over the class's images (one run)"
+
+
 def _per_class_interval(vals: list[float], first: dict, src: str) -> list[float]:
-    """Over seeds where they differ; a Wilson interval over the pooled images where they do not
-    (a figure shared by every seed, such as TRTR's, or one that came out the same every time)."""
+    """Over seeds where they differ; where they do not (one seed, or the same figure every time), a
+    Wilson interval over one seed's images: the seeds share the test images, so pooling them would
+    count the same images K times."""
     est = over_replicates(vals)
     if est is not None and est.se > 0:
         return [max(0.0, est.lo), min(1.0, est.hi)]
     n = first.get("n_synthetic" if src == "precision" else "n_real" if src == "recall" else "n_test") or 0
-    pooled = len(vals) if src in ("precision", "tstr_acc") else 1  # TRTR and the real side do not grow with seeds
-    return list(wilson(float(np.mean(vals)), int(n) * pooled))
+    return list(wilson(float(np.mean(vals)), int(n)))
 
 
 def _ratio_bounds(tstr_iv, trtr: float):
