@@ -13,6 +13,7 @@ import streamlit as st
 from gda_core.errors import GDAError
 from gda_core.jobs import cached_reports
 from gda_core.metrics import (
+    ARCHITECTURES,
     AXES,
     AXIS_HELP,
     BPD_HELP,
@@ -70,6 +71,9 @@ if not st.session_state.get("compare_cleared"):
             reports[p] = cached[0][1]
 
 c0, c1 = st.columns([1, 2])
+classifier = c0.selectbox("Downstream classifier", list(ARCHITECTURES), key="compare_classifier", format_func=lambda a: f"{a}: {ARCHITECTURES[a]}",
+                          help="The classifier of utility and robustness, trained from scratch on each model's images (the small CNN made "
+                               "every shipped report; the paper used VGG and DenseNet). Recorded in the report and part of its cache key.")  # fmt: skip
 preset = c0.radio(
     "Evaluation budget",
     ("quick", "full"),
@@ -97,7 +101,8 @@ if b1.button("Evaluate selected", type="primary", key="compare_eval", disabled=n
     try:
         for p in selected:
             if p not in busy:
-                queue.submit(ws, "evaluate", f"evaluate {Path(p).name} ({preset})", {"run_dir": p, "preset": preset, "sampling": sampling},
+                queue.submit(ws, "evaluate", f"evaluate {Path(p).name} ({preset}, {classifier})",
+                             {"run_dir": p, "preset": preset, "sampling": sampling, "classifier": classifier},
                              meta={"run_dir": p, "preset": preset})  # fmt: skip
         st.rerun()
     except GDAError as exc:

@@ -14,7 +14,8 @@ from gda_core.augment import FILTER_HELP, MODES, plan_study, quick_budget
 from gda_core.augment.export import npz_bytes, provenance, zip_bytes
 from gda_core.augment.study_report import VERDICT_NOTE
 from gda_core.errors import GDAError
-from gda_core.metrics import DEFAULT_BUDGET
+from gda_core.metrics import ARCHITECTURES, DEFAULT_BUDGET
+from gda_core.metrics.classifier import with_classifier
 from gda_core.sampling import image_grid
 from pages.ui import common
 
@@ -202,8 +203,11 @@ if cur is not None:
                          help="Also run every cell with these filters, e.g. " + ", ".join(f"{k}:0.5" for k in FILTER_HELP))  # fmt: skip
     budget = c6.radio("Classifier budget", ["quick", "standard"], horizontal=True, key="study_budget",
                       help="quick: at most 200 steps per classifier (CPU-friendly, noisier); standard: the evaluation budget (150-800 steps).")  # fmt: skip
+    classifier = c6.selectbox("Downstream classifier", list(ARCHITECTURES), key="study_classifier", format_func=lambda a: f"{a}: {ARCHITECTURES[a]}",
+                              help="The classifier every cell trains, from scratch (the paper used VGG and DenseNet; the small CNN is the fastest).")  # fmt: skip
     opts.update(per_class_levels=levels, ratios=ratios, seeds=int(seeds), geometric_aug=[a == "on" for a in aug_opts], select=spec.strip() or None,
-                budget=quick_budget() if budget == "quick" else DEFAULT_BUDGET, device="auto", cache_dir=str(ws.study_cache))  # fmt: skip
+                budget=with_classifier(quick_budget() if budget == "quick" else DEFAULT_BUDGET, classifier), device="auto",
+                cache_dir=str(ws.study_cache))  # fmt: skip
     if source != "checkpoint":
         n_gen = len(opts["models"]) * len(levels) * int(seeds) if source == "per-level" else len(opts["models"]) * int(seeds)
         st.caption(f"{n_gen} generators to train (about {n_gen * opts['budget_minutes']:.0f} minutes; ones already trained with the same "
@@ -217,7 +221,7 @@ if cur is not None:
     if st.button("Run study", type="primary", key="study_go", disabled=problem is not None,
                  help="Runs in the background with progress per cell; cancel any time and resume later (finished cells are kept)."):  # fmt: skip
         job_opts = {k: v for k, v in opts.items() if k not in ("checkpoints", "budget", "cache_dir")}
-        job_opts.update(checkpoints=list(sel) if source == "checkpoint" else None, budget=budget)
+        job_opts.update(checkpoints=list(sel) if source == "checkpoint" else None, budget=budget, classifier=classifier)
         ss["study_last"] = {"title": f"Study on {common.data_options().get('label') or cur.name}", "params": {"data": cur.spec.to_dict(), "options": job_opts}}
         try:
             queue.submit(ws, "study", ss["study_last"]["title"], ss["study_last"]["params"])

@@ -9,10 +9,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from ..errors import ConfigError, GDAError
+from ..metrics.classifier import ARCHITECTURES
 from ..runtime import DEVICE_CHOICES, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 STUDY_SUFFIXES = (".json", ".html", ".htm", ".png", ".md")
@@ -146,7 +148,8 @@ def cmd_study(args) -> int:
         ratios=args.ratios, seeds=args.seeds, scope=args.generator_scope, budget_minutes=_budget(args.budget_minutes, float, "--budget-minutes"),
         budget_steps=_budget(args.budget_steps, float, "--budget-steps"), geometric_aug={"off": (False,), "on": (True,), "both": (False, True)}[args.geometric_aug],
         select=args.select, mode="rebalance" if args.rebalance else "balanced",
-        budget=quick_budget() if args.classifier_budget == "quick" else DEFAULT_BUDGET, sampling=sampling, device=args.device,
+        budget=dataclasses.replace(quick_budget() if args.classifier_budget == "quick" else DEFAULT_BUDGET, architecture=args.classifier),
+        sampling=sampling, device=args.device,
         cache_dir=args.cache, progress=_printer(args.quiet),
     )  # fmt: skip
     written = _write_study(res, out)
@@ -214,6 +217,8 @@ def register(subparsers) -> None:
     p.add_argument("--select", default=None, help="also run every cell with these selection filters")
     p.add_argument("--rebalance", action="store_true", help="rebalance mode for the synthetic sets")
     p.add_argument("--classifier-budget", choices=["quick", "standard"], default="standard", help="downstream classifier budget")
+    p.add_argument("--classifier", choices=tuple(ARCHITECTURES), default="small-cnn",
+                   help="downstream classifier, trained from scratch: " + "; ".join(f"{k}: {v}" for k, v in ARCHITECTURES.items()))  # fmt: skip
     p.add_argument("--temperature", type=_float, default=None)
     p.add_argument("--guidance", type=_float, default=None)
     p.add_argument("--steps", type=int, default=None, help="sampling steps of iterative generators")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .claims import CLAIMS_NOTE, PAPER_CLAIMS, check_claims, claim_sentence, claims_from_reports
 from .classifier import (
+    ARCHITECTURES,
     DEFAULT_BUDGET,
     ClassifierBudget,
     SmallCNN,
@@ -66,6 +67,7 @@ __all__ = [
     "DEFAULT_BUDGET",
     "HEADLINE_RAW",
     "RAW_META",
+    "ARCHITECTURES",
     "ClassifierBudget",
     "DeepFoolResult",
     "FeatureExtractor",

@@ -1,13 +1,15 @@
-"""The fixed small CNN classifier behind the domain features, TSTR / TRTR utility and DeepFool.
+"""The downstream classifier behind the domain features, TSTR / TRTR utility and DeepFool.
 
-One architecture, one optimiser, one budget rule and one seed for every model, so that utility and
-robustness figures differ only because the training images differ. Training is deterministic for
+One architecture (the small CNN unless the user picks another of ARCHITECTURES), one optimiser,
+one budget rule and one seed for every model, so that utility and robustness figures differ only
+because the training images differ. The domain features (FID, precision, recall) always use the small CNN. Training is deterministic for
 a seed on a given device: weight init, shuffling and dropout draw from local generators only (the
 global torch RNG is never touched, so concurrent jobs in the app cannot disturb each other).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Callable
@@ -20,10 +22,22 @@ from torch import nn
 
 from ..errors import Cancelled, ConfigError
 
+#: The downstream classifiers on offer, all trained from scratch (no downloaded weights): the small CNN
+#: every figure of the shipped reports uses, and torchvision's ResNet-18, DenseNet-121 and VGG-11
+#: (the paper trained VGG16, DenseNet121 and custom CNNs) with their stems adapted to 16-64 px images.
+ARCHITECTURES = {
+    "small-cnn": "the fixed small CNN (three conv blocks; seconds to train on a CPU)",
+    "resnet18": "torchvision ResNet-18, 3x3 stem without max-pool below 64 px (11 M weights; minutes per training on a CPU)",
+    "densenet121": "torchvision DenseNet-121, 3x3 stem without pooling below 64 px (7 M weights; the slowest on a CPU)",
+    "vgg11": "torchvision VGG-11 with batch norm, pools kept while the image is 2 px or more, global-pool head (9 M weights)",
+}
+
 
 @dataclass(frozen=True)
 class ClassifierBudget:
-    """How long the fixed classifier trains: ``epochs`` passes, clamped to [min_steps, max_steps]."""
+    """The downstream classifier: its ``architecture`` (ARCHITECTURES) and how long it trains,
+    ``epochs`` passes clamped to [min_steps, max_steps]. Part of every report's settings, so of
+    every cache key."""
 
     epochs: int = 20
     min_steps: int = 150
@@ -31,6 +45,11 @@ class ClassifierBudget:
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 5e-4
+    architecture: str = "small-cnn"
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"unknown classifier '{self.architecture}'; choose one of {', '.join(ARCHITECTURES)}")
 
     def steps_for(self, n: int) -> int:
         per_epoch = max(1, math.ceil(n / self.batch_size))
@@ -41,6 +60,15 @@ class ClassifierBudget:
 
 
 DEFAULT_BUDGET = ClassifierBudget()
+
+
+def with_classifier(budget: ClassifierBudget, architecture: str | None) -> ClassifierBudget:
+    """``budget`` with another downstream architecture (None: as it is); an unknown name is a one-line ConfigError."""
+    if not architecture:
+        return budget
+    if not isinstance(architecture, str):
+        raise ConfigError(f"classifier must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
+    return dataclasses.replace(budget, architecture=architecture)
 
 
 class _SeededDropout(nn.Module):
@@ -104,10 +132,54 @@ class SmallCNN(nn.Module):
         }
 
 
-def build_classifier(in_channels: int, num_classes: int, image_size: int, *, seed: int = 0, **arch) -> SmallCNN:
-    """Build a SmallCNN with weights drawn from a local generator seeded by ``seed`` (PyTorch's
+def _torchvision_classifier(architecture: str, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+    """A torchvision architecture (random weights) adapted to small images: an ImageNet stem (7x7
+    stride 2 + max-pool) would shrink a 28 px image to 7 px before the first block, so below 64 px
+    the stem is a 3x3 stride-1 convolution without pooling, as for CIFAR; the input takes 1 or 3 channels."""
+    import torchvision
+
+    small = image_size < 64
+    if architecture == "resnet18":
+        m = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+        m.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False) if small else nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        if small:
+            m.maxpool = nn.Identity()
+        return m
+    if architecture == "densenet121":
+        m = torchvision.models.densenet121(weights=None, num_classes=num_classes)
+        f = m.features
+        f.conv0 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False) if small else nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        if small:
+            f.pool0 = nn.Identity()
+        return m
+    m = torchvision.models.vgg11_bn(weights=None)
+    layers, size = list(m.features), image_size
+    layers[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
+    kept = []
+    for layer in layers:  # a pool that would take the map below 1 px is dropped
+        if isinstance(layer, nn.MaxPool2d):
+            if size < 2:
+                continue
+            size //= 2
+        kept.append(layer)
+    m.features = nn.Sequential(*kept)
+    m.avgpool = nn.AdaptiveAvgPool2d(1)
+    m.classifier = nn.Linear(512, num_classes)  # ImageNet's 4096-wide head would hold 100 M weights for a 28 px image
+    return m
+
+
+def build_classifier(in_channels: int, num_classes: int, image_size: int, *, seed: int = 0, architecture: str = "small-cnn", **arch) -> nn.Module:
+    """Build the classifier with weights drawn from a local generator seeded by ``seed`` (PyTorch's
     default init distributions, so results do not depend on the global RNG state)."""
-    model = SmallCNN(in_channels, num_classes, image_size, **arch)
+    if architecture == "small-cnn":
+        model = SmallCNN(in_channels, num_classes, image_size, **arch)
+    elif architecture in ARCHITECTURES:
+        # torchvision initialises from the global RNG while it builds: fork it so the caller's stream is left as it was;
+        # every weight is drawn again below from the local generator.
+        with torch.random.fork_rng(devices=[]):
+            model = _torchvision_classifier(architecture, in_channels, num_classes, image_size)
+    else:
+        raise ConfigError(f"unknown classifier '{architecture}'; choose one of {', '.join(ARCHITECTURES)}")
     g = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
         for m in model.modules():
@@ -144,8 +216,8 @@ def train_classifier(
     cancel: threading.Event | None = None,
     augment: bool = True,
     budget_n: int | None = None,
-) -> SmallCNN:
-    """Train the fixed classifier on ``images`` (N, C, H, W) in [0, 1] (or uint8) and ``labels`` (N,).
+) -> nn.Module:
+    """Train the classifier of ``budget.architecture`` on ``images`` (N, C, H, W) in [0, 1] (or uint8) and ``labels`` (N,).
 
     Adam (lr, weight decay and step count from ``budget``), cosine decay, batch ``budget.batch_size``,
     random-flip-free light augmentation (random 1-pixel shifts) when ``augment``. Returns the model
@@ -166,14 +238,16 @@ def train_classifier(
         raise ConfigError(f"images must be square, got {tuple(x.shape[2:])}")
     if int(y.min()) < 0 or int(y.max()) >= num_classes:
         raise ConfigError(f"labels must be in 0..{num_classes - 1}")
-    model = build_classifier(x.shape[1], num_classes, x.shape[2], seed=seed).to(device)
+    model = build_classifier(x.shape[1], num_classes, x.shape[2], seed=seed, architecture=budget.architecture).to(device)
     x, y = x.to(device), y.to(device)
     steps = budget.steps_for(len(x) if budget_n is None else int(budget_n))
     opt = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=budget.lr, total_steps=steps, pct_start=0.15)
     g_cpu = torch.Generator().manual_seed(int(seed) + 1)
     g_dev = torch.Generator(device=device).manual_seed(int(seed) + 2)
-    model.drop.generator = g_dev
+    drop = getattr(model, "drop", None)  # the small CNN's seeded dropout (the torchvision ones have none left)
+    if drop is not None:
+        drop.generator = g_dev
     model.train()
     bs = min(budget.batch_size, len(x))
     order = torch.randperm(len(x), generator=g_cpu)
@@ -201,7 +275,8 @@ def train_classifier(
         sched.step()
         if progress is not None:
             progress(step + 1, steps)
-    model.drop.generator = None
+    if drop is not None:
+        drop.generator = None
     return model.eval()
 
 

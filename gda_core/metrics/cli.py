@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..runtime import DEVICE_CHOICES, atomic_write_json
+from .classifier import ARCHITECTURES, DEFAULT_BUDGET
 
 COMPARE_SUFFIXES = (".html", ".htm", ".json", ".csv", ".png")
 
@@ -61,6 +63,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=("quick", "full"), default=None,
                    help="quick: 300 samples, short classifier, one seed; full: the default settings with 3 seeds")  # fmt: skip
     _sampling_args(p)
+    p.add_argument("--classifier", choices=tuple(ARCHITECTURES), default="small-cnn",
+                   help="downstream classifier of utility and robustness, trained from scratch: " + "; ".join(f"{k}: {v}" for k, v in ARCHITECTURES.items()))  # fmt: skip
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="device (default auto: cuda, then mps, then cpu)")
     p.add_argument("--no-cache", action="store_true", help="recompute even if <run>/eval/ holds a report with the same settings")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -78,6 +82,8 @@ def _eval_one(path: str, args) -> object:
         opts["seeds"] = args.seeds
     if args.n is not None:
         opts["n_samples"] = args.n
+    if args.classifier != "small-cnn":
+        opts["budget"] = dataclasses.replace(opts.get("budget", DEFAULT_BUDGET), architecture=args.classifier)
     kw = dict(seed=args.seed, device=args.device, cache=not args.no_cache, progress=_progress_printer(args.quiet), steps=args.steps,
               guidance=args.guidance, sampler=args.sampler, temperature=args.temperature, **opts)  # fmt: skip
     if args.train_seeds > 1:

@@ -145,7 +145,9 @@ def comparability(reports: list[Report], names: list[str]) -> list[str]:
     out = []
     checks = (
         ("dataset", lambda p: p.get("dataset_sha256") or (p.get("dataset") or {}).get("name"), "different datasets"),
-        ("classifier budget", lambda p: repr(p.get("classifier_budget")), "different classifier budgets"),
+        ("classifier", lambda p: (p.get("classifier_budget") or {}).get("architecture", "small-cnn"), "different downstream classifiers"),
+        ("classifier budget", lambda p: repr({k: v for k, v in (p.get("classifier_budget") or {}).items() if k != "architecture"}),
+         "different classifier budgets"),
         ("preset", lambda p: p.get("preset"), "different evaluation presets"),
         ("samples", lambda p: p.get("n_samples"), "different numbers of synthetic images"),
         ("seeds", lambda p: len(p.get("seeds") or [p.get("seed")]), "different numbers of seeds"),

@@ -117,13 +117,16 @@ def train_job(ctx: JobContext, p: dict) -> dict:
 def evaluate_job(ctx: JobContext, p: dict) -> dict:
     """The evaluation's report as a file of the workspace; the run folder's own cache is used only
     for the workspace's runs (nothing is written into shipped or published ones)."""
+    from ..metrics.classifier import DEFAULT_BUDGET, with_classifier
     from ..metrics.evaluation import evaluate, evaluation_options
 
     run_dir = p["run_dir"]
     _run_data_allowed(ctx, run_dir)
+    opts = evaluation_options(p.get("preset", "quick"))
+    opts["budget"] = with_classifier(opts.get("budget", DEFAULT_BUDGET), p.get("classifier"))
     rep = evaluate(str(run_dir), seed=int(p.get("seed", 0)), device=p.get("device", "auto"), cache=ctx.ws.owns(run_dir),
                    progress=lambda stage, f: ctx.update(progress=f, message=stage), cancel=ctx.cancel_event,
-                   **evaluation_options(p.get("preset", "quick")), **(p.get("sampling") or {}))  # fmt: skip
+                   **opts, **(p.get("sampling") or {}))  # fmt: skip
     path = ctx.ws.evaluations / safe_name(Path(run_dir).name, "run") / f"{ctx.job.id}.json"
     rep.save(path)
     return {"report": str(path), "run_dir": str(run_dir)}
@@ -173,9 +176,10 @@ def study_job(ctx: JobContext, p: dict) -> dict:
     from ..augment import quick_budget, run_study
     from ..checkpoints import load_run
     from ..metrics import DEFAULT_BUDGET
+    from ..metrics.classifier import with_classifier
 
     opts = dict(p["options"])
-    opts["budget"] = quick_budget() if opts.pop("budget", "quick") == "quick" else DEFAULT_BUDGET
+    opts["budget"] = with_classifier(quick_budget() if opts.pop("budget", "quick") == "quick" else DEFAULT_BUDGET, opts.pop("classifier", None))
     if opts.get("checkpoints"):
         opts["checkpoints"] = [load_run(c, device="auto") for c in opts["checkpoints"]]
     opts["cache_dir"] = str(ctx.ws.study_cache)

@@ -1,0 +1,49 @@
+"""Every shipped checkpoint (checkpoints/) loads, samples each of its classes, carries a model card,
+and has a full evaluation that is a current cache entry: what Compare opens with on first launch
+(issue 26). Re-make them with ``make checkpoints`` (or ``python -m bench.train_shipped --eval-only``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gda_core.checkpoints import SHIPPED_DIR, list_runs, load_run
+from gda_core.jobs import cached_reports
+from gda_core.metrics import AXES
+from gda_core.metrics.evaluation import METRICS_VERSION
+from gda_core.models import BUILTIN_FAMILIES
+from gda_core.sampling import generate
+
+SHIPPED = [r for r in list_runs(SHIPPED_DIR, include_shipped=False)]
+
+
+def test_every_family_is_shipped_on_digits():
+    digits = {r.family for r in SHIPPED if r.dataset == "digits"}
+    assert digits == set(BUILTIN_FAMILIES), f"missing on digits: {sorted(set(BUILTIN_FAMILIES) - digits)}"
+    total = sum(p.stat().st_size for p in SHIPPED_DIR.rglob("*") if p.is_file())
+    assert total < 150e6, f"shipped checkpoints take {total / 1e6:.0f} MB (budget 150 MB)"
+
+
+@pytest.mark.parametrize("info", SHIPPED, ids=[r.path.name for r in SHIPPED])
+def test_shipped_checkpoint_loads_samples_its_classes_and_has_a_current_report(info):
+    run = load_run(info.path, device="cpu")
+    k = run.model.config.num_classes
+    assert len(run.class_names) == k >= 2
+    out = generate(run, k, None, seed=0, steps=4 if run.model.nfe_per_image() > 8 else None)
+    assert out.images.shape[0] == k and out.images.dtype == np.uint8
+    assert sorted(set(int(y) for y in out.labels)) == list(range(k)), "one image per class"
+    assert out.images.std() > 5, "not a blank grid"
+    card = (info.path / "MODEL_CARD.md").read_text()
+    assert "Six-axis scores" in card and "licence" in card.lower() or info.dataset == "digits"
+    cfg = json.loads((info.path / "config.json").read_text())
+    assert cfg.get("finished") and not any(str(v).startswith("/") for v in (cfg.get("data") or {}).values()), "no path of the machine it was made on"
+    reports = cached_reports(info.path)
+    assert reports, f"{info.path.name}: no evaluation report of metrics version {METRICS_VERSION} in eval/"
+    rep = reports[0][1]
+    assert rep.provenance["metrics_version"] == METRICS_VERSION
+    assert len(rep.provenance.get("seeds") or []) >= 3, "the full preset: three seeds"
+    assert all(a in rep.intervals for a in AXES), "every axis with its interval"
+    assert Path(reports[0][0]).stem == rep.provenance.get("settings_sha256")
