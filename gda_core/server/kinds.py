@@ -78,14 +78,15 @@ def _dataset(ctx: JobContext, spec: dict):
     from ..data import load_dataset
 
     spec = dict(spec)
-    check_data_source(ctx.cfg, ctx.ws, str(spec["source"]))
+    check_data_source(ctx.cfg, ctx.ws, str(spec["source"]), spec.get("data_dir"))
     return load_dataset(spec.pop("source"), **spec)
 
 
 def _run_data_allowed(ctx: JobContext, run_dir: str) -> None:
     from ..checkpoints import read_config
 
-    check_data_source(ctx.cfg, ctx.ws, str((read_config(run_dir).get("data") or {}).get("source", "")))
+    data = read_config(run_dir).get("data") or {}
+    check_data_source(ctx.cfg, ctx.ws, str(data.get("source", "")), data.get("data_dir"))
 
 
 def train_job(ctx: JobContext, p: dict) -> dict:

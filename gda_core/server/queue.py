@@ -33,6 +33,7 @@ from huey.serializer import Serializer
 from ..runtime import atomic_write_text
 from .config import ServerConfig, load_config
 from .store import FAILED, JobStore, pid_alive
+from .workspaces import folder_id
 
 log = logging.getLogger(__name__)
 QUEUE_DB = "queue.db"
@@ -95,7 +96,7 @@ def execute(job_id: str, app_data: str) -> None:
     env = {**os.environ, "GDA_APP_DATA": str(cfg.app_data)}
     threads = str(cfg.resolved_job_threads())
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, GDA_JOB_THREADS=threads)
-    job_dir = cfg.workspaces_dir / job.workspace / "jobs" / job_id
+    job_dir = cfg.workspaces_dir / folder_id(job.workspace) / "jobs" / job_id
     job_dir.mkdir(parents=True, exist_ok=True)
     with open(job_dir / "job.log", "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "gda_core.server.kinds", str(cfg.app_data), job_id], env=env, stdout=out,

@@ -5,7 +5,9 @@
 ``exports/``, ``jobs/`` (each job's log and preview) and ``study-cache/``. Folders are created
 0700. The id is a random token (the app keeps it in the page's URL); knowing it is what gives
 access, unless the server owner also set a password for the workspace (scrypt hash in
-``workspace.json``).
+``workspace.json``). The folder is named by a digest of the token, never the token itself: paths
+end up in run configs, cards and labels, and a path must not open the workspace. Folders of an
+older version, named by the token, are renamed when the workspace is next opened.
 
 Shipped checkpoints are read-only and visible to all. A user can publish one of their runs: a
 read-only copy in ``<app data>/published/``, listed in everyone's pickers.
@@ -13,6 +15,7 @@ read-only copy in ``<app data>/published/``, listed in everyone's pickers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import io
@@ -32,6 +35,7 @@ from ..runtime import atomic_write_bytes, atomic_write_json
 from .config import ServerConfig
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+FOLDER_RE = re.compile(r"^w[0-9a-f]{32}$")
 SUBDIRS = ("uploads", "datasets", "runs", "evaluations", "exports", "jobs", "study-cache")
 INFO = "workspace.json"
 STATE = "state.json"
@@ -41,6 +45,11 @@ RUN_FILES = frozenset({"model.safetensors", "config.json", "history.json", "prev
 MAX_RUN_ZIP_MEMBERS = 200
 MAX_RUN_ZIP_BYTES = 2 * 1024**3
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def folder_id(token: str) -> str:
+    """The workspace folder's name for ``token``: a digest that does not give the token back."""
+    return "w" + hashlib.sha256(b"gda-workspace:" + str(token).encode()).hexdigest()[:32]
 
 
 def _private_dir(path: Path) -> Path:
@@ -164,7 +173,7 @@ class Workspace:
 def create_workspace(cfg: ServerConfig, *, name: str | None = None, password: str | None = None) -> Workspace:
     _private_dir(cfg.workspaces_dir)
     token = secrets.token_urlsafe(18)
-    ws = Workspace(token, _private_dir(cfg.workspaces_dir / token))
+    ws = Workspace(token, _private_dir(cfg.workspaces_dir / folder_id(token)))
     atomic_write_json(ws.root / INFO, {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "name": name or ""})
     if password:
         ws.set_password(password)
@@ -175,10 +184,30 @@ def open_workspace(cfg: ServerConfig, token: str | None) -> Workspace | None:
     """The workspace with this token, or None (malformed or unknown token)."""
     if not token or not TOKEN_RE.match(str(token)):
         return None
-    root = cfg.workspaces_dir / str(token)
+    root = cfg.workspaces_dir / folder_id(str(token))
+    legacy = cfg.workspaces_dir / str(token)
+    # A digest-named folder is never a legacy one: its name must not open it (it is no token).
+    if not (root / INFO).is_file() and not FOLDER_RE.match(str(token)) and (legacy / INFO).is_file() and not legacy.is_symlink():
+        _migrate(cfg, str(token), legacy, root)
     if not (root / INFO).is_file():
         return None
     return Workspace(str(token), root)
+
+
+def _migrate(cfg: ServerConfig, token: str, legacy: Path, root: Path) -> None:
+    """Rename a folder named by its token (older versions) to its digest name, and rewrite the
+    token-bearing paths its own files record (run configs, prepared datasets, the page state)."""
+    try:
+        legacy.rename(root)
+    except OSError:
+        return  # another process migrated it meanwhile (or cannot now): the next open finds it
+    old, new = str(legacy.resolve(strict=False)), str(root.resolve())
+    for f in root.rglob("*"):
+        if f.suffix in (".json", ".md") and f.is_file() and not f.is_symlink():
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                text = f.read_text(encoding="utf-8")
+                if old in text or str(legacy) in text:
+                    atomic_write_bytes(f, text.replace(old, new).replace(str(legacy), new).encode("utf-8"))
 
 
 def delete_workspace(cfg: ServerConfig, ws: Workspace) -> None:
@@ -282,6 +311,7 @@ def import_run_zip(cfg: ServerConfig, ws: Workspace, data: bytes, name: str) -> 
     members = _zip_members(data)
     if "config.json" not in members or "model.safetensors" not in members:
         raise CheckpointError("the run zip needs config.json and model.safetensors")
+    members = scrub_members(members, ws, keep_own=True)
     base = safe_name(Path(name).stem, "run")
     staging = _private_dir(ws.jobs / f".import-{secrets.token_hex(4)}")
     try:
@@ -304,6 +334,72 @@ def import_run_zip(cfg: ServerConfig, ws: Workspace, data: bytes, name: str) -> 
         shutil.rmtree(staging, ignore_errors=True)
 
 
+PRIVATE_DATA = "private:"
+
+
+def _is_named(source: str) -> bool:
+    from ..data import list_datasets
+
+    return str(source).lower() in {d.name for d in list_datasets()}
+
+
+def _scrub_value(value: object, secrets_: list[str]) -> object:
+    """Strings with a secret replaced and absolute paths cut to their last part, all through a JSON value."""
+    if isinstance(value, dict):
+        return {k: _scrub_value(v, secrets_) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_value(v, secrets_) for v in value]
+    if isinstance(value, str):
+        for sec in secrets_:
+            value = value.replace(sec, "<workspace>")
+        if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", value):
+            value = Path(value.replace("\\", "/")).name
+    return value
+
+
+def scrub_config(cfg_json: dict, ws: Workspace, *, keep_own: bool) -> dict:
+    """A run config with no server path left in it: a dataset that is not a named one becomes
+    ``private:<file name>`` (its data stays with the workspace that trained it), ``data_dir`` is
+    dropped, and every other absolute path is cut to its last part. ``keep_own``: a dataset inside
+    ``ws`` itself is kept (a run imported back into its own workspace can still be evaluated)."""
+    out = dict(cfg_json)
+    data = dict(out.get("data") or {}) if isinstance(out.get("data"), dict) else {}
+    source = str(data.get("source", ""))
+    own = keep_own and bool(source) and ws.owns(source)
+    if data and not own:
+        if source and not _is_named(source) and not source.startswith(PRIVATE_DATA):
+            data["source"] = PRIVATE_DATA + safe_name(Path(source.replace("\\", "/")).name, "data")
+        data["data_dir"] = None
+    rest = _scrub_value({k: v for k, v in out.items() if k != "data"}, _secrets(ws))
+    return {**rest, **({"data": data if own else _scrub_value(data, _secrets(ws))} if data else {})}
+
+
+def _secrets(ws: Workspace) -> list[str]:
+    """What must not leave a workspace in a file: its token and its folder's paths (longest first)."""
+    return sorted({str(ws.root.resolve()), str(ws.root), ws.id}, key=len, reverse=True)
+
+
+def scrub_members(members: dict[str, bytes], ws: Workspace, *, keep_own: bool) -> dict[str, bytes]:
+    """A run's files with its config scrubbed (:func:`scrub_config`) and the workspace's token and
+    folder paths taken out of every text file (cards, history, note, saved evaluations)."""
+    out = dict(members)
+    for key, content in members.items():
+        if key == "config.json":
+            try:
+                cfg_json = json.loads(content)
+            except ValueError:
+                raise CheckpointError("the run's config.json is not valid JSON") from None
+            if not isinstance(cfg_json, dict):
+                raise CheckpointError("the run's config.json is not a JSON object")
+            out[key] = json.dumps(scrub_config(cfg_json, ws, keep_own=keep_own), indent=2).encode()
+        elif key.endswith((".json", ".md")):
+            text = content.decode("utf-8", errors="replace")
+            for sec in _secrets(ws):
+                text = text.replace(sec, "<workspace>")
+            out[key] = text.encode("utf-8")
+    return out
+
+
 def publish_run(cfg: ServerConfig, ws: Workspace, run_dir: str | os.PathLike, busy: set[str]) -> Path:
     """A read-only copy of one of this workspace's runs in the published area, visible to all."""
     path = _own_run(ws, run_dir)
@@ -316,7 +412,8 @@ def publish_run(cfg: ServerConfig, ws: Workspace, run_dir: str | os.PathLike, bu
     staging = cfg.published_dir / f".{dst.name}.part"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    for key, content in _zip_members(run_zip_bytes(path)).items():
+    members = scrub_members(_zip_members(run_zip_bytes(path)), ws, keep_own=False)
+    for key, content in members.items():
         (staging / key).parent.mkdir(parents=True, exist_ok=True)
         (staging / key).write_bytes(content)
     cfg_json = json.loads((staging / "config.json").read_text())
@@ -351,13 +448,20 @@ def unpublish_run(cfg: ServerConfig, ws: Workspace, run_dir: str | os.PathLike) 
     shutil.rmtree(path)
 
 
-def check_data_source(cfg: ServerConfig, ws: Workspace, source: str) -> None:
+def check_data_source(cfg: ServerConfig, ws: Workspace, source: str, data_dir: str | None = None) -> None:
     """Refuse a dataset this workspace may not read: another workspace's upload (a published run
-    records its owner's data path), or a server path when the server owner has not allowed them.
-    Named datasets (digits, MedMNIST) are open to all."""
-    from ..data import list_datasets
-
-    if str(source).lower() in {d.name for d in list_datasets()} or ws.owns(source):
+    records its owner's data as ``private:<name>``; older ones its path), or a server path when the
+    server owner has not allowed them. Named datasets (digits, MedMNIST) are open to all, in the
+    shared download folder or a ``data_dir`` inside this workspace (anywhere else a download would
+    write outside every quota, and reading it is reading a server path)."""
+    source = str(source)
+    if data_dir not in (None, "") and not ws.owns(data_dir):
+        raise DataError("a dataset folder (data_dir) outside this workspace is refused on a shared server; leave it empty to use "
+                        "the shared download folder")  # fmt: skip
+    if source.startswith(PRIVATE_DATA):
+        raise DataError("this run's training data belongs to the workspace that trained it: what needs it (nearest images, evaluation, "
+                        "augmentation) is not available for it")  # fmt: skip
+    if _is_named(source) or ws.owns(source):
         return
     if Path(source).resolve().is_relative_to(cfg.app_data.resolve()):
         raise DataError("this run's training data belongs to another workspace: what needs it (nearest images, evaluation, augmentation) "

@@ -307,7 +307,7 @@ def load_dataset_cached(source: str, *, image_size=None, channels: str = "keep",
                         subset_seed=None):  # fmt: skip
     """gda_core.data.load_dataset, cached per options (shared, read-only Dataset), for a source this
     workspace may read (a named dataset, its own uploads; server paths only where allowed)."""
-    check_data_source(config(), workspace(), str(source))
+    check_data_source(config(), workspace(), str(source), data_dir)
     return _load_dataset_cached(str(source), image_size, channels, per_class, int(seed), data_dir, subset_seed, _path_stamp(str(source)))
 
 
