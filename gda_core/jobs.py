@@ -25,7 +25,7 @@ import numpy as np
 from .errors import ConfigError, GDAError
 from .server.config import ServerConfig
 from .server.queue import enqueue, store_for
-from .server.store import CANCELLED, DONE, FAILED, FINAL, QUEUED, RUNNING, Job
+from .server.store import CANCELLED, DONE, FAILED, FINAL, QUEUED, RUNNING, Job, QueueError
 from .server.workspaces import Workspace
 
 __all__ = ["CANCELLED", "DONE", "FAILED", "FINAL", "QUEUED", "RUNNING", "Job", "JobQueue", "cached_reports", "unique_run_dir"]
@@ -40,9 +40,23 @@ class JobQueue:
 
     # -- submitting ------------------------------------------------------------------------------
     def submit(self, ws: Workspace, kind: str, title: str, params: dict, meta: dict | None = None) -> Job:
+        """Queue a job: refused (one line) over the workspace's quota or its cap of active jobs, or
+        when the queue cannot be written; a refused job leaves no row behind (it would never run and
+        would count in everyone's place)."""
+        from .server.budgets import check_job
+
         ws.check_quota(self.cfg)
+        check_job(self.cfg, kind, params)
+        cap = self.cfg.max_jobs_per_workspace
+        if self.store.active_count(ws.id) >= cap:
+            raise ConfigError(f"job limit: this workspace has {cap} jobs queued or running (max_jobs_per_workspace = {cap}); "
+                              "wait for one to finish or cancel one")  # fmt: skip
         job_id = self.store.create(workspace=ws.id, kind=kind, title=title, params=params, meta=meta)
-        enqueue(self.cfg, job_id)
+        try:
+            enqueue(self.cfg, job_id)
+        except QueueError:
+            self.store.discard(job_id)
+            raise
         job = self.store.get(job_id)
         assert job is not None
         return job

@@ -125,3 +125,106 @@ def test_a_named_dataset_cannot_point_its_folder_outside_the_workspace(tmp_path)
         with pytest.raises(DataError) as exc:
             wsp.check_data_source(cfg, ws, "pathmnist", where)
         assert "data_dir" in _one_line(exc)
+
+
+# -- 4. fairness ------------------------------------------------------------------------------------
+
+
+def _queue(tmp_path, monkeypatch, **env):
+    from gda_core.jobs import JobQueue
+
+    monkeypatch.setenv("GDA_APP_DATA", str(tmp_path / "app"))
+    monkeypatch.delenv("GDA_SERVER_CONFIG", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(f"GDA_{k.upper()}", str(v))
+    cfg = load_config()
+    return cfg, JobQueue(cfg)
+
+
+def _tiny_train(q, ws, steps: int = 5, **kw):
+    from gda_core.data import load_dataset
+    from gda_core.jobs import unique_run_dir
+
+    ds = load_dataset("digits", per_class=10)
+    return q.start_training(ws, family="vae", dataset=ds, out=kw.pop("out", None) or unique_run_dir(ws.runs, "vae", "digits"), steps=steps,
+                            model_config={"latent_dim": 8, "base_channels": 8}, train_config={"batch_size": 16}, **kw)  # fmt: skip
+
+
+def test_one_workspace_cannot_queue_more_than_its_cap(tmp_path, monkeypatch):
+    cfg, q = _queue(tmp_path, monkeypatch, max_jobs_per_workspace=3)
+    a, b = wsp.create_workspace(cfg), wsp.create_workspace(cfg)
+    for _ in range(3):
+        _tiny_train(q, a)
+    with pytest.raises(ConfigError) as exc:
+        _tiny_train(q, a)
+    assert "max_jobs_per_workspace = 3" in _one_line(exc)
+    assert len(q.list(a)) == 3  # the refused job left no row
+    _tiny_train(q, b)  # another workspace is not held back
+
+
+def test_workspaces_take_turns_and_a_capped_workspace_waits(tmp_path, monkeypatch):
+    """A burst of one workspace does not push another's job to the back; with one running job per
+    workspace, a picked job that has not started yet counts as running."""
+    cfg, q = _queue(tmp_path, monkeypatch, max_jobs_per_workspace=40)
+    a, b = wsp.create_workspace(cfg), wsp.create_workspace(cfg)
+    burst = [q.store.create(workspace=a.id, kind="train", title=f"a{i}", params={}) for i in range(40)]
+    mine = q.store.create(workspace=b.id, kind="train", title="b", params={})
+    assert q.store.get(mine).queue_position == 2 and q.store.get(burst[1]).queue_position == 3
+    assert q.store.pick(max_running=1) == burst[0]
+    assert q.store.pick(max_running=1) == mine
+    assert q.store.pick(max_running=1) is None  # both workspaces at their cap (picked, not yet claimed)
+    q.store.finish(burst[0], "done")
+    assert q.store.pick(max_running=1) == burst[1]
+    assert q.store.unpick_all() == 2 and q.store.waiting_count() == 40
+
+
+# -- 5. a locked queue ------------------------------------------------------------------------------
+
+
+def test_a_locked_queue_refuses_in_one_line_and_leaves_no_job(tmp_path, monkeypatch):
+    from gda_core.server import queue as gq
+    from gda_core.server.store import QueueError
+
+    monkeypatch.setattr(gq, "QUEUE_TIMEOUT_S", 0.5)
+    cfg, q = _queue(tmp_path, monkeypatch)
+    ws = wsp.create_workspace(cfg)
+    _tiny_train(q, ws)  # creates queue.db
+    lock = sqlite3.connect(cfg.app_data / gq.QUEUE_DB, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(QueueError) as exc:
+            _tiny_train(q, ws)
+        assert "job queue is busy" in _one_line(exc)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert len(q.list(ws)) == 1
+
+
+def test_a_job_row_without_a_queue_message_gets_its_turn_at_worker_start(tmp_path, monkeypatch):
+    from gda_core.server import queue as gq
+
+    cfg, q = _queue(tmp_path, monkeypatch)
+    ws = wsp.create_workspace(cfg)
+    _tiny_train(q, ws)
+    q.store.create(workspace=ws.id, kind="train", title="orphan", params={})  # a crash between the two writes
+    huey = gq._huey(str(cfg.app_data))[0]
+    assert huey.pending_count() == 1
+    assert gq.requeue_orphans(cfg) == 1 and huey.pending_count() == 2
+    assert gq.requeue_orphans(cfg) == 0
+
+
+def test_a_job_store_error_is_one_line(tmp_path):
+    from gda_core.server.store import JobStore, QueueError
+
+    store = JobStore(tmp_path / "jobs.db")
+    store.timeout_s = 0.2
+    lock = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(QueueError) as exc:
+            store.create(workspace="w", kind="train", title="t", params={})
+        assert "try again" in _one_line(exc)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()

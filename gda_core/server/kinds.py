@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import Cancelled, GDAError
 from ..runtime import atomic_path, atomic_write_json
-from .budgets import apply_data_limits, check_training
+from .budgets import apply_data_limits, capped_minutes, check_job, check_training
 from .config import ServerConfig, load_config
 from .queue import store_for
 from .store import CANCELLED, DONE, FAILED, Job, JobStore
@@ -43,6 +43,16 @@ class JobContext:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cancel_event = threading.Event()
         threading.Thread(target=self._poll_cancel, daemon=True, name="cancel-poll").start()
+        # Whatever the kind, a job stops at the time budget (with a margin, so that a training's own
+        # minutes limit, capped at max_minutes, ends it first and saves it as done).
+        self.timed_out = threading.Event()
+        timer = threading.Timer(cfg.max_minutes * 60 * 1.05 + 30, self._time_up)
+        timer.daemon = True
+        timer.start()
+
+    def _time_up(self) -> None:
+        self.timed_out.set()
+        self.cancel_event.set()
 
     def _poll_cancel(self) -> None:
         while not self.cancel_event.is_set():
@@ -108,7 +118,7 @@ def train_job(ctx: JobContext, p: dict) -> dict:
 
     ctx.update(progress=0.0, message="loading model...")
     tc = TrainConfig.from_dict(p["train_config"]) if p.get("train_config") else None
-    out = train(p["family"], ds, out=p["out"], steps=p.get("steps"), minutes=p.get("minutes"), model_config=p.get("model_config"),
+    out = train(p["family"], ds, out=p["out"], steps=p.get("steps"), minutes=capped_minutes(ctx.cfg, p.get("minutes")), model_config=p.get("model_config"),
                 train_config=tc, seed=int(p.get("seed", 0)), device=p.get("device", "auto"), resume=bool(p.get("resume")),
                 callback=on_event, cancel=ctx.cancel_event, preview_every=p.get("preview_every"),
                 checkpoint_every=p.get("checkpoint_every"))  # fmt: skip
@@ -248,7 +258,10 @@ def run_job(app_data: str, job_id: str) -> int:
     if body is None:
         store.finish(job_id, FAILED, error=f"unknown job kind '{job.kind}'")
         return 0
-    status, result, error = _outcome(lambda: body(ctx, job.params))
+    # Every kind's budget again here: a job row need not have come through JobQueue.submit.
+    status, result, error = _outcome(lambda: (check_job(cfg, job.kind, job.params), body(ctx, job.params))[1])
+    if status == CANCELLED and ctx.timed_out.is_set():
+        status, error = FAILED, f"time budget: stopped after max_minutes = {cfg.max_minutes:g} minutes"
     store.finish(job_id, status, result=result, error=error)
     return 0
 

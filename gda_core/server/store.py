@@ -174,7 +174,7 @@ class JobStore:
             order = _fair_order(db)
             running = _running_counts(db)
             for row in order:
-                if not row["picked"] and running.get(row["workspace"], 0) < max_running:
+                if running.get(row["workspace"], 0) < max_running:
                     db.execute("UPDATE jobs SET picked = 1 WHERE id = ?", (row["id"],))
                     db.execute("COMMIT")
                     return str(row["id"])
@@ -326,13 +326,16 @@ class JobStore:
 
 
 def _running_counts(db: sqlite3.Connection) -> dict[str, int]:
-    return {r[0]: r[1] for r in db.execute("SELECT workspace, COUNT(*) FROM jobs WHERE status = 'running' GROUP BY workspace")}
+    """Running jobs per workspace, counting a picked one whose process has not claimed it yet: it
+    starts in a second or two (torch's import), and a cap that ignored it let a second job through."""
+    sql = "SELECT workspace, COUNT(*) FROM jobs WHERE status = 'running' OR (status = 'queued' AND picked = 1) GROUP BY workspace"
+    return {r[0]: r[1] for r in db.execute(sql)}
 
 
 def _fair_order(db: sqlite3.Connection) -> list[sqlite3.Row]:
     """Queued jobs in the order they will start: each workspace's jobs oldest first, interleaved so
     that a workspace's n-th job (counting its running ones) comes after every other's (n-1)-th."""
-    rows = db.execute("SELECT id, seq, workspace, picked FROM jobs WHERE status = 'queued' ORDER BY seq").fetchall()
+    rows = db.execute("SELECT id, seq, workspace, picked FROM jobs WHERE status = 'queued' AND picked = 0 ORDER BY seq").fetchall()
     turn = dict(_running_counts(db))
     keyed = []
     for r in rows:
