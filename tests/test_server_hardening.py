@@ -12,6 +12,7 @@ import io
 import json
 import shutil
 import sqlite3
+import time
 import zipfile
 from pathlib import Path
 
@@ -228,3 +229,54 @@ def test_a_job_store_error_is_one_line(tmp_path):
     finally:
         lock.execute("ROLLBACK")
         lock.close()
+
+
+# -- 3. budgets on every job kind ---------------------------------------------------------------------
+
+
+def test_resume_and_studies_are_budgeted_when_queued(tmp_path, monkeypatch):
+    cfg, q = _queue(tmp_path, monkeypatch)
+    ws = wsp.create_workspace(cfg)
+    run = ws.runs / "mine"
+    shutil.copytree(_shipped().path, run)
+    with pytest.raises(ConfigError) as exc:
+        _tiny_train(q, ws, steps=10**9, out=run, resume=True)
+    assert "max_steps" in _one_line(exc)
+    with pytest.raises(ConfigError) as exc:
+        _tiny_train(q, ws, steps=10, out=run, resume=True, minutes=10**6)
+    assert "max_minutes" in _one_line(exc)
+    big = {"models": [f"f{i}" for i in range(10)], "per_class_levels": [5, 10, 20, 50, 100, 200, "all"], "seeds": 5, "budget_minutes": 120}
+    with pytest.raises(ConfigError) as exc:
+        q.submit(ws, "study", "big", {"options": big, "data": {"source": "digits"}})
+    assert "350 trainings" in _one_line(exc) and "max_study_trainings" in _one_line(exc)
+    long = {**big, "models": ["vae"], "per_class_levels": [10, 50], "seeds": 4}
+    with pytest.raises(ConfigError) as exc:
+        q.submit(ws, "study", "long", {"options": long, "data": {"source": "digits"}})
+    assert "max_minutes" in _one_line(exc)
+    assert q.list(ws) == []
+
+
+@pytest.mark.slow
+def test_the_worker_enforces_budgets_on_a_job_row_written_past_the_app(tmp_path, monkeypatch):
+    """A job row that never went through submit (an older app, a hand-written row) is held to the
+    same budgets in its worker; a training without a time limit stops at max_minutes."""
+    from gda_core.checkpoints import read_config
+    from gda_core.server.queue import enqueue, ensure_worker, stop_worker
+
+    cfg, q = _queue(tmp_path, monkeypatch, max_minutes=0.05, job_threads=1)
+    ws = wsp.create_workspace(cfg)
+    ensure_worker(cfg)
+    try:
+        runaway = q.store.create(workspace=ws.id, kind="train", title="runaway", params={"steps": 10**9, "out": str(ws.runs / "x")})
+        enqueue(cfg, runaway)
+        job = _tiny_train(q, ws, steps=cfg.max_steps)  # no minutes: capped at 3 s in the worker
+        end = time.time() + 240
+        while time.time() < end and not (q.store.get(runaway).done and q.store.get(job.id).done):
+            time.sleep(0.5)
+        bad, ok = q.store.get(runaway), q.store.get(job.id)
+        assert bad.status == "failed" and "max_steps" in bad.error and "\n" not in bad.error
+        assert ok.status == "done", ok.error
+        conf = read_config(ok.result["run_dir"])
+        assert conf["minutes"] == pytest.approx(0.05) and conf["step"] < cfg.max_steps
+    finally:
+        stop_worker(cfg)
