@@ -25,6 +25,7 @@ from gda_core.metrics import (
     table_rows,
     write_comparison,
 )
+from gda_core.metrics.comparison import reports_digest
 from gda_core.metrics.curve import curve_figure
 from pages.ui import common
 
@@ -206,14 +207,15 @@ if iterative:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def export_bytes(kind: str, key: tuple, _reps, _names) -> bytes:
+def export_bytes(kind: str, key: str, _reps, _names) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         out = write_comparison(_reps, _names, Path(tmp) / f"comparison.{kind}")
         return out.read_bytes()
 
 
 st.subheader("Export")
-key = tuple((n, str(r.provenance.get("checkpoint_sha256")), str(r.provenance.get("created"))) for n, r in zip(names, reps, strict=False))
+# The cache is shared by every session: keyed by the reports' own bytes, never by fields a file sets.
+key = reports_digest(reps, names)
 e = st.columns(4)
 try:
     for col, kind, mime, label, hint in (

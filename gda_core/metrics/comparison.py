@@ -360,6 +360,20 @@ class _SafeWriter:
         self._wr.writerow([csv_cell(v) for v in row])
 
 
+def reports_digest(reports: list[Report], names: list[str]) -> str:
+    """A cache key for a comparison's exports: the SHA-256 of the reports' whole content and the
+    names. Fields a report's file sets (checkpoint hash, date) are no key: a run uploaded under a
+    shipped name with those copied would get another user's cached export, or give them its own."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for name, rep in zip(names, reports, strict=True):
+        h.update(json.dumps([str(name), rep.to_dict()], sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
 def _csv_text(cmp: dict) -> str:
     buf = io.StringIO()
     wr = _SafeWriter(buf)
