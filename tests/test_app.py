@@ -484,6 +484,29 @@ def test_compare_page_draws_saved_evaluations_at_once_and_exports(runs_dir):
     assert any("no intervals" in w.value for w in at.warning)
 
 
+def test_compare_page_shows_a_report_files_strings_literally(runs_dir):
+    """A published run's report can carry markdown (a link, a tracking image) in its provenance: the
+    comparability warnings and the provenance list show it as text, never as a link or an image."""
+    import json
+
+    from gda_core.metrics import Report
+
+    info = _any_run(runs_dir)
+    a = _fake_report_run(runs_dir, info, "model-a", 1.0)
+    b = _fake_report_run(runs_dir, info, "model-b", 0.7)
+    link, img = "[click](http://evil.example/)", "![t](http://evil.example/t.png)"
+    f = b / "eval" / "fake.json"
+    d = json.loads(f.read_text())
+    d["provenance"].update(device=link, extractor=img, dataset={"name": link}, n_samples=img)
+    Report.from_dict(d).save(f)
+    at = _open("5_Compare.py")
+    at.multiselect(key="compare_sel").set_value([str(a), str(b)]).run()
+    _ok(at)
+    shown = [m.value for m in at.markdown] + [w.value for w in at.warning]
+    assert any("evil" in t for t in shown), "the planted fields are not shown at all"
+    assert not any("](http" in t for t in shown), [t for t in shown if "](http" in t]
+
+
 def test_compare_page_opens_with_the_shipped_evaluations_drawn(runs_dir):
     """A newcomer's first view: the shipped checkpoints, their saved full evaluations, the radar with
     interval bands, the reading with its noise words, the paper's claims: no button to find."""
