@@ -9,6 +9,7 @@ Runs are real (a shipped checkpoint copied into a workspace); jobs run in the re
 from __future__ import annotations
 
 import io
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -280,3 +281,40 @@ def test_the_worker_enforces_budgets_on_a_job_row_written_past_the_app(tmp_path,
         assert conf["minutes"] == pytest.approx(0.05) and conf["step"] < cfg.max_steps
     finally:
         stop_worker(cfg)
+
+
+# -- 10. passwords ----------------------------------------------------------------------------------
+
+
+def test_passwords_cost_2_17_old_hashes_upgrade_and_attempts_are_limited(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path)
+    ws = wsp.create_workspace(cfg, password="correct horse")
+    rec = json.loads((ws.root / wsp.INFO).read_text())["password"]
+    assert rec["n"] == 2**17 and ws.check_password("correct horse") and not ws.check_password("wrong")
+    # A hash of the first version (N = 2^14, no "n") still opens, and is re-hashed at the new cost.
+    info = json.loads((ws.root / wsp.INFO).read_text())
+    info["password"] = {"salt": "00" * 16, "hash": wsp._scrypt("old one", b"\0" * 16, 2**14)}
+    (ws.root / wsp.INFO).write_text(json.dumps(info))
+    assert ws.check_password("old one") and json.loads((ws.root / wsp.INFO).read_text())["password"]["n"] == 2**17
+    # Per client: after 5 wrong ones this address is refused, even with the right password.
+    monkeypatch.setattr(wsp, "_scrypt", lambda pw, salt, n=2**17: hashlib.sha256(salt + pw.encode()).hexdigest())
+    ws.set_password("pw")
+    for _ in range(wsp.MAX_PASSWORD_FAILURES_CLIENT):
+        assert wsp.attempt_password(cfg, ws, "nope", "10.0.0.1") is False
+    with pytest.raises(ConfigError) as exc:
+        wsp.attempt_password(cfg, ws, "pw", "10.0.0.1")
+    assert "too many wrong passwords for this address" in _one_line(exc)
+    assert wsp.attempt_password(cfg, ws, "pw", "10.0.0.2") is True  # another client is not held back
+    # Per workspace: guesses spread over many addresses still stop.
+    for i in range(wsp.MAX_PASSWORD_FAILURES_WORKSPACE):
+        assert wsp.attempt_password(cfg, ws, "nope", f"10.1.{i}.1") is False
+    with pytest.raises(ConfigError) as exc:
+        wsp.attempt_password(cfg, ws, "pw", "10.9.9.9")
+    assert "this workspace" in _one_line(exc)
+
+
+def test_deployment_guide_serves_over_tls():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    first = text[text.index("```") : text.index("```", text.index("```") + 3)]
+    assert "0.0.0.0" not in first, first
+    assert "TLS" in text and "https://" in text

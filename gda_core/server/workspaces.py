@@ -58,8 +58,20 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-def _scrypt(password: str, salt: bytes) -> str:
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=2**14, r=8, p=1).hex()
+#: scrypt cost: N = 2^17, r = 8, p = 1 (OWASP's current minimum); it needs 128 * r * N = 128 MiB, over
+#: OpenSSL's default 32 MiB cap, hence maxmem. A hash of an older version records its own N.
+SCRYPT_N = 2**17
+_SCRYPT_MAXMEM = 256 * 1024**2
+#: Wrong passwords allowed per workspace and per client in a window, then refused until it passes.
+MAX_PASSWORD_FAILURES_WORKSPACE = 20
+MAX_PASSWORD_FAILURES_CLIENT = 5
+PASSWORD_WINDOW_S = 15 * 60.0
+ATTEMPTS = "password_attempts.json"
+
+
+def _scrypt(password: str, salt: bytes, n: int = SCRYPT_N) -> str:
+    # hashlib.scrypt releases the GIL, so a hash on a session's script thread does not stall the others.
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=8, p=1, maxmem=_SCRYPT_MAXMEM).hex()
 
 
 def safe_name(name: str, fallback: str = "file") -> str:
@@ -119,15 +131,21 @@ class Workspace:
         if not rec:
             return True
         try:
-            return hmac.compare_digest(_scrypt(password, bytes.fromhex(rec["salt"])), rec["hash"])
-        except (KeyError, TypeError, ValueError):
+            n = int(rec.get("n", 2**14))  # a hash without its cost is of the first version (N = 2^14)
+            if n not in (2**14, SCRYPT_N):
+                return False
+            ok = hmac.compare_digest(_scrypt(password, bytes.fromhex(rec["salt"]), n), rec["hash"])
+        except (KeyError, TypeError, ValueError, AttributeError):
             return False
+        if ok and n != SCRYPT_N:
+            self.set_password(password)  # raise an old hash's cost now that the password is known
+        return ok
 
     def set_password(self, password: str | None) -> None:
         info = self.info()
         if password:
             salt = secrets.token_bytes(16)
-            info["password"] = {"salt": salt.hex(), "hash": _scrypt(password, salt)}
+            info["password"] = {"salt": salt.hex(), "hash": _scrypt(password, salt), "n": SCRYPT_N}
         else:
             info.pop("password", None)
         atomic_write_json(self.root / INFO, info)
@@ -168,6 +186,33 @@ class Workspace:
             return Path(path).resolve().is_relative_to(self.root.resolve())
         except OSError:
             return False
+
+
+def attempt_password(cfg: ServerConfig, ws: Workspace, password: str, client: str | None) -> bool:
+    """Check a password typed at a workspace's gate, under attempt limits: after too many wrong ones
+    for this workspace (any client) or from this client (any workspace) within the window, refuse
+    (one-line ConfigError) without hashing until the window has passed."""
+    from filelock import FileLock
+
+    keys = [f"ws:{folder_id(ws.id)}"] + ([f"client:{client}"] if client else [])
+    limits = {keys[0]: MAX_PASSWORD_FAILURES_WORKSPACE, **({keys[1]: MAX_PASSWORD_FAILURES_CLIENT} if client else {})}
+    path = cfg.app_data / ATTEMPTS
+    with FileLock(str(path) + ".lock"):
+        now = time.time()
+        log = {k: [t for t in v if isinstance(t, (int, float)) and now - t < PASSWORD_WINDOW_S]
+               for k, v in _read_dict(path).items() if isinstance(v, list)}  # fmt: skip
+        for k in keys:
+            if len(log.get(k, [])) >= limits[k]:
+                wait = max(1, int((min(log[k]) + PASSWORD_WINDOW_S - now) // 60) + 1)
+                who = "this workspace" if k == keys[0] else "this address"
+                raise ConfigError(f"too many wrong passwords for {who}; try again in {wait} minute{'s' * (wait != 1)}")
+    ok = ws.check_password(password)
+    with FileLock(str(path) + ".lock"):
+        log = {k: v for k, v in _read_dict(path).items() if isinstance(v, list)}
+        for k in keys:
+            log[k] = [] if ok and k == keys[0] else [*log.get(k, [])[-50:], time.time()] if not ok else log.get(k, [])
+        atomic_write_json(path, log)
+    return ok
 
 
 def create_workspace(cfg: ServerConfig, *, name: str | None = None, password: str | None = None) -> Workspace:
