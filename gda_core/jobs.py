@@ -80,6 +80,17 @@ class JobQueue:
         params = {"family": family, "data": dataset.spec.to_dict(), "out": str(out), "resume": resume, **kwargs}
         return self.submit(ws, "train", title, params, meta={"out": str(out), "family": family})
 
+    def import_run(self, ws: Workspace, data: bytes, name: str) -> Job:
+        """Queue the import of an uploaded run zip. Here only the zip's directory is read (member
+        names and declared sizes against their caps and the workspace's quota: nothing inflated);
+        the zip is kept in the workspace's uploads for the ``import`` job, which inflates and checks it."""
+        from .server import workspaces as wsp
+
+        with wsp._open_zip(data) as zf:
+            wsp.check_run_zip(self.cfg, ws, zf)
+        path = ws.save_upload(self.cfg, name, data)
+        return self.submit(ws, "import", f"import {wsp.safe_name(name, 'run.zip')}", {"zip": str(path), "name": name})
+
     # -- reading ---------------------------------------------------------------------------------
     def list(self, ws: Workspace, kind: str | None = None) -> list[Job]:
         return self.store.list(ws.id, kind)

@@ -8,8 +8,8 @@ Runs are real (a shipped checkpoint copied into a workspace); jobs run in the re
 
 from __future__ import annotations
 
-import io
 import hashlib
+import io
 import json
 import shutil
 import sqlite3
@@ -318,3 +318,72 @@ def test_deployment_guide_serves_over_tls():
     first = text[text.index("```") : text.index("```", text.index("```") + 3)]
     assert "0.0.0.0" not in first, first
     assert "TLS" in text and "https://" in text
+
+
+# -- 2. run-zip import ------------------------------------------------------------------------------
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for k, v in members.items():
+            zf.writestr(k, v)
+    return buf.getvalue()
+
+
+def _run_members() -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(wsp.run_zip_bytes(_shipped().path))) as zf:
+        return {i.filename: zf.read(i) for i in zf.infolist()}
+
+
+def test_a_run_zip_is_refused_from_its_declared_sizes_before_anything_is_inflated_or_kept(tmp_path, monkeypatch):
+    """A 2.5 MB zip that inflates to hundreds of MiB: refused by the web server from the zip's
+    directory (member caps, then the declared total against the quota), nothing saved."""
+    cfg, q = _queue(tmp_path, monkeypatch, workspace_quota_bytes=20 * 1024**2)
+    ws = wsp.create_workspace(cfg)
+    good = _run_members()
+    run = next(iter(good)).split("/")[0]
+    cases = {
+        "eval/": {**good, f"{run}/eval/bomb.json": b"{" + b" " * (300 * 1024**2) + b"}"},
+        "quota": {**good, f"{run}/history.json": b"[" + b" " * (15 * 1024**2) + b"]", f"{run}/MODEL_CARD.md": b" " * (15 * 1024**2)},
+    }
+    for what, members in cases.items():
+        data = _zip(members)
+        assert len(data) < 3 * 1024**2
+        with pytest.raises((CheckpointError, DataError)) as exc:
+            q.import_run(ws, data, "bomb.zip")
+        assert what in _one_line(exc)
+    assert not any(ws.uploads.rglob("*.zip")) and q.list(ws) == []
+
+
+def test_a_run_zips_saved_evaluations_must_read_as_reports(tmp_path):
+    cfg = _cfg(tmp_path)
+    ws = wsp.create_workspace(cfg)
+    good = _run_members()
+    run = next(iter(good)).split("/")[0]
+    for bad in (b"[1, 2]", b"not json", b'{"scores": "x", "raw": [1]}'):
+        with pytest.raises(CheckpointError) as exc:
+            wsp.import_run_zip(cfg, ws, _zip({**good, f"{run}/eval/x.json": bad}), "r.zip")
+        assert "not a valid report" in _one_line(exc)
+    assert not list(ws.runs.iterdir())
+
+
+@pytest.mark.slow
+def test_a_run_zip_is_imported_by_a_worker_job(tmp_path, monkeypatch):
+    from gda_core.server.queue import ensure_worker, stop_worker
+
+    cfg, q = _queue(tmp_path, monkeypatch, job_threads=1)
+    ws = wsp.create_workspace(cfg)
+    ensure_worker(cfg)
+    try:
+        job = q.import_run(ws, wsp.run_zip_bytes(_shipped().path), "theirs.zip")
+        end = time.time() + 240
+        while time.time() < end and not q.get(ws, job.id).done:
+            time.sleep(0.5)
+        job = q.get(ws, job.id)
+    finally:
+        stop_worker(cfg)
+    assert job.status == "done", job.error
+    run = Path(job.result["run_dir"])
+    assert run.parent == ws.runs and run.name == "theirs" and (run / "model.safetensors").is_file()
+    assert not any(ws.uploads.rglob("*.zip"))  # the upload is gone once imported

@@ -69,7 +69,9 @@ def check_job(cfg: ServerConfig, kind: str, params: dict) -> None:
     elif kind == "augment":
         ratio = _number(params.get("ratio", 1.0), "augmentation ratio")
         if not 0 < ratio <= MAX_AUGMENT_RATIO:
-            raise ConfigError(f"augmentation budget: ratio {ratio:g} asked, the limit is {MAX_AUGMENT_RATIO:g} synthetic images per real one")
+            raise ConfigError(
+                f"augmentation budget: ratio {ratio:g} asked, the limit is {MAX_AUGMENT_RATIO:g} synthetic images per real one"
+            )
     elif kind == "curve":
         steps = list(params.get("steps") or [])
         if len(steps) > MAX_CURVE_POINTS:
@@ -110,7 +112,9 @@ def _check_run_model(cfg: ServerConfig, run_dir) -> None:
     conf = read_config(run_dir)
     n = model_parameters(str(conf.get("family", "")), dict(conf.get("model_config") or {}))
     if n > cfg.max_model_params:
-        raise ConfigError(f"model budget: this run's model has {n:,} parameters, over the limit max_model_params = {cfg.max_model_params:,}")
+        raise ConfigError(
+            f"model budget: this run's model has {n:,} parameters, over the limit max_model_params = {cfg.max_model_params:,}"
+        )
 
 
 def check_study(cfg: ServerConfig, opts: dict) -> None:

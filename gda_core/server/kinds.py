@@ -216,8 +216,26 @@ def prepare_job(ctx: JobContext, p: dict) -> dict:
     return {"npz": str(out), "warnings": ds.warnings}
 
 
+def import_job(ctx: JobContext, p: dict) -> dict:
+    """Add an uploaded run zip (saved in the workspace's uploads) as a run: inflating and building it
+    happen here, never in the web server. The zip is removed afterwards, done or not (it counted
+    against the quota, and the run holds what it held)."""
+    from .workspaces import import_run_zip
+
+    zip_path = Path(p["zip"])
+    if not ctx.ws.owns(zip_path):
+        raise GDAError("the run zip is not an upload of this workspace")
+    ctx.update(progress=0.1, message="checking the run...")
+    try:
+        run = import_run_zip(ctx.cfg, ctx.ws, zip_path, str(p.get("name") or zip_path.name))
+    finally:
+        zip_path.unlink(missing_ok=True)
+    return {"run_dir": str(run)}
+
+
 KINDS: dict[str, Callable[[JobContext, dict], dict]] = {"train": train_job, "evaluate": evaluate_job, "curve": curve_job,
-                                                        "augment": augment_job, "study": study_job, "prepare": prepare_job}  # fmt: skip
+                                                        "augment": augment_job, "study": study_job, "prepare": prepare_job,
+                                                        "import": import_job}  # fmt: skip
 
 
 # -- the process ------------------------------------------------------------------------------------

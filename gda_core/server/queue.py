@@ -167,7 +167,7 @@ def run_worker(cfg: ServerConfig) -> int:
     n = store_for(cfg).reap("the worker stopped while the job ran (a server restart?); start it again")
     if n:
         log.warning("marked %d job(s) of a stopped worker failed", n)
-    if (k := requeue_orphans(cfg)):
+    if k := requeue_orphans(cfg):
         log.warning("gave %d queued job(s) without a queue message their turn back", k)
     huey, _task = _huey(str(cfg.app_data))
     consumer = huey.create_consumer(workers=cfg.resolved_workers(), worker_type="thread", initial_delay=0.1, backoff=1.15, max_delay=1.0,

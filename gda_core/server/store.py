@@ -164,7 +164,9 @@ class JobStore:
     def active_count(self, workspace: str) -> int:
         """Queued and running jobs of ``workspace``."""
         with self._db() as db:
-            return db.execute("SELECT COUNT(*) FROM jobs WHERE workspace = ? AND status IN ('queued', 'running')", (workspace,)).fetchone()[0]
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE workspace = ? AND status IN ('queued', 'running')", (workspace,)).fetchone()[
+                0
+            ]
 
     def pick(self, max_running: int) -> str | None:
         """Take the next job to run (workspaces in turn; one at ``max_running`` running jobs waits)

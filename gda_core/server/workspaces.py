@@ -319,41 +319,100 @@ def run_zip_bytes(run_dir: str | os.PathLike) -> bytes:
     return buf.getvalue()
 
 
-def _zip_members(data: bytes) -> dict[str, bytes]:
-    """The members of an uploaded run zip, by name inside the run; anything unexpected refused."""
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise CheckpointError("the uploaded file is not a zip archive") from None
+#: Caps on one run zip's members, by their declared (uncompressed) size: a text file, the preview,
+#: a saved evaluation (each also read as a Report), and how many evaluations.
+MAX_RUN_TEXT_BYTES = 16 * 1024**2
+MAX_RUN_PREVIEW_BYTES = 8 * 1024**2
+MAX_REPORT_BYTES = 2 * 1024**2
+MAX_RUN_REPORTS = 50
+
+
+def _member_cap(cfg: ServerConfig, key: str) -> int:
+    if key == "model.safetensors":
+        return 8 * cfg.max_model_params + 1024**2  # float64 at the model budget, plus its header
+    if key == "preview.png":
+        return MAX_RUN_PREVIEW_BYTES
+    return MAX_REPORT_BYTES if key.startswith("eval/") else MAX_RUN_TEXT_BYTES
+
+
+def _run_key(filename: str) -> str:
+    """A member's name inside the run (``<run>/config.json`` or ``config.json``); unsafe or unexpected ones refused."""
+    parts = [p for p in filename.replace("\\", "/").split("/") if p]
+    if any(p in ("..", ".") for p in parts) or filename.startswith("/"):
+        raise CheckpointError(f"the run zip has an unsafe member path '{filename}'; refused")
+    inner = parts[1:] if len(parts) > 1 and parts[1:] and (parts[1] in RUN_FILES or parts[1] == "eval") else parts
+    key = "/".join(inner)
+    if not (key in RUN_FILES or (len(inner) == 2 and inner[0] == "eval" and inner[1].endswith(".json"))):
+        raise CheckpointError(f"the run zip holds '{filename}', which is not part of a run (pickled weights and other files are refused)")
+    return key
+
+
+def check_run_zip(cfg: ServerConfig, ws: Workspace, zf: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, str]]:
+    """From the zip's directory alone (nothing inflated): every member's name and declared size
+    against its cap, and the declared total against what is left of the workspace's quota."""
     infos = [i for i in zf.infolist() if not i.is_dir()]
-    if len(infos) > MAX_RUN_ZIP_MEMBERS or sum(i.file_size for i in infos) > MAX_RUN_ZIP_BYTES:
-        raise CheckpointError(f"the run zip holds more than {MAX_RUN_ZIP_MEMBERS} files or 2 GiB; refused")
-    out: dict[str, bytes] = {}
-    for info in infos:
-        parts = [p for p in info.filename.replace("\\", "/").split("/") if p]
-        if any(p in ("..", ".") for p in parts) or info.filename.startswith("/"):
-            raise CheckpointError(f"the run zip has an unsafe member path '{info.filename}'; refused")
-        inner = parts[1:] if len(parts) > 1 and parts[1:] and (parts[1] in RUN_FILES or parts[1] == "eval") else parts
-        key = "/".join(inner)
-        ok = key in RUN_FILES or (len(inner) == 2 and inner[0] == "eval" and inner[1].endswith(".json"))
-        if not ok:
-            raise CheckpointError(f"the run zip holds '{info.filename}', which is not part of a run (pickled weights and other files are refused)")
-        with zf.open(info) as fh:
-            content = fh.read(info.file_size + 1)
-        if len(content) > info.file_size:
-            raise CheckpointError(f"the run zip member '{info.filename}' inflates past its declared size; refused")
-        out[key] = content
+    if len(infos) > MAX_RUN_ZIP_MEMBERS:
+        raise CheckpointError(f"the run zip holds {len(infos)} files, over the limit of {MAX_RUN_ZIP_MEMBERS}; refused")
+    out = [(i, _run_key(i.filename)) for i in infos]
+    if sum(1 for _i, k in out if k.startswith("eval/")) > MAX_RUN_REPORTS:
+        raise CheckpointError(f"the run zip holds more than {MAX_RUN_REPORTS} saved evaluations; refused")
+    from ..data.safety import human_bytes
+
+    for info, key in out:
+        if info.file_size > _member_cap(cfg, key):
+            raise CheckpointError(f"the run zip member '{info.filename}' declares {human_bytes(info.file_size)}, over the "
+                                  f"{human_bytes(_member_cap(cfg, key))} a run's {key} may hold; refused")  # fmt: skip
+    total = sum(i.file_size for i, _k in out)
+    if total > MAX_RUN_ZIP_BYTES:
+        raise CheckpointError(f"the run zip declares {human_bytes(total)} unpacked, over {human_bytes(MAX_RUN_ZIP_BYTES)}; refused")
+    ws.check_quota(cfg, total)
     return out
 
 
-def import_run_zip(cfg: ServerConfig, ws: Workspace, data: bytes, name: str) -> Path:
-    """Add an uploaded run zip to the workspace after validating it as an untrusted checkpoint
-    (gda_core.checkpoints.load_run: config checked, tensor shapes from the header, no NaN), no larger
-    than the server's model budget."""
+def _open_zip(source: bytes | str | os.PathLike) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else Path(source))
+    except (zipfile.BadZipFile, OSError):
+        raise CheckpointError("the uploaded file is not a zip archive") from None
+
+
+def _zip_members(cfg: ServerConfig, ws: Workspace, source: bytes | str | os.PathLike) -> dict[str, bytes]:
+    """The members of an uploaded run zip, by name inside the run, each read no further than its
+    declared size (checked first, :func:`check_run_zip`); a saved evaluation must read as a report."""
+    with _open_zip(source) as zf:
+        out: dict[str, bytes] = {}
+        for info, key in check_run_zip(cfg, ws, zf):
+            try:
+                with zf.open(info) as fh:
+                    content = fh.read(info.file_size + 1)
+            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
+                raise CheckpointError(f"the run zip member '{info.filename}' cannot be read ({str(exc)[:80]}); refused") from None
+            if len(content) > info.file_size:
+                raise CheckpointError(f"the run zip member '{info.filename}' inflates past its declared size; refused")
+            if key.startswith("eval/"):
+                _check_report(info.filename, content)
+            out[key] = content
+    return out
+
+
+def _check_report(name: str, content: bytes) -> None:
+    from ..errors import GDAError
+    from ..metrics import Report
+
+    try:
+        Report.from_dict(json.loads(content))
+    except (ValueError, TypeError, AttributeError, KeyError, RecursionError, GDAError):
+        raise CheckpointError(f"the run zip's saved evaluation '{name}' is not a valid report; refused") from None
+
+
+def import_run_zip(cfg: ServerConfig, ws: Workspace, source: bytes | str | os.PathLike, name: str) -> Path:
+    """Add an uploaded run zip (bytes, or a file: the import job's) to the workspace after validating
+    it as an untrusted checkpoint (gda_core.checkpoints.load_run: config checked, tensor shapes from
+    the header, no NaN), no larger than the server's model budget. Runs in a worker job (the
+    ``import`` kind): it inflates the members and builds the model, which the web server must not."""
     from ..checkpoints import build_from_config, load_run, read_config
 
-    ws.check_quota(cfg, len(data))
-    members = _zip_members(data)
+    members = _zip_members(cfg, ws, source)
     if "config.json" not in members or "model.safetensors" not in members:
         raise CheckpointError("the run zip needs config.json and model.safetensors")
     members = scrub_members(members, ws, keep_own=True)
@@ -364,9 +423,12 @@ def import_run_zip(cfg: ServerConfig, ws: Workspace, data: bytes, name: str) -> 
             dst = staging / key
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_bytes(content)
+        del members
         n = sum(p.numel() for p in build_from_config(read_config(staging), staging, meta=True).parameters())
         if n > cfg.max_model_params:
-            raise CheckpointError(f"model budget: the uploaded run has {n:,} parameters, over the limit max_model_params = {cfg.max_model_params:,}")
+            raise CheckpointError(
+                f"model budget: the uploaded run has {n:,} parameters, over the limit max_model_params = {cfg.max_model_params:,}"
+            )
         load_run(staging, device="cpu")
         target = ws.runs / base
         i = 1
