@@ -387,3 +387,36 @@ def test_a_run_zip_is_imported_by_a_worker_job(tmp_path, monkeypatch):
     run = Path(job.result["run_dir"])
     assert run.parent == ws.runs and run.name == "theirs" and (run / "model.safetensors").is_file()
     assert not any(ws.uploads.rglob("*.zip"))  # the upload is gone once imported
+
+
+# -- 11. evaluation stages --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_evaluation_stages_are_cached_in_the_workspace_and_go_with_it(tmp_path, monkeypatch):
+    """An evaluation's extractor and stage outputs land in the workspace (counted in its quota),
+    not in the server's shared cache, and deleting the workspace removes them."""
+    from gda_core.server.queue import ensure_worker, stop_worker
+
+    monkeypatch.setenv("GDA_CACHE_DIR", str(tmp_path / "shared-cache"))
+    cfg, q = _queue(tmp_path, monkeypatch, job_threads=1)
+    ws = wsp.create_workspace(cfg)
+    run = ws.runs / "mine"
+    shutil.copytree(_shipped().path, run, ignore=shutil.ignore_patterns("eval", "train_state.pt"))
+    ensure_worker(cfg)
+    try:
+        job = q.submit(ws, "evaluate", "evaluate mine", {"run_dir": str(run), "preset": "quick", "sampling": {"n_samples": 60}})
+        end = time.time() + 400
+        while time.time() < end and not q.get(ws, job.id).done:
+            time.sleep(1)
+        job = q.get(ws, job.id)
+    finally:
+        stop_worker(cfg)
+    assert job.status == "done", job.error
+    cached = [p for p in ws.eval_cache.rglob("*") if p.is_file()]
+    assert cached and any("stages" in p.parts for p in cached)
+    shared = tmp_path / "shared-cache"
+    assert not shared.exists() or not [p for p in shared.rglob("*") if p.is_file() and ("stages" in p.parts or "domain-cnn" in p.name)]
+    assert ws.usage_bytes() >= sum(p.stat().st_size for p in cached)
+    wsp.delete_workspace(cfg, ws)
+    assert not any(p.exists() for p in cached)

@@ -53,6 +53,8 @@ def check_training(cfg: ServerConfig, family: str, model_config: dict, *, steps:
 
 #: Augmentation: synthetic images per real one (the page's slider stops at 5).
 MAX_AUGMENT_RATIO = 20.0
+#: Evaluation: synthetic images per seed (the full preset makes a few thousand).
+MAX_EVAL_SAMPLES = 50_000
 #: Quality-cost curve: points (each a full sampling and scoring).
 MAX_CURVE_POINTS = 32
 
@@ -72,6 +74,10 @@ def check_job(cfg: ServerConfig, kind: str, params: dict) -> None:
             raise ConfigError(
                 f"augmentation budget: ratio {ratio:g} asked, the limit is {MAX_AUGMENT_RATIO:g} synthetic images per real one"
             )
+    elif kind == "evaluate":
+        n = (params.get("sampling") or {}).get("n_samples")
+        if n is not None and not 0 < _number(n, "n_samples") <= MAX_EVAL_SAMPLES:
+            raise ConfigError(f"evaluation budget: {n} samples asked, the limit is {MAX_EVAL_SAMPLES:,}")
     elif kind == "curve":
         steps = list(params.get("steps") or [])
         if len(steps) > MAX_CURVE_POINTS:

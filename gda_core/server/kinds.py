@@ -132,9 +132,11 @@ def evaluate_job(ctx: JobContext, p: dict) -> dict:
 
     run_dir = p["run_dir"]
     _run_data_allowed(ctx, run_dir)
-    rep = evaluate(str(run_dir), seed=int(p.get("seed", 0)), device=p.get("device", "auto"), cache=ctx.ws.owns(run_dir),
+    # Stage outputs and the extractor in the workspace, not the server's shared cache: counted in its
+    # quota, deleted with it, and never read by another user's evaluation.
+    rep = evaluate(str(run_dir), seed=int(p.get("seed", 0)), device=p.get("device", "auto"), cache=ctx.ws.owns(run_dir), cache_dir=ctx.ws.eval_cache,
                    progress=lambda stage, f: ctx.update(progress=f, message=stage), cancel=ctx.cancel_event,
-                   **evaluation_options(p.get("preset", "quick")), **(p.get("sampling") or {}))  # fmt: skip
+                   **{**evaluation_options(p.get("preset", "quick")), **(p.get("sampling") or {})})  # fmt: skip
     path = ctx.ws.evaluations / safe_name(Path(run_dir).name, "run") / f"{ctx.job.id}.json"
     rep.save(path)
     return {"report": str(path), "run_dir": str(run_dir)}
@@ -144,7 +146,7 @@ def curve_job(ctx: JobContext, p: dict) -> dict:
     from ..metrics.curve import quality_cost_curve
 
     _run_data_allowed(ctx, p["run_dir"])
-    curve = quality_cost_curve(str(p["run_dir"]), steps=list(p["steps"]), device=p.get("device", "auto"), cancel=ctx.cancel_event,
+    curve = quality_cost_curve(str(p["run_dir"]), steps=list(p["steps"]), device=p.get("device", "auto"), cancel=ctx.cancel_event, cache_dir=ctx.ws.eval_cache,
                                progress=lambda stage, f: ctx.update(progress=f, message=stage), **(p.get("sampling") or {}))  # fmt: skip
     return {"curve": ctx.write_json("curve.json", curve), "run_dir": str(p["run_dir"])}
 

@@ -2,8 +2,9 @@
 
 ``<app data>/workspaces/<id>/`` holds everything a user makes: ``uploads/`` (the files as sent),
 ``datasets/`` (uploads decoded by a worker into plain arrays), ``runs/``, ``evaluations/``,
-``exports/``, ``jobs/`` (each job's log and preview) and ``study-cache/``. Folders are created
-0700. The id is a random token (the app keeps it in the page's URL); knowing it is what gives
+``exports/``, ``jobs/`` (each job's log and preview), ``study-cache/`` and ``eval-cache/`` (an
+evaluation's feature extractor and stage outputs: counted in the quota, gone with the workspace).
+Folders are created 0700. The id is a random token (the app keeps it in the page's URL); knowing it is what gives
 access, unless the server owner also set a password for the workspace (scrypt hash in
 ``workspace.json``). The folder is named by a digest of the token, never the token itself: paths
 end up in run configs, cards and labels, and a path must not open the workspace. Folders of an
@@ -36,7 +37,7 @@ from .config import ServerConfig
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 FOLDER_RE = re.compile(r"^w[0-9a-f]{32}$")
-SUBDIRS = ("uploads", "datasets", "runs", "evaluations", "exports", "jobs", "study-cache")
+SUBDIRS = ("uploads", "datasets", "runs", "evaluations", "exports", "jobs", "study-cache", "eval-cache")
 INFO = "workspace.json"
 STATE = "state.json"
 NOTE = "note.json"
