@@ -181,6 +181,24 @@ def test_data_upload_zip_with_a_corrupt_image_loads_with_a_warning(runs_dir):
     assert {m.label: m.value for m in at.metric}["Classes"] == "2"
 
 
+def test_a_reload_after_an_upload_shows_the_uploaded_dataset_not_digits(runs_dir):
+    """A new user uploads a zip (decoded by a worker), then reloads the page: a new session of the
+    same workspace. Its Data page must show the upload, and must not switch the dataset to digits."""
+    at = _open("1_Data.py")
+    at.radio(key="data_src").set_value("Upload a .zip or .npz").run()
+    at.file_uploader(key="data_upload").set_value(("pets.zip", _class_zip(), "application/zip")).run()
+    _decoded(at)
+    assert at.session_state["data_options"]["label"] == "pets.zip"
+    for page in ("2_Train.py", "1_Data.py"):  # the reload lands on the page the user was on
+        again = _open(page)
+        if page != "1_Data.py":
+            again.switch_page("pages/1_Data.py").run()
+            _ok(again)
+        assert again.session_state["data_options"]["label"] == "pets.zip", page
+        assert {m.label: m.value for m in again.metric}["Classes"] == "2", page
+        assert any("pets\\.zip" in h.value for h in again.subheader), [h.value for h in again.subheader]
+
+
 @pytest.mark.parametrize(
     "name, payload, needle",
     [
