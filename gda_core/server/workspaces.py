@@ -348,9 +348,9 @@ def _run_key(filename: str) -> str:
     return key
 
 
-def check_run_zip(cfg: ServerConfig, ws: Workspace, zf: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, str]]:
+def check_run_zip(cfg: ServerConfig, ws: Workspace, zf: zipfile.ZipFile, *, quota: bool = True) -> list[tuple[zipfile.ZipInfo, str]]:
     """From the zip's directory alone (nothing inflated): every member's name and declared size
-    against its cap, and the declared total against what is left of the workspace's quota."""
+    against its cap, and (``quota``) the declared total against what is left of the workspace's quota."""
     infos = [i for i in zf.infolist() if not i.is_dir()]
     if len(infos) > MAX_RUN_ZIP_MEMBERS:
         raise CheckpointError(f"the run zip holds {len(infos)} files, over the limit of {MAX_RUN_ZIP_MEMBERS}; refused")
@@ -366,7 +366,8 @@ def check_run_zip(cfg: ServerConfig, ws: Workspace, zf: zipfile.ZipFile) -> list
     total = sum(i.file_size for i, _k in out)
     if total > MAX_RUN_ZIP_BYTES:
         raise CheckpointError(f"the run zip declares {human_bytes(total)} unpacked, over {human_bytes(MAX_RUN_ZIP_BYTES)}; refused")
-    ws.check_quota(cfg, total)
+    if quota:
+        ws.check_quota(cfg, total)
     return out
 
 
@@ -377,12 +378,12 @@ def _open_zip(source: bytes | str | os.PathLike) -> zipfile.ZipFile:
         raise CheckpointError("the uploaded file is not a zip archive") from None
 
 
-def _zip_members(cfg: ServerConfig, ws: Workspace, source: bytes | str | os.PathLike) -> dict[str, bytes]:
+def _zip_members(cfg: ServerConfig, ws: Workspace, source: bytes | str | os.PathLike, *, quota: bool = True) -> dict[str, bytes]:
     """The members of an uploaded run zip, by name inside the run, each read no further than its
     declared size (checked first, :func:`check_run_zip`); a saved evaluation must read as a report."""
     with _open_zip(source) as zf:
         out: dict[str, bytes] = {}
-        for info, key in check_run_zip(cfg, ws, zf):
+        for info, key in check_run_zip(cfg, ws, zf, quota=quota):
             try:
                 with zf.open(info) as fh:
                     content = fh.read(info.file_size + 1)
@@ -520,7 +521,8 @@ def publish_run(cfg: ServerConfig, ws: Workspace, run_dir: str | os.PathLike, bu
     staging = cfg.published_dir / f".{dst.name}.part"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    members = scrub_members(_zip_members(run_zip_bytes(path)), ws, keep_own=False)
+    # The run's own files, read as an upload would be (the copy goes outside the workspace: no quota).
+    members = scrub_members(_zip_members(cfg, ws, run_zip_bytes(path), quota=False), ws, keep_own=False)
     for key, content in members.items():
         (staging / key).parent.mkdir(parents=True, exist_ok=True)
         (staging / key).write_bytes(content)
