@@ -199,6 +199,28 @@ def test_a_reload_after_an_upload_shows_the_uploaded_dataset_not_digits(runs_dir
         assert any("pets\\.zip" in h.value for h in again.subheader), [h.value for h in again.subheader]
 
 
+def test_manage_runs_imports_a_run_zip_in_a_job_and_refuses_a_bad_one_once(runs_dir):
+    from gda_core.checkpoints import SHIPPED_DIR
+    from gda_core.server.workspaces import run_zip_bytes
+
+    shipped = next(r for r in list_runs(SHIPPED_DIR, include_shipped=False))
+    at = _open("2_Train.py")
+    at.file_uploader(key="manage_upload").set_value(("bad.zip", b"not a zip at all", "application/zip")).run()
+    assert any("not a zip archive" in e for e in _errors(at)), _errors(at)
+    at.run()  # a rerun with the same file in the uploader does not try (and refuse) it again
+    assert not any("not a zip archive" in e for e in _errors(at))
+    at.file_uploader(key="manage_upload").set_value(("theirs.zip", run_zip_bytes(shipped.path), "application/zip")).run()
+    _ok(at)
+    job = _jobs(at, "import")[0]
+    end = time.time() + 240
+    while time.time() < end and not JobQueue(load_config()).get(open_workspace(load_config(), _WS["token"]), job.id).done:
+        time.sleep(0.5)
+    at.run()
+    _ok(at)
+    assert (runs_dir / "theirs" / "model.safetensors").is_file()
+    assert any("Added theirs" in s.value for s in at.success), [s.value for s in at.success]
+
+
 @pytest.mark.parametrize(
     "name, payload, needle",
     [
