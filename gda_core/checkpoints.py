@@ -317,7 +317,9 @@ def list_runs(*roots: str | os.PathLike, include_shipped: bool = True) -> list[R
                 out[d.resolve()] = RunInfo(
                     path=d,
                     family=str(cfg["family"]),
-                    dataset=str((cfg.get("data") or {}).get("source", "?")),
+                    # A path source is shown by its last part only: labels reach every picker (and, for a
+                    # published run, every user), and a workspace's path must not.
+                    dataset=Path(str((cfg.get("data") or {}).get("source", "?")).replace("\\", "/")).name or "?",
                     step=int(cfg.get("step", 0)),
                     image_size=int(mc.get("image_size", 0)),
                     channels=int(mc.get("channels", 0)),

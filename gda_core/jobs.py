@@ -25,7 +25,7 @@ import numpy as np
 from .errors import ConfigError, GDAError
 from .server.config import ServerConfig
 from .server.queue import enqueue, store_for
-from .server.store import CANCELLED, DONE, FAILED, FINAL, QUEUED, RUNNING, Job
+from .server.store import CANCELLED, DONE, FAILED, FINAL, QUEUED, RUNNING, Job, QueueError
 from .server.workspaces import Workspace
 
 __all__ = ["CANCELLED", "DONE", "FAILED", "FINAL", "QUEUED", "RUNNING", "Job", "JobQueue", "cached_reports", "unique_run_dir"]
@@ -40,9 +40,23 @@ class JobQueue:
 
     # -- submitting ------------------------------------------------------------------------------
     def submit(self, ws: Workspace, kind: str, title: str, params: dict, meta: dict | None = None) -> Job:
+        """Queue a job: refused (one line) over the workspace's quota or its cap of active jobs, or
+        when the queue cannot be written; a refused job leaves no row behind (it would never run and
+        would count in everyone's place)."""
+        from .server.budgets import check_job
+
         ws.check_quota(self.cfg)
+        check_job(self.cfg, kind, params)
+        cap = self.cfg.max_jobs_per_workspace
+        if self.store.active_count(ws.id) >= cap:
+            raise ConfigError(f"job limit: this workspace has {cap} jobs queued or running (max_jobs_per_workspace = {cap}); "
+                              "wait for one to finish or cancel one")  # fmt: skip
         job_id = self.store.create(workspace=ws.id, kind=kind, title=title, params=params, meta=meta)
-        enqueue(self.cfg, job_id)
+        try:
+            enqueue(self.cfg, job_id)
+        except QueueError:
+            self.store.discard(job_id)
+            raise
         job = self.store.get(job_id)
         assert job is not None
         return job
@@ -65,6 +79,17 @@ class JobQueue:
         title = f"{'resume' if resume else 'train'} {family} on {name} -> {out.name}"
         params = {"family": family, "data": dataset.spec.to_dict(), "out": str(out), "resume": resume, **kwargs}
         return self.submit(ws, "train", title, params, meta={"out": str(out), "family": family})
+
+    def import_run(self, ws: Workspace, data: bytes, name: str) -> Job:
+        """Queue the import of an uploaded run zip. Here only the zip's directory is read (member
+        names and declared sizes against their caps and the workspace's quota: nothing inflated);
+        the zip is kept in the workspace's uploads for the ``import`` job, which inflates and checks it."""
+        from .server import workspaces as wsp
+
+        with wsp._open_zip(data) as zf:
+            wsp.check_run_zip(self.cfg, ws, zf)
+        path = ws.save_upload(self.cfg, name, data)
+        return self.submit(ws, "import", f"import {wsp.safe_name(name, 'run.zip')}", {"zip": str(path), "name": name})
 
     # -- reading ---------------------------------------------------------------------------------
     def list(self, ws: Workspace, kind: str | None = None) -> list[Job]:

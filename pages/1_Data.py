@@ -47,13 +47,16 @@ st.caption("Choose the images your models learn from. The choice is kept for thi
 SOURCES = ("Built-in or MedMNIST", "Upload a .zip or .npz") + (("Local folder or file",) if common.config().allow_server_paths else ())
 SIZES = ("native", 8, 12, 16, 20, 24, 28, 32, 48, 64, 96, 128)
 opts = dict(common.data_options())
+# A new session (a reload) remembers no radio choice: start from the kind of the current dataset, or
+# "Built-in" would select digits and make it the workspace's dataset in place of the user's upload.
+_KIND = SOURCES[1] if opts.get("upload_label") and os.path.exists(str(opts["source"])) else SOURCES[0]
 
 left, right = st.columns([1, 2], gap="large")
 with left:
     src_kind = st.radio(
         "Source",
         SOURCES,
-        index=SOURCES.index(common.remember("data_src", SOURCES[0])) if common.remember("data_src", SOURCES[0]) in SOURCES else 0,
+        index=SOURCES.index(common.remember("data_src", _KIND)) if common.remember("data_src", _KIND) in SOURCES else 0,
         key="data_src",
         on_change=common.keep,
         args=("data_src",),

@@ -27,6 +27,7 @@ from gda_core.metrics import (
     table_rows,
     write_comparison,
 )
+from gda_core.metrics.comparison import reports_digest
 from gda_core.metrics.curve import curve_figure
 from gda_core.metrics.memorisation import AUDIT_HELP, privacy_rows
 from pages.ui import common
@@ -147,7 +148,7 @@ for p in shown:
 reps = [reports[p] for p in shown]
 
 for w in comparability(reps, names):
-    st.warning(w)
+    st.warning(common.plain(w))  # quotes names and settings from report files
 st.plotly_chart(radar_figure(reps, names), key="compare_radar", theme=None)  # plotly colours: distinct per model
 
 # Exact likelihood, next to the six axes, when at least one model has one (flows such as RealNVP).
@@ -192,9 +193,10 @@ with st.expander("Provenance (seeds, sample counts, device, checkpoint hashes, h
     for n, r in zip(names, reps, strict=False):
         p = r.provenance
         methods = sorted({e.method for e in r.uncertainty.values()})
-        st.markdown(f"- **{common.plain(n)}**: seeds {p.get('seeds') or p.get('seed')}, {p.get('n_samples')} samples, {p.get('device')}, "
-                    f"extractor {p.get('extractor')}, checkpoint sha256 {str(p.get('checkpoint_sha256') or 'n/a')[:12]}, {p.get('time_s')} s; "
-                    f"intervals: {common.plain('; '.join(methods) or 'none')}")  # fmt: skip
+        # Every field is the report file's: shown literally (a published run's could carry a link or an image).
+        line = (f"seeds {p.get('seeds') or p.get('seed')}, {p.get('n_samples')} samples, {p.get('device')}, extractor {p.get('extractor')}, "
+                f"checkpoint sha256 {str(p.get('checkpoint_sha256') or 'n/a')[:12]}, {p.get('time_s')} s; intervals: {'; '.join(methods) or 'none'}")  # fmt: skip
+        st.markdown(f"- **{common.plain(n)}**: {common.plain(line)}")
 
 # -- quality against cost ---------------------------------------------------------------------------
 iterative = [p for p in selected if by_path[p].family in common.iterative_families()]
@@ -224,14 +226,15 @@ if iterative:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def export_bytes(kind: str, key: tuple, _reps, _names) -> bytes:
+def export_bytes(kind: str, key: str, _reps, _names) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         out = write_comparison(_reps, _names, Path(tmp) / f"comparison.{kind}")
         return out.read_bytes()
 
 
 st.subheader("Export")
-key = tuple((n, str(r.provenance.get("checkpoint_sha256")), str(r.provenance.get("created"))) for n, r in zip(names, reps, strict=False))
+# The cache is shared by every session: keyed by the reports' own bytes, never by fields a file sets.
+key = reports_digest(reps, names)
 e = st.columns(4)
 try:
     for col, kind, mime, label, hint in (

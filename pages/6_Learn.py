@@ -375,13 +375,13 @@ def _learn_distilled() -> None:
     c = model.config
     st.markdown("#### Teacher and student at the same seed")
     st.caption(
-        f"This student was distilled from **{common.plain(c.teacher)}** (a {c.teacher_family.upper()}, weights SHA-256 "
-        f"{c.teacher_sha256[:12]}...) by {c.method} distillation. Both start from the same noise for the same seed; the teacher "
-        f"walks to its image in many small steps, the student in {c.steps}, one network pass each."
+        f"This student was distilled from **{common.plain(c.teacher)}** (a {common.plain(c.teacher_family.upper())}, weights SHA-256 "
+        f"{common.plain(c.teacher_sha256[:12])}...) by {common.plain(c.method)} distillation. Both start from the same noise for the same "
+        f"seed; the teacher walks to its image in many small steps, the student in {c.steps}, one network pass each."
     )
     teacher_path = _teacher_of(PATH, MTIME, str(common.runs_dir()))
     if teacher_path is None:
-        st.info(f"The teacher {c.teacher} is not among the checkpoints here (or its weights changed), so it cannot be shown beside the student.")
+        st.info(f"The teacher {common.plain(c.teacher)} is not among the checkpoints here (or its weights changed), so it cannot be shown beside the student.")
         return
     r = st.columns(2)
     with r[0]:

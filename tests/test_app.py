@@ -203,6 +203,46 @@ def test_data_upload_zip_with_a_corrupt_image_loads_with_a_warning(runs_dir):
     assert {m.label: m.value for m in at.metric}["Classes"] == "2"
 
 
+def test_a_reload_after_an_upload_shows_the_uploaded_dataset_not_digits(runs_dir):
+    """A new user uploads a zip (decoded by a worker), then reloads the page: a new session of the
+    same workspace. Its Data page must show the upload, and must not switch the dataset to digits."""
+    at = _open("1_Data.py")
+    at.radio(key="data_src").set_value("Upload a .zip or .npz").run()
+    at.file_uploader(key="data_upload").set_value(("pets.zip", _class_zip(), "application/zip")).run()
+    _decoded(at)
+    assert at.session_state["data_options"]["label"] == "pets.zip"
+    for page in ("2_Train.py", "1_Data.py"):  # the reload lands on the page the user was on
+        again = _open(page)
+        if page != "1_Data.py":
+            again.switch_page("pages/1_Data.py").run()
+            _ok(again)
+        assert again.session_state["data_options"]["label"] == "pets.zip", page
+        assert {m.label: m.value for m in again.metric}["Classes"] == "2", page
+        assert any("pets\\.zip" in h.value for h in again.subheader), [h.value for h in again.subheader]
+
+
+def test_manage_runs_imports_a_run_zip_in_a_job_and_refuses_a_bad_one_once(runs_dir):
+    from gda_core.checkpoints import SHIPPED_DIR
+    from gda_core.server.workspaces import run_zip_bytes
+
+    shipped = next(r for r in list_runs(SHIPPED_DIR, include_shipped=False))
+    at = _open("2_Train.py")
+    at.file_uploader(key="manage_upload").set_value(("bad.zip", b"not a zip at all", "application/zip")).run()
+    assert any("not a zip archive" in e for e in _errors(at)), _errors(at)
+    at.run()  # a rerun with the same file in the uploader does not try (and refuse) it again
+    assert not any("not a zip archive" in e for e in _errors(at))
+    at.file_uploader(key="manage_upload").set_value(("theirs.zip", run_zip_bytes(shipped.path), "application/zip")).run()
+    _ok(at)
+    job = _jobs(at, "import")[0]
+    end = time.time() + 240
+    while time.time() < end and not JobQueue(load_config()).get(open_workspace(load_config(), _WS["token"]), job.id).done:
+        time.sleep(0.5)
+    at.run()
+    _ok(at)
+    assert (runs_dir / "theirs" / "model.safetensors").is_file()
+    assert any("Added theirs" in s.value for s in at.success), [s.value for s in at.success]
+
+
 @pytest.mark.parametrize(
     "name, payload, needle",
     [
@@ -524,6 +564,29 @@ def test_compare_page_draws_saved_evaluations_at_once_and_exports(runs_dir):
     assert any("model\\-a" in m.value for m in at.markdown), "plain-language reading missing"
     # These old-style reports carry no intervals: the page says so instead of drawing them as exact.
     assert any("no intervals" in w.value for w in at.warning)
+
+
+def test_compare_page_shows_a_report_files_strings_literally(runs_dir):
+    """A published run's report can carry markdown (a link, a tracking image) in its provenance: the
+    comparability warnings and the provenance list show it as text, never as a link or an image."""
+    import json
+
+    from gda_core.metrics import Report
+
+    info = _any_run(runs_dir)
+    a = _fake_report_run(runs_dir, info, "model-a", 1.0)
+    b = _fake_report_run(runs_dir, info, "model-b", 0.7)
+    link, img = "[click](http://evil.example/)", "![t](http://evil.example/t.png)"
+    f = b / "eval" / "fake.json"
+    d = json.loads(f.read_text())
+    d["provenance"].update(device=link, extractor=img, dataset={"name": link}, n_samples=img)
+    Report.from_dict(d).save(f)
+    at = _open("5_Compare.py")
+    at.multiselect(key="compare_sel").set_value([str(a), str(b)]).run()
+    _ok(at)
+    shown = [m.value for m in at.markdown] + [w.value for w in at.warning]
+    assert any("evil" in t for t in shown), "the planted fields are not shown at all"
+    assert not any("](http" in t for t in shown), [t for t in shown if "](http" in t]
 
 
 def test_compare_page_opens_with_the_shipped_evaluations_drawn(runs_dir):

@@ -311,3 +311,35 @@ def test_workspaces_are_private_and_survive_a_reload_with_the_running_job(browse
     finally:
         alice_ctx.close()
         bob_ctx.close()
+
+
+@pytest.mark.slow
+def test_a_reload_after_uploading_and_training_shows_the_upload_on_the_data_page(browser, server):
+    """As a new user: upload a zip, train on it, reload. The Data page shows the upload (it showed
+    the built-in digits, and made them the workspace's dataset)."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1800})
+    try:
+        pg = ctx.new_page()
+        pg.set_default_timeout(240_000)
+        _open_ws(pg, server, "data", None)
+        token = _token(pg)
+        pg.get_by_text("Upload a .zip or .npz").click()
+        _settle(pg)
+        pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+            files=[{"name": "crops.zip", "mimeType": "application/zip", "buffer": small_class_zip("crops")}])  # fmt: skip
+        pg.get_by_role("heading", name="crops.zip").wait_for()
+        _open_ws(pg, server, "train", token)
+        _start_training(pg, "20")
+        pg.get_by_text("Finished in").wait_for(timeout=480_000)
+        for name in ("train", "data"):
+            if name == "data":
+                _open_ws(pg, server, "data", token)
+            pg.reload()
+            pg.wait_for_selector("h1")
+            _settle(pg)
+            assert _token(pg) == token
+        pg.get_by_role("heading", name="crops.zip").wait_for(timeout=60_000)
+        assert pg.get_by_role("heading", name="digits").count() == 0
+        _shot(pg, "data_after_reload")
+    finally:
+        ctx.close()

@@ -489,3 +489,35 @@ def test_html_exports_escape_every_string_from_a_report_file(tmp_path):
     out = write_comparison([rep, rep], [PLANTED, "b"], tmp_path / "c.html")
     page = out.read_text()
     assert "<script>alert" not in page and "&lt;script&gt;alert(&#x27;planted&#x27;)&lt;/script&gt;" in page
+
+
+@pytest.mark.parametrize("formula", ['=HYPERLINK("http://evil.example","x")', "@SUM(A1:A9)", "+1+1", "-2+3", "\t=1", "\r=1"])
+def test_csv_export_neutralises_formulas_from_report_keys_and_names(tmp_path, formula):
+    import csv
+
+    from gda_core.metrics import Report, write_comparison
+
+    d = Report.from_raw({"precision": 0.8, "recall": 0.6, formula: -0.5}).to_dict()
+    d["units"][formula] = formula
+    rep = Report.from_dict(json.loads(json.dumps(d)))
+    out = write_comparison([rep, rep], [formula, "b"], tmp_path / "c.csv")
+    cells = [c for row in csv.reader(out.open(newline="")) for c in row]
+    assert formula not in cells and "'" + formula in cells
+    assert not any(c.startswith(("=", "+", "@", "\t", "\r")) for c in cells)
+    assert "-0.5" in cells  # a number stays a number
+
+
+def test_compare_export_cache_key_is_the_reports_content_not_their_claimed_fields():
+    """A run uploaded under a shipped name, with the shipped report's checkpoint hash and date copied
+    into its own, must not share a cache entry with the real one (the page's cache is per server)."""
+    from gda_core.metrics import Report
+    from gda_core.metrics.comparison import reports_digest
+
+    prov = {"name": "ddpm-digits", "checkpoint_sha256": "ab" * 32, "created": "2026-11-23T13:56:37+0000"}
+    real = Report.from_raw({"precision": 0.8, "recall": 0.6}, provenance=prov)
+    fake = Report.from_raw({"precision": 0.1, "recall": 0.1}, provenance=prov)
+    assert reports_digest([real], ["ddpm-digits"]) != reports_digest([fake], ["ddpm-digits"])
+    again = Report.from_dict(json.loads(json.dumps(real.to_dict())))
+    assert reports_digest([real], ["ddpm-digits"]) == reports_digest([again], ["ddpm-digits"])
+    assert reports_digest([real], ["a"]) != reports_digest([real], ["b"])
+    assert "reports_digest(reps, names)" in (ROOT / "pages" / "5_Compare.py").read_text()

@@ -142,7 +142,8 @@ def test_a_killed_job_fails_with_the_reason_and_the_run_resumes_from_its_checkpo
 @pytest.mark.slow
 def test_two_trainings_with_the_same_seed_at_once_give_the_weights_of_each_alone(tmp_path, monkeypatch):
     (tmp_path / "app").mkdir()
-    (tmp_path / "app" / "server.toml").write_text("workers = 2\njob_threads = 1\n")
+    # Both in one workspace: let it run two at once (by default it gets half the workers).
+    (tmp_path / "app" / "server.toml").write_text("workers = 2\njob_threads = 1\nmax_running_per_workspace = 2\n")
     monkeypatch.setenv("GDA_APP_DATA", str(tmp_path / "app"))
     monkeypatch.delenv("GDA_SERVER_CONFIG", raising=False)
     cfg = load_config()

@@ -342,9 +342,43 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{t
 """
 
 
+#: A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), @SUM(...)).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(v):
+    """A cell a spreadsheet shows as text: a string that starts like a formula gets a leading
+    apostrophe (OWASP's advice for CSV injection). Numbers stay numbers (-0.5 is no formula)."""
+    return "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v
+
+
+class _SafeWriter:
+    """csv.writer whose every cell goes through :func:`csv_cell` (report keys and names come from files)."""
+
+    def __init__(self, buf):
+        self._wr = csv.writer(buf)
+
+    def writerow(self, row) -> None:
+        self._wr.writerow([csv_cell(v) for v in row])
+
+
+def reports_digest(reports: list[Report], names: list[str]) -> str:
+    """A cache key for a comparison's exports: the SHA-256 of the reports' whole content and the
+    names. Fields a report's file sets (checkpoint hash, date) are no key: a run uploaded under a
+    shipped name with those copied would get another user's cached export, or give them its own."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for name, rep in zip(names, reports, strict=True):
+        h.update(json.dumps([str(name), rep.to_dict()], sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
 def _csv_text(cmp: dict) -> str:
     buf = io.StringIO()
-    wr = csv.writer(buf)
+    wr = _SafeWriter(buf)
     names = cmp["models"]
     wr.writerow(["metric", "unit", "better", *names, *[f"{n} 95% low" for n in names], *[f"{n} 95% high" for n in names]])
 

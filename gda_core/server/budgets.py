@@ -49,3 +49,106 @@ def check_training(cfg: ServerConfig, family: str, model_config: dict, *, steps:
         raise ConfigError(f"model budget: this {family} has {n:,} parameters, over the limit max_model_params = {cfg.max_model_params:,}; "
                           "use a smaller width or fewer levels")  # fmt: skip
     return n
+
+
+#: Augmentation: synthetic images per real one (the page's slider stops at 5).
+MAX_AUGMENT_RATIO = 20.0
+#: Evaluation: synthetic images per seed (the full preset makes a few thousand).
+MAX_EVAL_SAMPLES = 50_000
+#: Quality-cost curve: points (each a full sampling and scoring).
+MAX_CURVE_POINTS = 32
+
+
+def check_job(cfg: ServerConfig, kind: str, params: dict) -> None:
+    """Refuse a job over its kind's budget (one line). Called when a job is queued and again in its
+    worker process, so a job row written some other way (or an older app) is held to the same limits."""
+    if kind == "train":
+        check_training_length(cfg, steps=params.get("steps"), minutes=params.get("minutes"))
+        if params.get("resume"):
+            _check_run_model(cfg, params.get("out"))
+    elif kind == "study":
+        check_study(cfg, dict(params.get("options") or {}))
+    elif kind == "augment":
+        ratio = _number(params.get("ratio", 1.0), "augmentation ratio")
+        if not 0 < ratio <= MAX_AUGMENT_RATIO:
+            raise ConfigError(
+                f"augmentation budget: ratio {ratio:g} asked, the limit is {MAX_AUGMENT_RATIO:g} synthetic images per real one"
+            )
+    elif kind == "evaluate":
+        n = (params.get("sampling") or {}).get("n_samples")
+        if n is not None and not 0 < _number(n, "n_samples") <= MAX_EVAL_SAMPLES:
+            raise ConfigError(f"evaluation budget: {n} samples asked, the limit is {MAX_EVAL_SAMPLES:,}")
+    elif kind == "curve":
+        steps = list(params.get("steps") or [])
+        if len(steps) > MAX_CURVE_POINTS:
+            raise ConfigError(f"curve budget: {len(steps)} points asked, the limit is {MAX_CURVE_POINTS}")
+        for s in steps:
+            check_training_length(cfg, steps=s, minutes=None)
+
+
+def _number(value, what: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number, got {value!r}") from None
+    if out != out:
+        raise ConfigError(f"{what} must be a number, got {value!r}")
+    return out
+
+
+def check_training_length(cfg: ServerConfig, *, steps, minutes) -> None:
+    if steps is not None and _number(steps, "steps") > cfg.max_steps:
+        raise ConfigError(f"step budget: {int(_number(steps, 'steps')):,} steps asked, over the limit max_steps = {cfg.max_steps:,}")
+    if minutes is not None and _number(minutes, "minutes") > cfg.max_minutes:
+        raise ConfigError(f"time budget: {_number(minutes, 'minutes'):g} minutes asked, over the limit max_minutes = {cfg.max_minutes:g}")
+
+
+def capped_minutes(cfg: ServerConfig, minutes) -> float:
+    """A training's wall-clock limit in the worker: the one asked, never more than max_minutes; a
+    training asked for no time limit (steps only, or a resume) stops at max_minutes too."""
+    return cfg.max_minutes if minutes is None else min(_number(minutes, "minutes"), cfg.max_minutes)
+
+
+def _check_run_model(cfg: ServerConfig, run_dir) -> None:
+    """A resumed run's model against the size budget (an imported run was never checked)."""
+    from ..checkpoints import read_config
+
+    if not run_dir:
+        return
+    conf = read_config(run_dir)
+    n = model_parameters(str(conf.get("family", "")), dict(conf.get("model_config") or {}))
+    if n > cfg.max_model_params:
+        raise ConfigError(
+            f"model budget: this run's model has {n:,} parameters, over the limit max_model_params = {cfg.max_model_params:,}"
+        )
+
+
+def check_study(cfg: ServerConfig, opts: dict) -> None:
+    """A study trains families x levels x seeds generators, each for its budget: refuse one over
+    max_study_trainings trainings, a training over the step or time budget, or a whole study whose
+    trainings' minutes add up to more than max_minutes (the job's own time)."""
+    from ..augment.study import parse_levels, parse_seeds
+
+    levels = parse_levels(opts.get("per_class_levels", (10, 50, "all")))
+    seeds = parse_seeds(opts.get("seeds", 3))
+    families = list(opts.get("models") or [])
+    trainings = len(families) * len(levels) * len(seeds)
+    if trainings > cfg.max_study_trainings:
+        raise ConfigError(f"study budget: {len(families)} families x {len(levels)} levels x {len(seeds)} seeds = {trainings} trainings, "
+                          f"over the limit max_study_trainings = {cfg.max_study_trainings}")  # fmt: skip
+    minutes = _as_list(opts.get("budget_minutes"))
+    for m in minutes:
+        check_training_length(cfg, steps=None, minutes=m)
+    for s in _as_list(opts.get("budget_steps")):
+        check_training_length(cfg, steps=s, minutes=None)
+    if trainings and minutes:
+        total = trainings * max(_number(m, "minutes") for m in minutes)
+        if total > cfg.max_minutes:
+            raise ConfigError(f"study budget: {trainings} trainings x {max(_number(m, 'minutes') for m in minutes):g} minutes = {total:g} "
+                              f"minutes, over the limit max_minutes = {cfg.max_minutes:g}")  # fmt: skip
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]

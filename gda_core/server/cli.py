@@ -46,7 +46,7 @@ def _ask_password() -> str:
 
 def cmd_workspace(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .workspaces import create_workspace, delete_workspace, open_workspace
+    from .workspaces import create_workspace, delete_workspace, dir_bytes, open_workspace
 
     cfg = load_config(args.app_data)
     if args.action == "new":
@@ -54,12 +54,15 @@ def cmd_workspace(args: argparse.Namespace) -> int:
         print(json.dumps({"token": ws.id, "link": f"/?ws={ws.id}"}) if args.json else f"workspace {ws.name}: open the app at /?ws={ws.id}")
         return 0
     if args.action == "list":
+        # Tokens are not kept on the server (a folder is named by a digest of its token): the list
+        # names folders; a workspace's link is the one printed when it was made.
         rows = []
         for d in sorted(cfg.workspaces_dir.glob("*")) if cfg.workspaces_dir.is_dir() else []:
-            ws = open_workspace(cfg, d.name)
-            if ws is not None:
-                rows.append({"token": ws.id, "name": ws.name, "password": ws.has_password, "bytes": ws.usage_bytes()})
-        print(json.dumps(rows, indent=2) if args.json else "\n".join(f"{r['token']}  {r['name']:20} {r['bytes']:>12} B"
+            info = _read_info(d)
+            if info is not None:
+                rows.append({"folder": d.name, "name": str(info.get("name") or ""), "password": bool(info.get("password")),
+                             "bytes": dir_bytes(d)})  # fmt: skip
+        print(json.dumps(rows, indent=2) if args.json else "\n".join(f"{r['folder']}  {r['name']:20} {r['bytes']:>12} B"
                                                                        f"{'  (password)' if r['password'] else ''}" for r in rows))  # fmt: skip
         return 0
     ws = open_workspace(cfg, args.token)
@@ -72,3 +75,11 @@ def cmd_workspace(args: argparse.Namespace) -> int:
         delete_workspace(cfg, ws)
         print(f"workspace {ws.name} deleted")
     return 0
+
+
+def _read_info(folder) -> dict | None:
+    try:
+        d = json.loads((folder / "workspace.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None

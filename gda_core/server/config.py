@@ -59,6 +59,12 @@ class ServerConfig:
     max_minutes: float = 12 * 60.0
     #: The Data page's "Local folder or file" box reads paths on the server: off unless set.
     allow_server_paths: bool = False
+    #: Fairness: jobs one workspace may have queued or running, and running at once (0: half the
+    #: workers, at least one), so that one user's burst cannot push everyone else's jobs back.
+    max_jobs_per_workspace: int = 10
+    max_running_per_workspace: int = 0
+    #: Studies: trainings one study may run (families x levels x seeds) and minutes per training.
+    max_study_trainings: int = 60
 
     @property
     def workspaces_dir(self) -> Path:
@@ -70,6 +76,11 @@ class ServerConfig:
 
     def resolved_workers(self) -> int:
         return self.workers if self.workers > 0 else default_workers()
+
+    def resolved_running_per_workspace(self) -> int:
+        if self.max_running_per_workspace > 0:
+            return self.max_running_per_workspace
+        return max(1, -(-self.resolved_workers() // 2))
 
     def resolved_job_threads(self) -> int:
         if self.job_threads > 0:
@@ -104,7 +115,8 @@ def load_config(app_data: str | os.PathLike | None = None) -> ServerConfig:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{file}: not a readable TOML file ({exc})") from None
     kinds = {"workers": int, "job_threads": int, "max_dataset_pixels": int, "max_dataset_bytes": int, "workspace_quota_bytes": int,
-             "max_model_params": int, "max_steps": int, "max_minutes": float, "allow_server_paths": bool}  # fmt: skip
+             "max_model_params": int, "max_steps": int, "max_minutes": float, "allow_server_paths": bool, "max_jobs_per_workspace": int,
+             "max_running_per_workspace": int, "max_study_trainings": int}  # fmt: skip
     out: dict[str, object] = {}
     for f in fields(ServerConfig):
         if f.name == "app_data":
@@ -115,7 +127,8 @@ def load_config(app_data: str | os.PathLike | None = None) -> ServerConfig:
         elif f.name in values:
             out[f.name] = _coerce(f.name, kinds[f.name], values[f.name])
     cfg = ServerConfig(app_data=root, **out)  # type: ignore[arg-type]
-    for name in ("max_dataset_pixels", "max_dataset_bytes", "workspace_quota_bytes", "max_model_params", "max_steps"):
+    for name in ("max_dataset_pixels", "max_dataset_bytes", "workspace_quota_bytes", "max_model_params", "max_steps", "max_jobs_per_workspace",
+                 "max_study_trainings"):  # fmt: skip
         if getattr(cfg, name) < 1:
             raise ConfigError(f"server setting {name} must be positive, got {getattr(cfg, name)}")
     return cfg

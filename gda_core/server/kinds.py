@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import Cancelled, GDAError
 from ..runtime import atomic_path, atomic_write_json
-from .budgets import apply_data_limits, check_training
+from .budgets import apply_data_limits, capped_minutes, check_job, check_training
 from .config import ServerConfig, load_config
 from .queue import store_for
 from .store import CANCELLED, DONE, FAILED, Job, JobStore
@@ -43,6 +43,16 @@ class JobContext:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cancel_event = threading.Event()
         threading.Thread(target=self._poll_cancel, daemon=True, name="cancel-poll").start()
+        # Whatever the kind, a job stops at the time budget (with a margin, so that a training's own
+        # minutes limit, capped at max_minutes, ends it first and saves it as done).
+        self.timed_out = threading.Event()
+        timer = threading.Timer(cfg.max_minutes * 60 * 1.05 + 30, self._time_up)
+        timer.daemon = True
+        timer.start()
+
+    def _time_up(self) -> None:
+        self.timed_out.set()
+        self.cancel_event.set()
 
     def _poll_cancel(self) -> None:
         while not self.cancel_event.is_set():
@@ -78,14 +88,15 @@ def _dataset(ctx: JobContext, spec: dict):
     from ..data import load_dataset
 
     spec = dict(spec)
-    check_data_source(ctx.cfg, ctx.ws, str(spec["source"]))
+    check_data_source(ctx.cfg, ctx.ws, str(spec["source"]), spec.get("data_dir"))
     return load_dataset(spec.pop("source"), **spec)
 
 
 def _run_data_allowed(ctx: JobContext, run_dir: str) -> None:
     from ..checkpoints import read_config
 
-    check_data_source(ctx.cfg, ctx.ws, str((read_config(run_dir).get("data") or {}).get("source", "")))
+    data = read_config(run_dir).get("data") or {}
+    check_data_source(ctx.cfg, ctx.ws, str(data.get("source", "")), data.get("data_dir"))
 
 
 def train_job(ctx: JobContext, p: dict) -> dict:
@@ -107,7 +118,7 @@ def train_job(ctx: JobContext, p: dict) -> dict:
 
     ctx.update(progress=0.0, message="loading model...")
     tc = TrainConfig.from_dict(p["train_config"]) if p.get("train_config") else None
-    out = train(p["family"], ds, out=p["out"], steps=p.get("steps"), minutes=p.get("minutes"), model_config=p.get("model_config"),
+    out = train(p["family"], ds, out=p["out"], steps=p.get("steps"), minutes=capped_minutes(ctx.cfg, p.get("minutes")), model_config=p.get("model_config"),
                 train_config=tc, seed=int(p.get("seed", 0)), device=p.get("device", "auto"), resume=bool(p.get("resume")),
                 callback=on_event, cancel=ctx.cancel_event, preview_every=p.get("preview_every"),
                 checkpoint_every=p.get("checkpoint_every"))  # fmt: skip
@@ -122,11 +133,12 @@ def evaluate_job(ctx: JobContext, p: dict) -> dict:
 
     run_dir = p["run_dir"]
     _run_data_allowed(ctx, run_dir)
-    opts = evaluation_options(p.get("preset", "quick"))
+    opts = {**evaluation_options(p.get("preset", "quick")), **(p.get("sampling") or {})}
     opts["budget"] = with_classifier(opts.get("budget", DEFAULT_BUDGET), p.get("classifier"))
-    rep = evaluate(str(run_dir), seed=int(p.get("seed", 0)), device=p.get("device", "auto"), cache=ctx.ws.owns(run_dir),
-                   progress=lambda stage, f: ctx.update(progress=f, message=stage), cancel=ctx.cancel_event,
-                   **opts, **(p.get("sampling") or {}))  # fmt: skip
+    # Stage outputs and the extractor in the workspace, not the server's shared cache: counted in its
+    # quota, deleted with it, and never read by another user's evaluation.
+    rep = evaluate(str(run_dir), seed=int(p.get("seed", 0)), device=p.get("device", "auto"), cache=ctx.ws.owns(run_dir), cache_dir=ctx.ws.eval_cache,
+                   progress=lambda stage, f: ctx.update(progress=f, message=stage), cancel=ctx.cancel_event, **opts)  # fmt: skip
     path = ctx.ws.evaluations / safe_name(Path(run_dir).name, "run") / f"{ctx.job.id}.json"
     rep.save(path)
     return {"report": str(path), "run_dir": str(run_dir)}
@@ -136,7 +148,7 @@ def curve_job(ctx: JobContext, p: dict) -> dict:
     from ..metrics.curve import quality_cost_curve
 
     _run_data_allowed(ctx, p["run_dir"])
-    curve = quality_cost_curve(str(p["run_dir"]), steps=list(p["steps"]), device=p.get("device", "auto"), cancel=ctx.cancel_event,
+    curve = quality_cost_curve(str(p["run_dir"]), steps=list(p["steps"]), device=p.get("device", "auto"), cancel=ctx.cancel_event, cache_dir=ctx.ws.eval_cache,
                                progress=lambda stage, f: ctx.update(progress=f, message=stage), **(p.get("sampling") or {}))  # fmt: skip
     return {"curve": ctx.write_json("curve.json", curve), "run_dir": str(p["run_dir"])}
 
@@ -209,8 +221,26 @@ def prepare_job(ctx: JobContext, p: dict) -> dict:
     return {"npz": str(out), "warnings": ds.warnings}
 
 
+def import_job(ctx: JobContext, p: dict) -> dict:
+    """Add an uploaded run zip (saved in the workspace's uploads) as a run: inflating and building it
+    happen here, never in the web server. The zip is removed afterwards, done or not (it counted
+    against the quota, and the run holds what it held)."""
+    from .workspaces import import_run_zip
+
+    zip_path = Path(p["zip"])
+    if not ctx.ws.owns(zip_path):
+        raise GDAError("the run zip is not an upload of this workspace")
+    ctx.update(progress=0.1, message="checking the run...")
+    try:
+        run = import_run_zip(ctx.cfg, ctx.ws, zip_path, str(p.get("name") or zip_path.name))
+    finally:
+        zip_path.unlink(missing_ok=True)
+    return {"run_dir": str(run)}
+
+
 KINDS: dict[str, Callable[[JobContext, dict], dict]] = {"train": train_job, "evaluate": evaluate_job, "curve": curve_job,
-                                                        "augment": augment_job, "study": study_job, "prepare": prepare_job}  # fmt: skip
+                                                        "augment": augment_job, "study": study_job, "prepare": prepare_job,
+                                                        "import": import_job}  # fmt: skip
 
 
 # -- the process ------------------------------------------------------------------------------------
@@ -251,7 +281,10 @@ def run_job(app_data: str, job_id: str) -> int:
     if body is None:
         store.finish(job_id, FAILED, error=f"unknown job kind '{job.kind}'")
         return 0
-    status, result, error = _outcome(lambda: body(ctx, job.params))
+    # Every kind's budget again here: a job row need not have come through JobQueue.submit.
+    status, result, error = _outcome(lambda: (check_job(cfg, job.kind, job.params), body(ctx, job.params))[1])
+    if status == CANCELLED and ctx.timed_out.is_set():
+        status, error = FAILED, f"time budget: stopped after max_minutes = {cfg.max_minutes:g} minutes"
     store.finish(job_id, status, result=result, error=error)
     return 0
 

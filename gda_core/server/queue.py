@@ -32,13 +32,16 @@ from huey.serializer import Serializer
 
 from ..runtime import atomic_write_text
 from .config import ServerConfig, load_config
-from .store import FAILED, JobStore, pid_alive
+from .store import FAILED, QUEUED, JobStore, _queue_error, pid_alive
+from .workspaces import folder_id
 
 log = logging.getLogger(__name__)
 QUEUE_DB = "queue.db"
 JOBS_DB = "jobs.db"
 WORKER_LOCK = "worker.lock"
 WORKER_PID = "worker.pid"
+#: Seconds a submission waits for a locked queue.db before it is refused (one line, nothing left behind).
+QUEUE_TIMEOUT_S = 10.0
 
 
 class JsonSerializer(Serializer):
@@ -66,13 +69,23 @@ def store_for(cfg: ServerConfig) -> JobStore:
 @functools.cache
 def _huey(app_data: str) -> tuple[SqliteHuey, object]:
     Path(app_data).mkdir(parents=True, exist_ok=True)
-    huey = SqliteHuey("gda", filename=str(Path(app_data) / QUEUE_DB), results=False, serializer=JsonSerializer())
+    huey = SqliteHuey("gda", filename=str(Path(app_data) / QUEUE_DB), results=False, serializer=JsonSerializer(), timeout=QUEUE_TIMEOUT_S)
     task = huey.task(name="execute")(execute)
     return huey, task
 
 
 def enqueue(cfg: ServerConfig, job_id: str) -> None:
-    _huey(str(cfg.app_data))[1](job_id, str(cfg.app_data))
+    """Put a message on the queue for ``job_id``. A message is a turn for a worker thread, which then
+    runs the job :meth:`JobStore.pick` chooses (workspaces in turn), not necessarily this one.
+    Raises QueueError (one line) when queue.db cannot be written."""
+    import sqlite3
+
+    from huey.exceptions import HueyException
+
+    try:
+        _huey(str(cfg.app_data))[1](job_id, str(cfg.app_data))
+    except (sqlite3.Error, HueyException, OSError) as exc:
+        raise _queue_error(exc) from None
 
 
 def _death(rc: int) -> str:
@@ -85,17 +98,34 @@ def _death(rc: int) -> str:
     return f"its process exited with code {rc} (the traceback is in the server's job log)"
 
 
+PICK_POLL_S = 1.0
+
+
 def execute(job_id: str, app_data: str) -> None:
-    """Run one job in a process of its own and record how it ended if the process could not."""
+    """Take a turn: run the job the store picks next (workspaces in turn, each under its cap of
+    running jobs) in a process of its own, and record how it ended if the process could not. The
+    message's ``job_id`` only names what was submitted; a job of a capped workspace waits here
+    until one of its running jobs ends, and a turn with nothing left to run returns."""
     cfg = load_config(app_data)
     store = store_for(cfg)
+    while True:
+        picked = store.pick(cfg.resolved_running_per_workspace())
+        if picked is not None:
+            break
+        if store.waiting_count() == 0:
+            return  # every queued job is taken by another turn (or was cancelled)
+        time.sleep(PICK_POLL_S)
+    _run_picked(cfg, store, picked)
+
+
+def _run_picked(cfg: ServerConfig, store: JobStore, job_id: str) -> None:
     job = store.get(job_id)
-    if job is None or job.done:
+    if job is None or job.status != QUEUED:
         return  # cancelled while queued
     env = {**os.environ, "GDA_APP_DATA": str(cfg.app_data)}
     threads = str(cfg.resolved_job_threads())
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, GDA_JOB_THREADS=threads)
-    job_dir = cfg.workspaces_dir / job.workspace / "jobs" / job_id
+    job_dir = cfg.workspaces_dir / folder_id(job.workspace) / "jobs" / job_id
     job_dir.mkdir(parents=True, exist_ok=True)
     with open(job_dir / "job.log", "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "gda_core.server.kinds", str(cfg.app_data), job_id], env=env, stdout=out,
@@ -105,6 +135,18 @@ def execute(job_id: str, app_data: str) -> None:
     if after is not None and not after.done:
         hint = "; resume the run to continue from its last checkpoint" if job.kind == "train" else ""
         store.finish(job_id, FAILED, error=f"{job.title}: {_death(rc)}{hint}")
+
+
+def requeue_orphans(cfg: ServerConfig) -> int:
+    """At worker start: forget the picks of a stopped worker and give every queued job a turn on the
+    queue (a job row whose message was lost, e.g. to a crash between the two writes); return how
+    many turns were added."""
+    store = store_for(cfg)
+    store.unpick_all()
+    missing = store.queued_count() - _huey(str(cfg.app_data))[0].pending_count()
+    for _ in range(max(0, missing)):
+        enqueue(cfg, "requeued")
+    return max(0, missing)
 
 
 # -- the consumer ----------------------------------------------------------------------------------
@@ -125,6 +167,8 @@ def run_worker(cfg: ServerConfig) -> int:
     n = store_for(cfg).reap("the worker stopped while the job ran (a server restart?); start it again")
     if n:
         log.warning("marked %d job(s) of a stopped worker failed", n)
+    if k := requeue_orphans(cfg):
+        log.warning("gave %d queued job(s) without a queue message their turn back", k)
     huey, _task = _huey(str(cfg.app_data))
     consumer = huey.create_consumer(workers=cfg.resolved_workers(), worker_type="thread", initial_delay=0.1, backoff=1.15, max_delay=1.0,
                                     check_worker_health=True)  # fmt: skip

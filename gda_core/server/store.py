@@ -8,6 +8,11 @@ processes all use it at once); WAL mode lets readers go on while a writer commit
 
 A job whose process is gone while its row still says ``running`` is marked ``failed`` with the
 reason, by whoever reads it first (see :meth:`JobStore.reap`).
+
+Which queued job runs next is decided here, not by the queue's order (:meth:`JobStore.pick`):
+workspaces take turns (a workspace's n-th queued job comes after every other workspace's
+(n-1)-th), and a workspace at its cap of running jobs waits. A database error (locked, disk full)
+reaches the caller as one line (:class:`QueueError`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import GDAError
+
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINAL = (DONE, FAILED, CANCELLED)
 MAX_LOGS = 5000
@@ -39,6 +46,15 @@ CREATE INDEX IF NOT EXISTS jobs_ws ON jobs (workspace, kind);
 CREATE TABLE IF NOT EXISTS logs (seq INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_job ON logs (job, seq);
 """
+
+
+class QueueError(GDAError):
+    """The job database could not be read or written (locked for too long, disk full)."""
+
+
+def _queue_error(exc: BaseException) -> QueueError:
+    first = (str(exc).splitlines() or [""])[0][:120]
+    return QueueError(f"the job queue is busy or unavailable ({first or type(exc).__name__}); try again in a moment")
 
 
 @dataclass
@@ -103,20 +119,30 @@ def pid_alive(pid: int, marker: str = "") -> bool:
 class JobStore:
     """The jobs database of one app data folder."""
 
+    #: Seconds a call waits for a lock before it gives up with a QueueError.
+    timeout_s: float = 30.0
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript(_SCHEMA)
+            with contextlib.suppress(sqlite3.OperationalError):  # a database of an older version
+                db.execute("ALTER TABLE jobs ADD COLUMN picked INTEGER NOT NULL DEFAULT 0")
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _queue_error(exc) from None
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=30000")
+            db.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
             db.row_factory = sqlite3.Row
             yield db
+        except sqlite3.Error as exc:
+            raise _queue_error(exc) from None
         finally:
             db.close()
 
@@ -129,6 +155,47 @@ class JobStore:
                 (job_id, workspace, kind, title, QUEUED, json.dumps(params), json.dumps(meta or {}), time.time()),
             )
         return job_id
+
+    def discard(self, job_id: str) -> None:
+        """Remove a job that never reached the queue (its submission failed)."""
+        with self._db() as db:
+            db.execute("DELETE FROM jobs WHERE id = ? AND status = 'queued'", (job_id,))
+
+    def active_count(self, workspace: str) -> int:
+        """Queued and running jobs of ``workspace``."""
+        with self._db() as db:
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE workspace = ? AND status IN ('queued', 'running')", (workspace,)).fetchone()[
+                0
+            ]
+
+    def pick(self, max_running: int) -> str | None:
+        """Take the next job to run (workspaces in turn; one at ``max_running`` running jobs waits)
+        and mark it picked so that no other worker thread takes it; None when none may start now."""
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            order = _fair_order(db)
+            running = _running_counts(db)
+            for row in order:
+                if running.get(row["workspace"], 0) < max_running:
+                    db.execute("UPDATE jobs SET picked = 1 WHERE id = ?", (row["id"],))
+                    db.execute("COMMIT")
+                    return str(row["id"])
+            db.execute("COMMIT")
+        return None
+
+    def unpick_all(self) -> int:
+        """Forget picks of a worker that stopped before its job's process claimed it (worker start)."""
+        with self._db() as db:
+            return db.execute("UPDATE jobs SET picked = 0 WHERE status = 'queued' AND picked = 1").rowcount
+
+    def queued_count(self) -> int:
+        with self._db() as db:
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
+
+    def waiting_count(self) -> int:
+        """Queued jobs no worker thread has picked yet."""
+        with self._db() as db:
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND picked = 0").fetchone()[0]
 
     def _set(self, job_id: str, where: str = "", **values: Any) -> bool:
         cols = ", ".join(f"{k} = ?" for k in values)
@@ -202,7 +269,7 @@ class JobStore:
     def _rows(self, sql: str, args: tuple) -> list[Job]:
         with self._db() as db:
             rows = db.execute(sql, args).fetchall()
-            queued = [r["seq"] for r in db.execute("SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq")]
+            queued = [r["seq"] for r in _fair_order(db)]
         place = {seq: i + 1 for i, seq in enumerate(queued)}
         jobs = [self._job(r, place.get(r["seq"])) for r in rows]
         if any(self._dead(j) for j in jobs):
@@ -258,3 +325,23 @@ class JobStore:
     def _rows_raw(self) -> list[Job]:
         with self._db() as db:
             return [self._job(r, None) for r in db.execute("SELECT * FROM jobs WHERE status = 'running'")]
+
+
+def _running_counts(db: sqlite3.Connection) -> dict[str, int]:
+    """Running jobs per workspace, counting a picked one whose process has not claimed it yet: it
+    starts in a second or two (torch's import), and a cap that ignored it let a second job through."""
+    sql = "SELECT workspace, COUNT(*) FROM jobs WHERE status = 'running' OR (status = 'queued' AND picked = 1) GROUP BY workspace"
+    return {r[0]: r[1] for r in db.execute(sql)}
+
+
+def _fair_order(db: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Queued jobs in the order they will start: each workspace's jobs oldest first, interleaved so
+    that a workspace's n-th job (counting its running ones) comes after every other's (n-1)-th."""
+    rows = db.execute("SELECT id, seq, workspace, picked FROM jobs WHERE status = 'queued' AND picked = 0 ORDER BY seq").fetchall()
+    turn = dict(_running_counts(db))
+    keyed = []
+    for r in rows:
+        n = turn.get(r["workspace"], 0)
+        turn[r["workspace"]] = n + 1
+        keyed.append((n, r["seq"], r))
+    return [r for _n, _seq, r in sorted(keyed, key=lambda k: (k[0], k[1]))]

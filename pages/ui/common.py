@@ -24,7 +24,7 @@ from gda_core.runtime import device_name, resolve_device
 from gda_core.server.budgets import apply_data_limits
 from gda_core.server.config import ServerConfig, load_config
 from gda_core.server.queue import ensure_worker
-from gda_core.server.workspaces import Workspace, check_data_source, create_workspace, open_workspace
+from gda_core.server.workspaces import Workspace, attempt_password, check_data_source, create_workspace, open_workspace
 
 APP = Path(__file__).resolve().parents[2] / "app.py"  # pages/ui/common.py -> the entry point
 
@@ -175,10 +175,15 @@ def _password_gate(ws: Workspace) -> None:
     with st.form("ws_password"):
         pw = st.text_input("Password", type="password", key="ws_password_input", help="Ask whoever runs this server.")
         if st.form_submit_button("Open"):
-            if ws.check_password(pw):
-                st.session_state[f"_auth_{ws.id}"] = True
-                st.rerun()
-            st.error("wrong password")
+            try:
+                ok = attempt_password(config(), ws, pw, st.context.ip_address)
+            except GDAError as exc:
+                show_error(exc)
+            else:
+                if ok:
+                    st.session_state[f"_auth_{ws.id}"] = True
+                    st.rerun()
+                st.error("wrong password")
     st.stop()
 
 
@@ -312,7 +317,7 @@ def load_dataset_cached(source: str, *, image_size=None, channels: str = "keep",
                         subset_seed=None):  # fmt: skip
     """gda_core.data.load_dataset, cached per options (shared, read-only Dataset), for a source this
     workspace may read (a named dataset, its own uploads; server paths only where allowed)."""
-    check_data_source(config(), workspace(), str(source))
+    check_data_source(config(), workspace(), str(source), data_dir)
     return _load_dataset_cached(str(source), image_size, channels, per_class, int(seed), data_dir, subset_seed, _path_stamp(str(source)))
 
 

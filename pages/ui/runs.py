@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from gda_core.checkpoints import list_runs
@@ -29,12 +31,33 @@ def manage_runs(ws, queue) -> None:
                           help="A run downloaded from GDA Studio: weights (safetensors), config.json and cards. It is checked like any "
                                "checkpoint from an unknown source; pickled weights are refused.")  # fmt: skip
     if up is not None and st.session_state.get("_manage_uploaded") != (up.name, up.size):
+        # Marked first: a refused zip is refused once, not again on every rerun while it sits in the uploader.
+        st.session_state["_manage_uploaded"] = (up.name, up.size)
         try:
-            path = wsp.import_run_zip(cfg, ws, up.getvalue(), up.name)
-            st.session_state["_manage_uploaded"] = (up.name, up.size)
-            st.success(f"Added {common.plain(path.name)} to your runs.")
+            queue.import_run(ws, up.getvalue(), up.name)
         except GDAError as exc:
             common.show_error(exc)
+    if queue.list(ws, "import"):
+        _imports(queue, ws, any(not j.done for j in queue.list(ws, "import")))
+
+
+def _imports(queue, ws, active: bool) -> None:
+    @st.fragment(run_every=1.0 if active else None)
+    def status() -> None:
+        _import_status(queue, ws)
+
+    status()
+
+
+def _import_status(queue, ws) -> None:
+    jobs = queue.list(ws, "import")
+    common.show_job_progress(jobs, key="import_cancel", limit=1, cancel_help="Stop this import.")
+    done = [j for j in jobs[:1] if j.status == "done" and isinstance(j.result, dict)]
+    for j in done:
+        st.success(f"Added {common.plain(Path(j.result['run_dir']).name)} to your runs.")
+        if st.session_state.get("_import_seen") != j.id:
+            st.session_state["_import_seen"] = j.id
+            st.rerun(scope="app")  # the run pickers above list the new run
 
 
 def _run_actions(cfg, ws, info, busy: set[str]) -> None:
