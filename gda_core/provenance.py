@@ -221,7 +221,7 @@ def _read_csv(path: Path) -> dict:
     if not prov_rows:
         raise _none(path)
     # The comparison CSV: metric, unit, better, then one column per model.
-    models = [m for m in head[3:] if not m.endswith((" 95% low", " 95% high"))]
+    models = [_cell(m) for m in head[3:] if not m.endswith((" 95% low", " 95% high"))]
     return {"models": {m: {r[0][len(CSV_PREFIX) :]: _cell(r[3 + j] if 3 + j < len(r) else "") for r in prov_rows} for j, m in enumerate(models)}}
 
 

@@ -358,7 +358,40 @@ def _csv_text(cmp: dict) -> str:
         ivs = [cmp["raw_intervals"][n].get(k) for n in names]
         wr.writerow([k, cmp["units"][k], cmp["better"][k], *[_csv(cmp["raw"][n].get(k)) for n in names], *[bounds(iv, 0) for iv in ivs],
                      *[bounds(iv, 1) for iv in ivs]])  # fmt: skip
+    # One row per provenance field, each model's value in its column (the CSV has a column per
+    # model, so per-model provenance fits its cells); gda_core.provenance.read_provenance reads them.
+    for field, values in _provenance_rows(cmp):
+        wr.writerow([f"provenance.{field}", "", "", *values, *[""] * (2 * len(names))])
     return buf.getvalue()
+
+
+CSV_PROVENANCE = ("checkpoint", "family", "weights_sha256", "metrics_version", "seeds", "dataset", "settings_sha256", "gda_core_version")
+
+
+def _prov_field(p: dict, field: str):
+    if field == "checkpoint":
+        return p.get("name")
+    if field == "weights_sha256":
+        return p.get("checkpoint_sha256")
+    if field == "dataset":
+        return (p.get("dataset") or {}).get("name") if isinstance(p.get("dataset"), dict) else p.get("dataset")
+    return p.get(field)
+
+
+def provenance_record(cmp: dict) -> dict:
+    """What made a comparison: per model its checkpoint, family, weights hash, metrics version and
+    seeds (from the reports), as written into the comparison's PNG, CSV and PDF."""
+    from .. import __version__
+
+    return {"kind": "comparison", "models": {n: {f: _prov_field(cmp["provenance"][n], f) for f in CSV_PROVENANCE} for n in cmp["models"]},
+            "gda_core_version": __version__}  # fmt: skip
+
+
+def _provenance_rows(cmp: dict) -> list[tuple[str, list]]:
+    """(field, one text cell per model) for the comparison CSV's provenance rows."""
+    from ..provenance import csv_value
+
+    return [(f, [csv_value(_prov_field(cmp["provenance"][n], f)) for n in cmp["models"]]) for f in CSV_PROVENANCE]
 
 
 def write_comparison(reports: list[Report], names: list[str] | None, out_path) -> Path:
@@ -368,10 +401,12 @@ def write_comparison(reports: list[Report], names: list[str] | None, out_path) -
     suffix = out.suffix.lower()
     if suffix not in (".json", ".csv", ".png", ".html", ".htm"):
         raise ConfigError(f"unsupported report type '{suffix or out.name}'; use .html, .json, .csv or .png")
-    if suffix == ".png":
-        atomic_write_bytes(out, radar_png(reports, names))
-        return out
     cmp = compare(reports, names)
+    if suffix == ".png":
+        from ..provenance import png_with
+
+        atomic_write_bytes(out, png_with(radar_png(reports, names), provenance_record(cmp)))
+        return out
     if suffix == ".json":
         atomic_write_json(out, cmp)
     elif suffix == ".csv":
@@ -381,5 +416,5 @@ def write_comparison(reports: list[Report], names: list[str] | None, out_path) -
     return out
 
 
-__all__ = ["PALETTE", "SUPPORTED", "axis_reading", "comparability", "compare", "fmt_with_interval", "per_class_rows", "radar_figure", "radar_png",
+__all__ = ["PALETTE", "SUPPORTED", "axis_reading", "comparability", "compare", "fmt_with_interval", "per_class_rows", "provenance_record", "radar_figure", "radar_png",
            "reading", "table_rows", "write_comparison"]  # fmt: skip
