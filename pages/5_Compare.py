@@ -220,13 +220,14 @@ def export_bytes(kind: str, key: tuple, _reps, _names) -> bytes:
 
 st.subheader("Export")
 key = tuple((n, str(r.provenance.get("checkpoint_sha256")), str(r.provenance.get("created"))) for n, r in zip(names, reps, strict=False))
-e = st.columns(4)
+e = st.columns(5)
 try:
     for col, kind, mime, label, hint in (
         (e[0], "html", "text/html", "HTML report", "Radar, table, reading, claims and provenance in one self-contained web page."),
-        (e[1], "json", "application/json", "JSON", "All scores, intervals and raw figures, machine-readable."),
-        (e[2], "csv", "text/csv", "CSV", "The figures table with interval bounds, for a spreadsheet."),
-        (e[3], "png", "image/png", "Radar PNG", "The radar chart with its interval bands as an image."),
+        (e[1], "pdf", "application/pdf", "PDF report", "Radar, tables with intervals, reading, claims and provenance as a printable PDF."),
+        (e[2], "json", "application/json", "JSON", "All scores, intervals and raw figures, machine-readable."),
+        (e[3], "csv", "text/csv", "CSV", "The figures table with interval bounds and each model's provenance, for a spreadsheet."),
+        (e[4], "png", "image/png", "Radar PNG", "The radar chart with its interval bands as an image."),
     ):
         col.download_button(label, export_bytes(kind, key, reps, names), f"comparison.{kind}", mime, key=f"exp_{kind}", help=hint)
 except GDAError as exc:

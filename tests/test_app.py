@@ -487,7 +487,11 @@ def _fake_report_run(runs_dir: Path, info, name: str, scale: float) -> Path:
     raw = {"precision": 0.8 * scale, "recall": 0.6 * scale, "images_per_s": 5000.0 * scale, "nfe_per_image": 1.0, "tstr_acc": 0.85 * scale,
            "trtr_acc": 0.95, "deepfool_rho_tstr": 0.1 * scale, "deepfool_rho_trtr": 0.12, "nearest_ssim_mean": 0.4,
            "memorization_rate": 0.01, "memorization_threshold": 0.93}  # fmt: skip
-    Report.from_raw(raw, provenance={"seed": 0, "n_samples": 100, "device": "CPU", "created": name}).save(dst / "eval" / "fake.json")
+    from gda_core.metrics.evaluation import METRICS_VERSION
+
+    # cached_reports reads only reports of the current metrics version.
+    prov = {"seed": 0, "n_samples": 100, "device": "CPU", "created": name, "metrics_version": METRICS_VERSION}
+    Report.from_raw(raw, provenance=prov).save(dst / "eval" / "fake.json")
     return dst
 
 
@@ -504,7 +508,7 @@ def test_compare_page_draws_saved_evaluations_at_once_and_exports(runs_dir):
     assert {"model-a", "model-b", "better", "what it measures"} <= set(table.columns)
     better = dict(zip(table["metric"], table["better"], strict=True))
     assert better["fidelity score"].startswith("higher") and better["nearest_ssim_mean"].startswith("lower")
-    assert len(at.get("download_button")) == 4
+    assert len(at.get("download_button")) == 5  # HTML, PDF, JSON, CSV, PNG
     assert any("model\\-a" in m.value for m in at.markdown), "plain-language reading missing"
     # These old-style reports carry no intervals: the page says so instead of drawing them as exact.
     assert any("no intervals" in w.value for w in at.warning)

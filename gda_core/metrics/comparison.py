@@ -268,18 +268,12 @@ def radar_figure(reports: list[Report], names: list[str] | None = None):
     return fig
 
 
-def radar_png(reports: list[Report], names: list[str] | None = None, *, size: int = 900) -> bytes:
-    """The radar with its interval bands as a PNG, drawn by matplotlib (no browser needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def draw_radar(ax, reports: list[Report], names: list[str]) -> None:
+    """The radar with its interval bands on a matplotlib polar ``ax`` (the PNG and the PDF report)."""
     import numpy as np
 
-    names = _check(reports, names)
     angles = np.linspace(0, 2 * np.pi, len(AXES), endpoint=False).tolist()
     ang = angles + angles[:1]
-    fig, ax = plt.subplots(figsize=(size / 100, size / 100), dpi=100, subplot_kw={"polar": True})
     for j, (n, r) in enumerate(zip(names, reports, strict=True)):
         colour = PALETTE[j % len(PALETTE)]
         vals = [r.scores.get(a) or 0.0 for a in AXES]
@@ -294,6 +288,18 @@ def radar_png(reports: list[Report], names: list[str] | None = None, *, size: in
     ax.set_yticks([0.25, 0.5, 0.75, 1.0])
     ax.set_title("Extended generative trilemma\n(higher is better; shaded: 95% interval)", pad=24)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=min(4, len(names)), frameon=False)
+
+
+def radar_png(reports: list[Report], names: list[str] | None = None, *, size: int = 900) -> bytes:
+    """The radar with its interval bands as a PNG, drawn by matplotlib (no browser needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = _check(reports, names)
+    fig, ax = plt.subplots(figsize=(size / 100, size / 100), dpi=100, subplot_kw={"polar": True})
+    draw_radar(ax, reports, names)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
@@ -395,12 +401,17 @@ def _provenance_rows(cmp: dict) -> list[tuple[str, list]]:
 
 
 def write_comparison(reports: list[Report], names: list[str] | None, out_path) -> Path:
-    """Write a comparison as .html (radar + table + reading + claims), .json, .csv or .png (radar)."""
+    """Write a comparison as .html (radar + table + reading + claims), .json, .csv, .png (radar) or
+    .pdf (radar, tables, reading, claims, provenance: ``gda_core.reports_pdf``)."""
     out = Path(out_path)
     names = _check(reports, names)
     suffix = out.suffix.lower()
-    if suffix not in (".json", ".csv", ".png", ".html", ".htm"):
-        raise ConfigError(f"unsupported report type '{suffix or out.name}'; use .html, .json, .csv or .png")
+    if suffix not in (".json", ".csv", ".png", ".html", ".htm", ".pdf"):
+        raise ConfigError(f"unsupported report type '{suffix or out.name}'; use .html, .json, .csv, .png or .pdf")
+    if suffix == ".pdf":
+        from ..reports_pdf import write_comparison_pdf
+
+        return write_comparison_pdf(reports, names, out)
     cmp = compare(reports, names)
     if suffix == ".png":
         from ..provenance import png_with
