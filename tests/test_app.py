@@ -531,6 +531,24 @@ def test_compare_page_opens_with_the_shipped_evaluations_drawn(runs_dir):
     assert not any("Evaluate selected" in i.value for i in at.info)
 
 
+def test_compare_sampler_box_offers_the_selected_families_samplers(runs_dir):
+    """The sampler is picked from the samplers the selected families offer, not typed."""
+    from gda_core.models import get_model_class
+
+    shipped = {r.path.name: str(r.path) for r in list_runs(runs_dir) if r.shipped}
+    if not {"ddpm-digits", "flow-digits", "vae-digits"} <= set(shipped):
+        pytest.skip("needs the shipped ddpm, flow and vae digits checkpoints")
+    at = _open("5_Compare.py")
+    at.multiselect(key="compare_sel").set_value([shipped["ddpm-digits"], shipped["flow-digits"], shipped["vae-digits"]]).run()
+    _ok(at)
+    box = at.selectbox(key="compare_sampler")
+    expected = ["default", *get_model_class("ddpm").samplers, *get_model_class("flow").samplers]
+    assert box.options == expected and box.value == "default" and not box.disabled
+    at.multiselect(key="compare_sel").set_value([shipped["vae-digits"]]).run()
+    box = at.selectbox(key="compare_sampler")
+    assert box.options == ["default"] and box.disabled  # a one-pass family has no sampler to choose
+
+
 def test_compare_page_without_results_explains_what_to_do(runs_dir):
     info = _any_run(runs_dir)
     bare = runs_dir / "no-eval-yet"
