@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, DataError, GDAError
+from .errors import ConfigError, DataError
 from .runtime import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 LATENT_VIEWS = ("interpolate", "traverse", "map", "neighbours", "mix")
@@ -595,4 +595,4 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_provenance)
 
 
-__all__ = ["LATENT_VIEWS", "WALKTHROUGHS", "GDAError", "curves_png", "labelled_rows_png", "register", "write_walkthrough"]
+__all__ = ["LATENT_VIEWS", "WALKTHROUGHS", "curves_png", "labelled_rows_png", "register", "write_walkthrough"]
