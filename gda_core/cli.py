@@ -17,7 +17,7 @@ from pathlib import Path
 from .errors import GDAError
 
 # Modules that add sub-commands through ``register(subparsers)``; absent ones are skipped.
-PLUGIN_MODULES = ("gda_core.metrics.cli", "gda_core.augment.cli", "gda_core.server.cli", "gda_core.sweep")
+PLUGIN_MODULES = ("gda_core.metrics.cli", "gda_core.augment.cli", "gda_core.server.cli", "gda_core.view_cli", "gda_core.sweep")
 
 
 class _Parser(argparse.ArgumentParser):

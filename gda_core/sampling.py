@@ -50,14 +50,20 @@ def to_pil(arr: np.ndarray, upscale: int = 1) -> Image.Image:
     return img
 
 
-def png_bytes(arr: np.ndarray, upscale: int = 1) -> bytes:
+def png_bytes(arr: np.ndarray, upscale: int = 1, *, provenance: dict | None = None) -> bytes:
+    """PNG of a uint8 image; ``provenance`` (``gda_core.provenance.make``) goes into an iTXt chunk."""
     buf = io.BytesIO()
-    to_pil(arr, upscale).save(buf, format="PNG")
+    kw = {}
+    if provenance:
+        from .provenance import png_info
+
+        kw["pnginfo"] = png_info(provenance)
+    to_pil(arr, upscale).save(buf, format="PNG", **kw)
     return buf.getvalue()
 
 
-def save_png(path: str | os.PathLike, arr: np.ndarray, upscale: int = 1) -> None:
-    atomic_write_bytes(path, png_bytes(arr, upscale))
+def save_png(path: str | os.PathLike, arr: np.ndarray, upscale: int = 1, *, provenance: dict | None = None) -> None:
+    atomic_write_bytes(path, png_bytes(arr, upscale, provenance=provenance))
 
 
 @dataclass
@@ -70,22 +76,42 @@ class SampleResult:
     settings: dict
     class_names: list[str]
     notes: list[str] = field(default_factory=list)
+    # The checkpoint the images came from (``provenance.run_fields``), when ``generate`` got a Run.
+    source: dict = field(default_factory=dict)
 
     def grid(self, nrow: int = 8) -> np.ndarray:
         return image_grid(self.images, nrow=nrow)
 
+    def provenance(self) -> dict:
+        """What made these images: checkpoint, weights hash, settings, seeds (image i: seed first + i)."""
+        from . import __version__
+
+        first, last = (int(self.seeds[0]), int(self.seeds[-1])) if len(self.seeds) else (None, None)
+        return {"kind": "samples", **self.source, "family": self.settings.get("family"), "settings": dict(self.settings),
+                "seeds": {"first": first, "last": last, "rule": "image i was drawn with seed first + i"}, "n": len(self.images),
+                "class_names": list(self.class_names), "notes": list(self.notes), "gda_core_version": __version__}  # fmt: skip
+
+    def grid_png(self, nrow: int = 8, upscale: int = 1) -> bytes:
+        """The grid as PNG bytes with the provenance in an iTXt chunk."""
+        return png_bytes(self.grid(nrow), upscale, provenance=self.provenance())
+
     def npz_bytes(self) -> bytes:
+        from .provenance import npz_entry
+
         buf = io.BytesIO()
         np.savez_compressed(buf, images=self.images, labels=self.labels.astype(np.int64), seeds=self.seeds.astype(np.int64),
-                            class_names=np.array(self.class_names, dtype=str))  # fmt: skip
+                            class_names=np.array(self.class_names, dtype=str), provenance=npz_entry(self.provenance()))  # fmt: skip
         return buf.getvalue()
 
     def zip_bytes(self) -> bytes:
+        from .provenance import ZIP_MEMBER, dumps
+
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for i, (img, lab, s) in enumerate(zip(self.images, self.labels, self.seeds, strict=True)):
                 name = _safe_name(self.class_names[int(lab)])
                 zf.writestr(f"{name}/{i:05d}_seed{int(s)}.png", png_bytes(img))
+            zf.writestr(ZIP_MEMBER, dumps(self.provenance()) + "\n")
         return buf.getvalue()
 
     def save(self, path: str | os.PathLike, nrow: int = 8) -> Path:
@@ -93,7 +119,7 @@ class SampleResult:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".png":
-            save_png(path, self.grid(nrow))
+            atomic_write_bytes(path, self.grid_png(nrow))
         elif suffix == ".npz":
             atomic_write_bytes(path, self.npz_bytes())
         elif suffix == ".zip":
@@ -148,8 +174,11 @@ def generate(
     from . import fastpath
     from .checkpoints import Run
 
+    source: dict = {}
     if isinstance(model, Run):
-        class_names = class_names or model.class_names
+        from .provenance import run_fields
+
+        class_names, source = class_names or model.class_names, run_fields(model)
         model = model.model
     if not isinstance(n, int) or n < 1 or n > 100_000:
         raise ConfigError(f"number of images must be in 1..100000, got {n}")
@@ -183,4 +212,4 @@ def generate(
     settings = {"family": model.family, "n": n, "temperature": temperature, "guidance": guidance, "steps": steps, "seed": seed, "eta": eta, "sampler": sampler,
                 "fast": plan.to_json() if plan is not None else False}  # fmt: skip
     names = class_names or [str(i) for i in range(model.config.num_classes)]
-    return SampleResult(arr, labels_t.cpu().numpy(), np.arange(seed, seed + n), settings, names, notes)
+    return SampleResult(arr, labels_t.cpu().numpy(), np.arange(seed, seed + n), settings, names, notes, source)

@@ -120,7 +120,8 @@ with right:
     d1, d2, d3 = st.columns(3)
     base = f"{info.path.name}_seed{seed}"
     d1.download_button(
-        "PNG grid", png_bytes(grid, upscale=4), f"{base}.png", "image/png", key="dl_png", help="The grid above as one PNG (4x enlarged)."
+        "PNG grid", png_bytes(grid, upscale=4, provenance=res.provenance()), f"{base}.png", "image/png", key="dl_png",
+        help="The grid above as one PNG (4x enlarged); it records the checkpoint, its weights hash, the settings and seeds (python -m gda_core provenance FILE).",
     )
     d2.download_button(
         "Zip of PNGs",

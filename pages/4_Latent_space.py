@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from gda_core import latent
+from gda_core import latent, provenance
 from gda_core.errors import GDAError
 from gda_core.jobs import cached_reports
 from gda_core.sampling import generate, image_grid
@@ -73,9 +73,11 @@ def _class_select(label: str, key: str, help: str = "Class the decoder is condit
     return names.index(st.selectbox(label, names, key=key, help=help))
 
 
-def _show_frames(frames: np.ndarray, name: str) -> None:
+def _show_frames(frames: np.ndarray, name: str, settings: dict) -> None:
     common.show_grid(latent.strip(frames, pad=2), scale=SCALE)
     gif = latent.gif_bytes(frames, upscale=max(2, 128 // model.config.image_size))
+    # The file says what made it (python -m gda_core provenance FILE.gif).
+    gif = provenance.gif_with(gif, provenance.make("latent.interpolate", run=run, settings=settings))
     g1, g2 = st.columns([1, 3])
     g1.image(gif, caption="Animation (plays back and forth)")
     g2.download_button(
@@ -116,7 +118,8 @@ with tab_i:
             guidance = c[3].slider("Guidance", 0.0, 6.0, float(getattr(model.config, "default_guidance", 2.0)), 0.5, key="lat_guid",
                                    help="Classifier-free guidance for every frame.") if IS_DIFF else None  # fmt: skip
             frames_arr = _interp_seeds(PATH, MTIME, a, b, lab, frames, method, temp, steps, guidance)
-            _show_frames(frames_arr, "seeds")
+            _show_frames(frames_arr, "seeds", {"seeds": [a, b], "label": lab, "frames": frames, "method": method, "temperature": temp,
+                                               "steps": steps, "guidance": guidance})  # fmt: skip
             if IS_DIFF:
                 st.caption(
                     "For diffusion the latent is the starting noise; each frame is decoded with deterministic DDIM, so the walk between two noises is a walk between two images."
@@ -143,7 +146,8 @@ with tab_i:
                 frames_arr = _interp_images(PATH, MTIME, img_a, la, img_b, lb, dec_label, frames, method, steps)
                 st.caption("Real A and B (left), then the decoded path:")
                 common.show_grid(latent.strip(np.stack([img_a, img_b]), pad=2), scale=SCALE)
-                _show_frames(frames_arr, "images")
+                _show_frames(frames_arr, "images", {"real_labels": [la, lb], "real_index_in_class": [ia, ib], "label": dec_label,
+                                                    "frames": frames, "method": method, "steps": steps})  # fmt: skip
                 if IS_DIFF:
                     st.caption(
                         "Real images are turned into noise by DDIM inversion (running the sampler backwards); the ends reconstruct the inputs only approximately."

@@ -30,6 +30,7 @@ from gda_core.metrics import (
 from gda_core.metrics.comparison import reports_digest
 from gda_core.metrics.curve import curve_figure
 from gda_core.metrics.memorisation import AUDIT_HELP, privacy_rows
+from gda_core.models import get_model_class
 from pages.ui import common
 
 common.setup()
@@ -87,9 +88,21 @@ with c1.expander("Sampler settings for the evaluation (iterative models)"):
     s1, s2, s3, s4 = st.columns(4)
     steps = s1.number_input("steps (0 = default)", 0, 1000, 0, key="compare_steps", help="Sampling steps of diffusion and flow models.")
     guidance = s2.number_input("guidance (0 = default)", 0.0, 20.0, 0.0, 0.5, key="compare_guidance", help="Classifier-free guidance scale.")
-    sampler = s3.text_input("sampler (blank = default)", "", key="compare_sampler", help="e.g. ddim or dpmpp (ddpm, ldm); heun or euler (flow)")
+    # The samplers the selected families offer (the registry's, as on the Sample page); each model
+    # gets the chosen one only where its family offers it, and its own default elsewhere.
+    offered = {f: list(get_model_class(f).samplers) for f in dict.fromkeys(by_path[p].family for p in selected)}
+    choices = ["default", *dict.fromkeys(x for names_ in offered.values() for x in names_)]
+    sampler = s3.selectbox("sampler", choices, key="compare_sampler", disabled=len(choices) == 1,
+                           help="default: each family's own. " + ("; ".join(f"{f}: {', '.join(v)}" for f, v in offered.items() if v)
+                                                                 or "None of the selected families has a choice of sampler."))  # fmt: skip
     temperature = s4.number_input("temperature", 0.0, 2.0, 1.0, 0.05, key="compare_temp", help="Scale of the starting noise (1 = as trained).")
-sampling = {"steps": int(steps) or None, "guidance": float(guidance) or None, "sampler": sampler.strip() or None, "temperature": float(temperature)}
+sampling = {"steps": int(steps) or None, "guidance": float(guidance) or None, "sampler": None if sampler == "default" else sampler,
+            "temperature": float(temperature)}  # fmt: skip
+
+
+def sampling_for(p: str) -> dict:
+    """The sampling settings for one checkpoint: the chosen sampler only if its family offers it."""
+    return {**sampling, "sampler": sampling["sampler"] if sampling["sampler"] in offered.get(by_path[p].family, []) else None}
 
 with st.expander("About the six axes", expanded=False):
     for a in AXES:
@@ -103,7 +116,7 @@ if b1.button("Evaluate selected", type="primary", key="compare_eval", disabled=n
         for p in selected:
             if p not in busy:
                 queue.submit(ws, "evaluate", f"evaluate {Path(p).name} ({preset}, {classifier})",
-                             {"run_dir": p, "preset": preset, "sampling": sampling, "classifier": classifier},
+                             {"run_dir": p, "preset": preset, "sampling": sampling_for(p), "classifier": classifier},
                              meta={"run_dir": p, "preset": preset})  # fmt: skip
         st.rerun()
     except GDAError as exc:
@@ -208,7 +221,7 @@ if iterative:
         if st.button("Draw the curve", key="curve_go", disabled=not steps_list, help="Samples at each step count in the background."):
             try:
                 queue.submit(ws, "curve", f"quality against cost of {Path(which).name}", meta={"run_dir": which},
-                             params={"run_dir": which, "steps": list(steps_list), "sampling": {k: v for k, v in sampling.items() if k != "steps"}})  # fmt: skip
+                             params={"run_dir": which, "steps": list(steps_list), "sampling": {k: v for k, v in sampling_for(which).items() if k != "steps"}})  # fmt: skip
                 st.rerun()
             except GDAError as exc:
                 common.show_error(exc)
@@ -235,13 +248,14 @@ def export_bytes(kind: str, key: str, _reps, _names) -> bytes:
 st.subheader("Export")
 # The cache is shared by every session: keyed by the reports' own bytes, never by fields a file sets.
 key = reports_digest(reps, names)
-e = st.columns(4)
+e = st.columns(5)
 try:
     for col, kind, mime, label, hint in (
         (e[0], "html", "text/html", "HTML report", "Radar, table, reading, claims and provenance in one self-contained web page."),
-        (e[1], "json", "application/json", "JSON", "All scores, intervals and raw figures, machine-readable."),
-        (e[2], "csv", "text/csv", "CSV", "The figures table with interval bounds, for a spreadsheet."),
-        (e[3], "png", "image/png", "Radar PNG", "The radar chart with its interval bands as an image."),
+        (e[1], "pdf", "application/pdf", "PDF report", "Radar, tables with intervals, reading, claims and provenance as a printable PDF."),
+        (e[2], "json", "application/json", "JSON", "All scores, intervals and raw figures, machine-readable."),
+        (e[3], "csv", "text/csv", "CSV", "The figures table with interval bounds and each model's provenance, for a spreadsheet."),
+        (e[4], "png", "image/png", "Radar PNG", "The radar chart with its interval bands as an image."),
     ):
         col.download_button(label, export_bytes(kind, key, reps, names), f"comparison.{kind}", mime, key=f"exp_{kind}", help=hint)
 except GDAError as exc:

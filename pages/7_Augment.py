@@ -4,6 +4,7 @@ gda_core call."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -242,6 +243,11 @@ if last_study is not None:
         queue.submit(ws, "study", f"{ss['study_last']['title']} (resumed)", ss["study_last"]["params"])
         st.rerun()
 study = ss.get("study_result")
+@st.cache_data(show_spinner="Drawing the PDF...", max_entries=4)
+def _study_pdf(key: str, _study) -> bytes:
+    return _study.pdf()
+
+
 if study is not None:
     st.plotly_chart(study.figure(), key="study_chart")
     for w in (study.config.get("duplicates") or {}).get("warnings", []):  # the same images in train and test
@@ -252,8 +258,11 @@ if study is not None:
         st.markdown(f"- {common.plain(line)}")
     st.subheader("Table")
     st.dataframe(pd.DataFrame(study.table()), hide_index=True, width="stretch")
-    d1, d2 = st.columns(2)
-    d1.download_button("Study (JSON)", json.dumps(study.to_dict(), indent=2, default=str), "study.json", "application/json", key="study_dl_json",
+    d1, d2, d3 = st.columns(3)
+    study_json = json.dumps(study.to_dict(), indent=2, default=str)
+    d1.download_button("Study (JSON)", study_json, "study.json", "application/json", key="study_dl_json",
                        help="Every cell with its generator's provenance, the summary with intervals, the claims and the reading.")  # fmt: skip
     d2.download_button("Report (HTML)", study.html(), "study.html", "text/html", key="study_dl_html",
                        help="Interactive chart, reading and table in one file.")  # fmt: skip
+    d3.download_button("Report (PDF)", _study_pdf(hashlib.sha256(study_json.encode()).hexdigest(), study), "study.pdf", "application/pdf",
+                       key="study_dl_pdf", help="Chart, table with intervals, reading, claims and the generators' provenance as a printable PDF.")  # fmt: skip

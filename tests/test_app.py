@@ -560,7 +560,7 @@ def test_compare_page_draws_saved_evaluations_at_once_and_exports(runs_dir):
     assert {"model-a", "model-b", "better", "what it measures"} <= set(table.columns)
     better = dict(zip(table["metric"], table["better"], strict=True))
     assert better["fidelity score"].startswith("higher") and better["nearest_ssim_mean"].startswith("lower")
-    assert len(at.get("download_button")) == 4
+    assert len(at.get("download_button")) == 5  # HTML, PDF, JSON, CSV, PNG
     assert any("model\\-a" in m.value for m in at.markdown), "plain-language reading missing"
     # These old-style reports carry no intervals: the page says so instead of drawing them as exact.
     assert any("no intervals" in w.value for w in at.warning)
@@ -604,6 +604,24 @@ def test_compare_page_opens_with_the_shipped_evaluations_drawn(runs_dir):
     cells = at.dataframe[0].value.iloc[0, 4:]
     assert all("[" in str(c) for c in cells), cells  # every score shown with its interval
     assert not any("Evaluate selected" in i.value for i in at.info)
+
+
+def test_compare_sampler_box_offers_the_selected_families_samplers(runs_dir):
+    """The sampler is picked from the samplers the selected families offer, not typed."""
+    from gda_core.models import get_model_class
+
+    shipped = {r.path.name: str(r.path) for r in list_runs(runs_dir) if r.shipped}
+    if not {"ddpm-digits", "flow-digits", "vae-digits"} <= set(shipped):
+        pytest.skip("needs the shipped ddpm, flow and vae digits checkpoints")
+    at = _open("5_Compare.py")
+    at.multiselect(key="compare_sel").set_value([shipped["ddpm-digits"], shipped["flow-digits"], shipped["vae-digits"]]).run()
+    _ok(at)
+    box = at.selectbox(key="compare_sampler")
+    expected = ["default", *get_model_class("ddpm").samplers, *get_model_class("flow").samplers]
+    assert box.options == expected and box.value == "default" and not box.disabled
+    at.multiselect(key="compare_sel").set_value([shipped["vae-digits"]]).run()
+    box = at.selectbox(key="compare_sampler")
+    assert box.options == ["default"] and box.disabled  # a one-pass family has no sampler to choose
 
 
 def test_compare_page_without_results_explains_what_to_do(runs_dir):

@@ -3,7 +3,7 @@
     python -m gda_core augment --checkpoint RUN_DIR --ratio 2 [--select confidence:0.5,privacy:0.9]
         [--rebalance] [--merge] [--seed S] --out DIR | FILE.zip | FILE.npz
     python -m gda_core study --dataset D --models vae,gan,ddpm --per-class 10,50,all --ratios 0,1,2,3
-        --seeds 3 --budget-minutes M [--select ...] --out study.json | study.html | study.png | study.md
+        --seeds 3 --budget-minutes M [--select ...] --out study.json | study.html | study.png | study.md | study.pdf
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..errors import ConfigError, GDAError
 from ..metrics.classifier import ARCHITECTURES
 from ..runtime import DEVICE_CHOICES, atomic_write_bytes, atomic_write_json, atomic_write_text
 
-STUDY_SUFFIXES = (".json", ".html", ".htm", ".png", ".md")
+STUDY_SUFFIXES = (".json", ".html", ".htm", ".png", ".md", ".pdf")
 
 
 def _float(s: str) -> float:
@@ -173,6 +173,8 @@ def _write_study(res, out: Path) -> list[Path]:
         atomic_write_text(out, res.html())
     elif suffix == ".png":
         atomic_write_bytes(out, res.png())
+    elif suffix == ".pdf":
+        atomic_write_bytes(out, res.pdf())
     else:
         atomic_write_text(out, res.markdown() + "\n\n" + "\n".join(f"- {s}" for s in res.reading()) + "\n")
     return [out]

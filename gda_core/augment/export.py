@@ -20,6 +20,7 @@ Every file is written atomically (temp file + rename).
 from __future__ import annotations
 
 import io
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -47,6 +48,9 @@ def _check_merge(synth: SyntheticSet, dataset) -> None:
 
 def provenance(synth: SyntheticSet, merge_with=None) -> dict:
     prov = synth.provenance()
+    # The fields every GDA Studio output carries at the top level (gda_core.provenance).
+    ck = prov.get("checkpoint") or {}
+    prov = {"kind": "augment", "family": ck.get("family"), "dataset": ck.get("trained_on"), "weights_sha256": ck.get("weights_sha256"), **prov}
     if merge_with is not None:
         prov["merged_with"] = {
             "dataset": merge_with.name,
@@ -85,8 +89,6 @@ def _members(synth: SyntheticSet, merge_with=None):
 
 
 def zip_bytes(synth: SyntheticSet, *, merge_with=None) -> bytes:
-    import json
-
     _check_merge(synth, merge_with)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -140,6 +142,10 @@ def npz_bytes(synth: SyntheticSet, *, merge_with=None) -> bytes:
             if len(labels):
                 arrays[f"{split}_images"] = _medmnist_images(images)
                 arrays[f"{split}_labels"] = _labels_col(labels, k)
+    from ..provenance import NPZ_ENTRY, npz_entry
+
+    # Inside the file too (not only in the .provenance.json beside it), so a copied .npz still says what made it.
+    arrays[NPZ_ENTRY] = npz_entry(json.loads(json.dumps(provenance(synth, merge_with), default=_default)))
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()

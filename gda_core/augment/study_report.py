@@ -332,6 +332,13 @@ class StudyResult:
         plt.close(fig)
         return buf.getvalue()
 
+    def pdf(self) -> bytes:
+        """The study as a PDF (chart, table with intervals, reading and claims, provenance); drawn by
+        ``gda_core.reports_pdf``."""
+        from ..reports_pdf import study_pdf
+
+        return study_pdf(self)
+
     def html(self) -> str:
         e = html.escape
         rows = self.table()

@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..runtime import DEVICE_CHOICES, atomic_write_json
 from .classifier import ARCHITECTURES, DEFAULT_BUDGET
 
-COMPARE_SUFFIXES = (".html", ".htm", ".json", ".csv", ".png")
+COMPARE_SUFFIXES = (".html", ".htm", ".json", ".csv", ".png", ".pdf")
 
 
 def _progress_printer(quiet: bool):
@@ -181,7 +181,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--checkpoints", nargs="+", required=True, help="run folders to compare")
     _common(p)
-    p.add_argument("--out", required=True, help="report file: .html, .json, .csv or .png")
+    p.add_argument("--out", required=True, help="report file: .html, .json, .csv, .png or .pdf")
     p.set_defaults(func=cmd_compare)
 
     p = subparsers.add_parser(

@@ -270,18 +270,12 @@ def radar_figure(reports: list[Report], names: list[str] | None = None):
     return fig
 
 
-def radar_png(reports: list[Report], names: list[str] | None = None, *, size: int = 900) -> bytes:
-    """The radar with its interval bands as a PNG, drawn by matplotlib (no browser needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def draw_radar(ax, reports: list[Report], names: list[str]) -> None:
+    """The radar with its interval bands on a matplotlib polar ``ax`` (the PNG and the PDF report)."""
     import numpy as np
 
-    names = _check(reports, names)
     angles = np.linspace(0, 2 * np.pi, len(AXES), endpoint=False).tolist()
     ang = angles + angles[:1]
-    fig, ax = plt.subplots(figsize=(size / 100, size / 100), dpi=100, subplot_kw={"polar": True})
     for j, (n, r) in enumerate(zip(names, reports, strict=True)):
         colour = PALETTE[j % len(PALETTE)]
         vals = [r.scores.get(a) or 0.0 for a in AXES]
@@ -296,6 +290,18 @@ def radar_png(reports: list[Report], names: list[str] | None = None, *, size: in
     ax.set_yticks([0.25, 0.5, 0.75, 1.0])
     ax.set_title("Extended generative trilemma\n(higher is better; shaded: 95% interval)", pad=24)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=min(4, len(names)), frameon=False)
+
+
+def radar_png(reports: list[Report], names: list[str] | None = None, *, size: int = 900) -> bytes:
+    """The radar with its interval bands as a PNG, drawn by matplotlib (no browser needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = _check(reports, names)
+    fig, ax = plt.subplots(figsize=(size / 100, size / 100), dpi=100, subplot_kw={"polar": True})
+    draw_radar(ax, reports, names)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
@@ -394,20 +400,60 @@ def _csv_text(cmp: dict) -> str:
         ivs = [cmp["raw_intervals"][n].get(k) for n in names]
         wr.writerow([k, cmp["units"][k], cmp["better"][k], *[_csv(cmp["raw"][n].get(k)) for n in names], *[bounds(iv, 0) for iv in ivs],
                      *[bounds(iv, 1) for iv in ivs]])  # fmt: skip
+    # One row per provenance field, each model's value in its column (the CSV has a column per
+    # model, so per-model provenance fits its cells); gda_core.provenance.read_provenance reads them.
+    for field, values in _provenance_rows(cmp):
+        wr.writerow([f"provenance.{field}", "", "", *values, *[""] * (2 * len(names))])
     return buf.getvalue()
 
 
+CSV_PROVENANCE = ("checkpoint", "family", "weights_sha256", "metrics_version", "seeds", "dataset", "settings_sha256", "gda_core_version")
+
+
+def _prov_field(p: dict, field: str):
+    if field == "checkpoint":
+        return p.get("name")
+    if field == "weights_sha256":
+        return p.get("checkpoint_sha256")
+    if field == "dataset":
+        return (p.get("dataset") or {}).get("name") if isinstance(p.get("dataset"), dict) else p.get("dataset")
+    return p.get(field)
+
+
+def provenance_record(cmp: dict) -> dict:
+    """What made a comparison: per model its checkpoint, family, weights hash, metrics version and
+    seeds (from the reports), as written into the comparison's PNG, CSV and PDF."""
+    from .. import __version__
+
+    return {"kind": "comparison", "models": {n: {f: _prov_field(cmp["provenance"][n], f) for f in CSV_PROVENANCE} for n in cmp["models"]},
+            "gda_core_version": __version__}  # fmt: skip
+
+
+def _provenance_rows(cmp: dict) -> list[tuple[str, list]]:
+    """(field, one text cell per model) for the comparison CSV's provenance rows."""
+    from ..provenance import csv_value
+
+    return [(f, [csv_value(_prov_field(cmp["provenance"][n], f)) for n in cmp["models"]]) for f in CSV_PROVENANCE]
+
+
 def write_comparison(reports: list[Report], names: list[str] | None, out_path) -> Path:
-    """Write a comparison as .html (radar + table + reading + claims), .json, .csv or .png (radar)."""
+    """Write a comparison as .html (radar + table + reading + claims), .json, .csv, .png (radar) or
+    .pdf (radar, tables, reading, claims, provenance: ``gda_core.reports_pdf``)."""
     out = Path(out_path)
     names = _check(reports, names)
     suffix = out.suffix.lower()
-    if suffix not in (".json", ".csv", ".png", ".html", ".htm"):
-        raise ConfigError(f"unsupported report type '{suffix or out.name}'; use .html, .json, .csv or .png")
-    if suffix == ".png":
-        atomic_write_bytes(out, radar_png(reports, names))
-        return out
+    if suffix not in (".json", ".csv", ".png", ".html", ".htm", ".pdf"):
+        raise ConfigError(f"unsupported report type '{suffix or out.name}'; use .html, .json, .csv, .png or .pdf")
+    if suffix == ".pdf":
+        from ..reports_pdf import write_comparison_pdf
+
+        return write_comparison_pdf(reports, names, out)
     cmp = compare(reports, names)
+    if suffix == ".png":
+        from ..provenance import png_with
+
+        atomic_write_bytes(out, png_with(radar_png(reports, names), provenance_record(cmp)))
+        return out
     if suffix == ".json":
         atomic_write_json(out, cmp)
     elif suffix == ".csv":
@@ -417,5 +463,5 @@ def write_comparison(reports: list[Report], names: list[str] | None, out_path) -
     return out
 
 
-__all__ = ["PALETTE", "SUPPORTED", "axis_reading", "comparability", "compare", "fmt_with_interval", "per_class_rows", "radar_figure", "radar_png",
+__all__ = ["PALETTE", "SUPPORTED", "axis_reading", "comparability", "compare", "fmt_with_interval", "per_class_rows", "provenance_record", "radar_figure", "radar_png",
            "reading", "table_rows", "write_comparison"]  # fmt: skip
