@@ -470,7 +470,10 @@ def run_picker(label: str, *, key: str, families: tuple[str, ...] | None = None,
     by_path = {str(r.path): r for r in infos}
     remembered = st.session_state.get(f"_{key}")
     paths = list(by_path)
-    index = paths.index(remembered) if remembered in by_path else 0
+    # Not chosen yet: the first checkpoint of the session's dataset (the pages beside it use that data).
+    source = str(data_options().get("source", ""))
+    first = next((i for i, p in enumerate(paths) if by_path[p].dataset == source), 0)
+    index = paths.index(remembered) if remembered in by_path else first
     choice = st.selectbox(label, paths, index=index, key=key, format_func=lambda p: run_label(by_path[p]),
                           help=help or "Shipped checkpoints, runs published on this server, and your own runs.")  # fmt: skip
     st.session_state[f"_{key}"] = choice
