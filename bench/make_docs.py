@@ -1303,7 +1303,8 @@ def protocol_block(r: Results, name: str) -> str:
         label += " · geometric aug" if s.get("geometric_aug") else ""
         label += " · selected" if s.get("selected") else ""
         gain = _signed_ci(s.get("gain"), s.get("gain_ci95")) if s.get("ratio", 0) > 0 else "-"
-        verdict = s.get("verdict", "-") if s.get("ratio", 0) > 0 else "real only"
+        # The Holm-corrected verdict over the ratios of its reading line (results made before it: the per-cell one).
+        verdict = s.get("verdict_corrected", s.get("verdict", "-")) if s.get("ratio", 0) > 0 else "real only"
         rows.append([label, _level(s["per_class"]), _ratio_txt(s["ratio"]), ci(s["mean"], s.get("ci95")), gain, verdict])
     out.append(
         md_table(["model", "level", "ratio", "accuracy [95% CI]", "gain [95% CI]", "verdict"], rows) if rows else "(no summary rows)"

@@ -207,7 +207,12 @@ class StudyResult:
 
     def to_dict(self) -> dict:
         cells = list(self.cells)  # with each cell's packed per-test-image correctness, so gains can be recomputed
-        return {"format": FORMAT, "config": self.config, "notes": self.notes, "summary": self.summary, "claims": self.claims,
+        # Each row also carries its Holm-corrected verdict (over the ratios of its reading line): the words a reader of the
+        # exported file (docs/protocol-results.md) sees, not the uncorrected per-cell one.
+        verdicts = reading_verdicts(self.summary)
+        summary = [{**s, "verdict_corrected": GAIN_WORDS[v.verdict], "verdict_corrected_text": v.text} if (v := verdicts.get(_vkey(s))) else s
+                   for s in self.summary]  # fmt: skip
+        return {"format": FORMAT, "config": self.config, "notes": self.notes, "summary": summary, "claims": self.claims,
                 "reading": self.reading(), "generators": self.generators, "cells": cells}  # fmt: skip
 
     @classmethod
