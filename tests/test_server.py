@@ -323,3 +323,28 @@ def test_websocket_upgrade_checks_the_host_header(tmp_path):
         assert " 101 " in _upgrade(port, f"localhost:{port}") + " "
         refused = _upgrade(port, f"evil.example:{port}")
         assert " 101 " not in refused + " " and refused.startswith("HTTP/1.1 4"), refused
+
+
+def test_job_processes_run_below_the_web_servers_priority(tmp_path, monkeypatch):
+    """Trainings yield the CPU to the web server (job_niceness, default 10): a job process that
+    reaches its body runs at that niceness; an out-of-range setting is one line."""
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("GDA_SERVER_CONFIG", raising=False)
+    assert load_config(tmp_path / "app").job_niceness == 10
+    monkeypatch.setenv("GDA_JOB_NICENESS", "25")
+    with pytest.raises(ConfigError, match="job_niceness must be in 0..19"):
+        load_config(tmp_path / "app")
+    monkeypatch.delenv("GDA_JOB_NICENESS")
+    # The job process's own code path on a job row of an unknown kind: it is claimed, niced, then fails at once.
+    from gda_core.server.queue import store_for
+
+    cfg = load_config(tmp_path / "app")
+    ws = wsp.create_workspace(cfg)
+    job_id = store_for(cfg).create(workspace=ws.id, kind="nope", title="a job of an unknown kind", params={})
+    code = ("import os, sys; from gda_core.server import kinds; rc = kinds.run_job(sys.argv[1], sys.argv[2]); "
+            "print('nice', os.nice(0))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code, str(cfg.app_data), job_id], capture_output=True, text=True, timeout=120)
+    assert f"nice {os.nice(0) + 10}" in out.stdout or "nice 19" in out.stdout, out.stdout + out.stderr
+    assert "unknown job kind 'nope'" in (store_for(cfg).get(job_id).error or "")

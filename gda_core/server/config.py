@@ -57,6 +57,9 @@ class ServerConfig:
     max_model_params: int = 50_000_000
     max_steps: int = 200_000
     max_minutes: float = 12 * 60.0
+    #: Niceness of job processes (0..19): trainings yield the CPU to the web server, so pages stay
+    #: responsive while every worker trains.
+    job_niceness: int = 10
     #: The Data page's "Local folder or file" box reads paths on the server: off unless set.
     allow_server_paths: bool = False
     #: Fairness: jobs one workspace may have queued or running, and running at once (0: half the
@@ -115,7 +118,7 @@ def load_config(app_data: str | os.PathLike | None = None) -> ServerConfig:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{file}: not a readable TOML file ({exc})") from None
     kinds = {"workers": int, "job_threads": int, "max_dataset_pixels": int, "max_dataset_bytes": int, "workspace_quota_bytes": int,
-             "max_model_params": int, "max_steps": int, "max_minutes": float, "allow_server_paths": bool, "max_jobs_per_workspace": int,
+             "max_model_params": int, "max_steps": int, "max_minutes": float, "allow_server_paths": bool, "job_niceness": int, "max_jobs_per_workspace": int,
              "max_running_per_workspace": int, "max_study_trainings": int}  # fmt: skip
     out: dict[str, object] = {}
     for f in fields(ServerConfig):
@@ -127,6 +130,8 @@ def load_config(app_data: str | os.PathLike | None = None) -> ServerConfig:
         elif f.name in values:
             out[f.name] = _coerce(f.name, kinds[f.name], values[f.name])
     cfg = ServerConfig(app_data=root, **out)  # type: ignore[arg-type]
+    if not 0 <= cfg.job_niceness <= 19:
+        raise ConfigError(f"server setting job_niceness must be in 0..19, got {cfg.job_niceness}")
     for name in ("max_dataset_pixels", "max_dataset_bytes", "workspace_quota_bytes", "max_model_params", "max_steps", "max_jobs_per_workspace",
                  "max_study_trainings"):  # fmt: skip
         if getattr(cfg, name) < 1:

@@ -10,6 +10,7 @@ saves a checkpoint first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -270,6 +271,8 @@ def run_job(app_data: str, job_id: str) -> int:
     if job is None or not store.claim(job_id, os.getpid(), os.getppid()):
         return 0  # unknown, or cancelled before it started
     torch.set_num_threads(int(os.environ.get("GDA_JOB_THREADS") or cfg.resolved_job_threads()))
+    with contextlib.suppress(OSError):  # below the web server's priority; a platform without nice just runs as it is
+        os.nice(max(0, min(19, int(cfg.job_niceness))))
     apply_data_limits(cfg)
     ws = open_workspace(cfg, job.workspace)
     if ws is None:
