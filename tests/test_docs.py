@@ -1,8 +1,8 @@
 """The generated docs are current, their figures come from result files, and their links resolve.
 
 docs/benchmarks.md and docs/protocol-results.md are written by ``python -m bench.make_docs`` from
-bench/results/*.json and the templates in docs/. These tests regenerate them in memory (standard
-library only, no torch) and fail when the pages on disk differ: whoever changes a result file or a
+bench/results/*.json and the templates in docs/. These tests regenerate them in memory (jinja2,
+no torch) and fail when the pages on disk differ: whoever changes a result file or a
 template re-runs ``make docs``.
 """
 
