@@ -198,12 +198,30 @@ def table(template: str, **ctx) -> str:
 
 @functools.cache
 def _template(text: str) -> jinja2.Template:
+    return _env().from_string(text)
+
+
+def _strict(fn: Callable) -> Callable:
+    """A filter that names a missing field (StrictUndefined raises when read as text) instead of
+    failing inside ``format`` with a message that names none."""
+
+    def filtered(value, *args):
+        if isinstance(value, jinja2.Undefined):
+            str(value)
+        return fn(value, *args)
+
+    return filtered
+
+
+@functools.cache
+def _env() -> jinja2.Environment:
     # StrictUndefined: a key a result file lacks fails the page (rendering names the placeholder), as a
     # KeyError did when the rows were built by hand, instead of leaving a blank cell.
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    env.filters.update(f=format, f2=f2, f3=f3, pct=pct, ci=ci, ratio=_x, rate=_r, level=_level, ratio_txt=_ratio_txt, signed_ci=_signed_ci)
+    filters = dict(f=format, f2=f2, f3=f3, pct=pct, ci=ci, ratio=_x, rate=_r, level=_level, ratio_txt=_ratio_txt, signed_ci=_signed_ci)
+    env.filters.update({name: _strict(fn) for name, fn in filters.items()})
     env.globals.update(sorted=sorted, set=set)
-    return env.from_string(text)
+    return env
 
 
 def cpu_label(cpu: str | None) -> str:

@@ -75,6 +75,18 @@ def test_placeholders_fill_from_the_result_file_and_fail_loudly(tmp_path):
             make_docs.render(bad, r)
 
 
+def test_a_table_template_draws_the_rows_and_fails_loudly_on_a_missing_field(tmp_path):
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    row = {"family": "vae", "train_steps": 40, "evaluate_s": 12.4}
+    (tmp_path / "bench" / "results" / "evaluate_cpu.json").write_text(json.dumps({"rows": [row, {**row, "family": "a|b"}]}))
+    got = make_docs.render("{{table:evaluate}}", make_docs.Results(tmp_path))
+    assert got.splitlines() == ["| family | trained steps (the scores mean nothing) | full evaluate |", "|---|---|---|",
+                                "| vae | 40 | 12 s |", "| a|b | 40 | 12 s |"]  # fmt: skip
+    (tmp_path / "bench" / "results" / "evaluate_cpu.json").write_text(json.dumps({"rows": [{"family": "vae", "train_steps": 40}]}))
+    with pytest.raises(make_docs.DocsError, match=r"template:1: \{\{table:evaluate\}\}: UndefinedError: .*evaluate_s"):
+        make_docs.render("{{table:evaluate}}", make_docs.Results(tmp_path))
+
+
 def test_formats():
     assert make_docs.fmt(3, "words") == "three"
     assert make_docs.fmt([1, 3], "list") == "1 and 3"
