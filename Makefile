@@ -56,9 +56,10 @@ bench-speed: setup
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench.bench_speed
 
-# docs/benchmarks.md and docs/protocol-results.md from bench/results/*.json (standard library only: no setup needed).
-docs:
-	$(PYTHON) -m bench.make_docs
+# docs/benchmarks.md and docs/protocol-results.md from bench/results/*.json (the venv's python: its tables are
+# Jinja2 templates, and jinja2 comes with streamlit; no torch needed).
+docs: setup
+	$(BIN)/python -m bench.make_docs
 
 # Re-train and re-evaluate every shipped checkpoint (bench/train_shipped.py SHIPPED: every family on
 # digits, the distilled student, pneumoniamnist from ../shared/data). Hours on a 2-core CPU.

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.ui import common
+from pages.ui import checkpoints, datasets, display, progress, session
 
 ROOT = Path(__file__).resolve().parent
 
 st.set_page_config(page_title="GDA Studio", page_icon=":material/biotech:", layout="wide")
-common.setup(entry=True)
+session.setup(entry=True)
 
 PAGES_DIR = ROOT / "pages"
 ICONS = {
@@ -57,16 +57,16 @@ def home() -> None:
         "and add their images to a training set. Everything runs on this server: your images stay in your workspace, which other users "
         "of the server cannot open."
     )
-    ds = common.current_dataset(show=False)
+    ds = datasets.current_dataset(show=False)
     c1, c2, c3 = st.columns(3)
-    o = common.data_options()
+    o = datasets.data_options()
     c1.metric("Current dataset", o.get("label") or o["source"], help="Chosen on the Data page; used by Train, Latent space and Learn.")
     c2.metric(
         "Training images",
         f"{len(ds.train_labels):,}" if ds is not None else "n/a",
         help="Images in the training split after the per-class limit.",
     )
-    c3.metric("Device", common.device_label(), help="Where models train and sample: the GPU when one is available, else the CPU.")
+    c3.metric("Device", session.device_label(), help="Where models train and sample: the GPU when one is available, else the CPU.")
     shipped_models()
     st.subheader("A path through the app")
     for i, name in enumerate((_title(p) for p in page_files()), 1):
@@ -79,7 +79,7 @@ def shipped_models() -> None:
     from gda_core.data import dataset_title
 
     by_data: dict[str, list] = {}
-    for r in common.all_runs():
+    for r in checkpoints.all_runs():
         if r.shipped:
             by_data.setdefault(r.dataset, []).append(r)
     if not by_data:
@@ -88,7 +88,7 @@ def shipped_models() -> None:
     st.caption("Trained here on each dataset and evaluated on all six axes: open one on Sample or Learn before training anything.")
     for source, infos in by_data.items():
         a, b, c = st.columns([4, 1, 1], vertical_alignment="center")
-        a.markdown(f"**{common.plain(dataset_title(source))}**: {', '.join(i.family.upper() for i in infos)}")
+        a.markdown(f"**{display.plain(dataset_title(source))}**: {', '.join(i.family.upper() for i in infos)}")
         for col, page, key in ((b, "pages/3_Sample.py", "sample_run"), (c, "pages/6_Learn.py", "learn_run")):
             title = "Sample" if key == "sample_run" else "Learn"
             if col.button(title, key=f"home_{key}_{source}", help=f"Open the {dataset_title(source)} {infos[0].family.upper()} on {title}."):
@@ -112,36 +112,36 @@ def build_pages() -> list:
         title = _title(path)
         # No url_path: the URL is the file's name without its number (/Train, /Latent_space), the name
         # Streamlit's legacy pages/ mode gives the same file, so a deep link that reaches a fresh server
-        # in that mode lands on the same page here (see common._leave_folder_mode).
+        # in that mode lands on the same page here (see session._leave_folder_mode).
         pages.append(st.Page(str(path), title=title, icon=ICONS.get(title.lower(), ":material/article:")))
     return pages
 
 
 def sidebar(slot) -> None:
     with slot:
-        o = common.data_options()
-        ds = common.current_dataset(show=False)
+        o = datasets.data_options()
+        ds = datasets.current_dataset(show=False)
         st.markdown("**Dataset**")
         if ds is not None:
             st.caption(
-                f"{common.plain(o.get('label') or ds.name)}: {len(ds.train_labels):,} training images, {ds.num_classes} classes, {ds.image_size}x{ds.image_size} px, {'grey' if ds.channels == 1 else 'RGB'}"
+                f"{display.plain(o.get('label') or ds.name)}: {len(ds.train_labels):,} training images, {ds.num_classes} classes, {ds.image_size}x{ds.image_size} px, {'grey' if ds.channels == 1 else 'RGB'}"
             )
         else:
-            st.caption(f"{common.plain(o.get('label') or o['source'])}: not loaded (see the Data page)")
+            st.caption(f"{display.plain(o.get('label') or o['source'])}: not loaded (see the Data page)")
         st.markdown("**Device**")
-        st.caption(common.device_label())
-        ws = common.workspace()
+        st.caption(session.device_label())
+        ws = session.workspace()
         st.markdown("**Workspace**")
-        st.caption(f"{common.plain(ws.name)}: your uploads, runs and results are kept under this page's address; bookmark it to come "
+        st.caption(f"{display.plain(ws.name)}: your uploads, runs and results are kept under this page's address; bookmark it to come "
                    "back. Anyone with the address can open them, so share it only with whom you trust.")  # fmt: skip
         if st.session_state.pop("_unknown_ws", False):
             st.warning("That workspace link is unknown (mistyped, or deleted by the server's owner): this is a new, empty workspace.")
-        jobs = common.job_queue().list(ws)
+        jobs = session.job_queue().list(ws)
         running = [j for j in jobs if not j.done]
         if running:
             st.markdown("**Jobs**")
             for j in running[:5]:
-                st.caption(common.plain(common.job_status_text(j)))
+                st.caption(display.plain(progress.job_status_text(j)))
 
 
 pg = st.navigation(build_pages())

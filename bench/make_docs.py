@@ -22,18 +22,25 @@ An HTML comment that starts ``<!-- template`` is a note to the maintainer and is
 
 A view may also check a sentence of the prose against the data (``_claim``): if the data stop
 saying what the sentence says, rendering fails with that sentence's reason, rather than print a
-page whose words and numbers disagree. Standard library only: no torch, no gda_core.
+page whose words and numbers disagree.
+
+Tables are Jinja2 templates (``table``: a head line, then row lines, cells parted by `` | ``). Jinja2
+comes with streamlit, so this needs the project's venv (``make docs`` runs it there) but not torch
+or gda_core: the standard library and jinja2 only.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+import jinja2
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("benchmarks.md", "protocol-results.md", "deployment.md", "hybrids.md")
@@ -42,6 +49,7 @@ PROTOCOL_DATASETS = {  # page name -> (result file stem, command that makes it)
     "plantvillage_corn": ("protocol_plantvillage_corn", "python -m bench.bench_protocol --data plantvillage_corn"),
     "breastmnist_shared": ("protocol_breastmnist_shared", "python -m bench.bench_protocol --data breastmnist --scope shared"),
 }
+AXES = ("fidelity", "diversity", "speed", "utility", "robustness", "privacy")  # a report's six scores, in the app's order
 PLACEHOLDER = re.compile(r"\{\{\s*(table|value|run|protocol)\s*:\s*([^{}]*?)\s*\}\}")
 
 
@@ -180,6 +188,42 @@ def md_table(head: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
+def table(template: str, **ctx) -> str:
+    """A markdown table from a Jinja2 template: its first line is the head, every other non-blank line a
+    row, cells parted by `` | `` (the separator row is drawn from the head)."""
+    lines = [line for line in _template(template).render(**ctx).split("\n") if line.strip()]
+    head = ["| " + lines[0] + " |", "|" + "---|" * len(lines[0].split(" | "))]
+    return "\n".join(head + ["| " + line + " |" for line in lines[1:]])
+
+
+@functools.cache
+def _template(text: str) -> jinja2.Template:
+    return _env().from_string(text)
+
+
+def _strict(fn: Callable) -> Callable:
+    """A filter that names a missing field (StrictUndefined raises when read as text) instead of
+    failing inside ``format`` with a message that names none."""
+
+    def filtered(value, *args):
+        if isinstance(value, jinja2.Undefined):
+            str(value)
+        return fn(value, *args)
+
+    return filtered
+
+
+@functools.cache
+def _env() -> jinja2.Environment:
+    # StrictUndefined: a key a result file lacks fails the page (rendering names the placeholder), as a
+    # KeyError did when the rows were built by hand, instead of leaving a blank cell.
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    filters = dict(f=format, f2=f2, f3=f3, pct=pct, ci=ci, ratio=_x, rate=_r, level=_level, ratio_txt=_ratio_txt, signed_ci=_signed_ci)
+    env.filters.update({name: _strict(fn) for name, fn in filters.items()})
+    env.globals.update(sorted=sorted, set=set)
+    return env
+
+
 def cpu_label(cpu: str | None) -> str:
     """A readable name for the CPU a result file records (virtual machines often say only "AMD EPYC")."""
     cpu = cpu or ""
@@ -255,59 +299,24 @@ def _shipped(r: Results) -> dict:
 
 
 def t_shipped(r: Results) -> str:
-    s = r["shipped"]
-    rows = []
-    for name in SHIPPED:
-        d = s[name]
-        iv, raw, riv = d.get("intervals") or {}, d["raw"], d.get("raw_intervals") or {}
-        scores = [ci(d["scores"][a], iv.get(a), 2) for a in ("fidelity", "diversity", "speed", "utility", "robustness", "privacy")]
-        rows.append(
-            [
-                name,
-                d["steps"],
-                *scores,
-                ci(raw["images_per_s"], riv.get("images_per_s"), 0),
-                f"{ci(raw['tstr_acc'], riv.get('tstr_acc'))} / {ci(raw['trtr_acc'], riv.get('trtr_acc'))}",
-                ci(raw["memorization_rate"], riv.get("memorization_rate")),
-                ci(raw["fid"], riv.get("fid"), 2),
-            ]
-        )
-    head = [
-        "checkpoint",
-        "steps",
-        "fidelity",
-        "diversity",
-        "speed",
-        "utility",
-        "robustness",
-        "privacy",
-        "img/s (CPU)",
-        "TSTR / TRTR acc",
-        "memorisation rate",
-        "FID",
-    ]
-    return md_table(head, rows)
+    return table("""\
+checkpoint | steps | fidelity | diversity | speed | utility | robustness | privacy | img/s (CPU) | TSTR / TRTR acc | memorisation rate | FID
+{% for name in names %}{% set d = s[name] %}{% set iv, raw, riv = d.get("intervals") or {}, d.raw, d.get("raw_intervals") or {} %}
+{{ name }} | {{ d.steps }} | {% for a in axes %}{{ d.scores[a]|ci(iv.get(a), 2) }} | {% endfor %}\
+{{ raw.images_per_s|ci(riv.get("images_per_s"), 0) }} | {{ raw.tstr_acc|ci(riv.get("tstr_acc")) }} / {{ raw.trtr_acc|ci(riv.get("trtr_acc")) }} | \
+{{ raw.memorization_rate|ci(riv.get("memorization_rate")) }} | {{ raw.fid|ci(riv.get("fid"), 2) }}
+{% endfor %}""", s=r["shipped"], names=SHIPPED, axes=AXES)
 
 
 def t_shipped_provenance(r: Results) -> str:
-    s = r["shipped"]
-    rows = []
-    for name in SHIPPED:
-        p = s[name]["provenance"]
-        methods = sorted(set((s[name].get("interval_methods") or {}).values()))
-        rows.append(
-            [
-                name,
-                str(p.get("created", ""))[:10],
-                ", ".join(str(x) for x in p.get("seeds") or [p.get("seed")]),
-                f"{p.get('n_samples'):,}",
-                p.get("device"),
-                "; ".join(methods) if methods else "none (report written before intervals)",
-            ]
-        )
     # No "seconds" column: a report's time_s is its last evaluate call's, which reuses cached stages
     # (a re-aggregation reads 0 s after the hour the seeds took), so it would mislead.
-    return md_table(["checkpoint", "evaluated", "sampling seeds", "synthetic images per seed", "device", "intervals"], rows)
+    return table("""\
+checkpoint | evaluated | sampling seeds | synthetic images per seed | device | intervals
+{% for name in names %}{% set p = s[name].provenance %}{% set methods = sorted(set((s[name].get("interval_methods") or {}).values())) %}
+{{ name }} | {{ (p.get("created", "")|string)[:10] }} | {{ (p.get("seeds") or [p.get("seed")])|join(", ") }} | {{ p.get("n_samples")|f(",") }} | \
+{{ p.get("device") }} | {{ methods|join("; ") if methods else "none (report written before intervals)" }}
+{% endfor %}""", s=r["shipped"], names=SHIPPED)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -316,19 +325,12 @@ def t_shipped_provenance(r: Results) -> str:
 
 
 def t_engine(r: Results) -> str:
-    rows = [
-        [
-            x["family"],
-            x["shape"],
-            f"{x['params']:,}",
-            x["train_precision"],
-            f"{x['train_images_per_s']:.1f}",
-            f"{x['sample_images_per_s']:.1f}",
-            f"{x['nfe_per_image']:.0f}",
-        ]
-        for x in r["engine_cpu"]["rows"]
-    ]
-    return md_table(["family", "shape", "parameters", "train precision", "train img/s", "sample img/s", "NFE/img"], rows)
+    return table("""\
+family | shape | parameters | train precision | train img/s | sample img/s | NFE/img
+{% for x in rows %}
+{{ x.family }} | {{ x.shape }} | {{ x.params|f(",") }} | {{ x.train_precision }} | {{ x.train_images_per_s|f(".1f") }} | \
+{{ x.sample_images_per_s|f(".1f") }} | {{ x.nfe_per_image|f(".0f") }}
+{% endfor %}""", rows=r["engine_cpu"]["rows"])
 
 
 def _engine(r: Results) -> dict:
@@ -346,65 +348,30 @@ def _engine(r: Results) -> dict:
 
 
 def t_quality_models(r: Results) -> str:
-    rows = [
-        [x["model"], pct(x["recognised"]), f3(x["precision"]), f3(x["recall"]), f2(x["fid"]), f"{x['seconds']:.2f} s"]
-        for x in r["quality_cpu"]["models"]
-    ]
-    return md_table(["model", "recognised as requested class", "precision", "recall", "FID (domain features)", "time for the set"], rows)
+    return table("""\
+model | recognised as requested class | precision | recall | FID (domain features) | time for the set
+{% for x in rows %}
+{{ x.model }} | {{ x.recognised|pct }} | {{ x.precision|f3 }} | {{ x.recall|f3 }} | {{ x.fid|f2 }} | {{ x.seconds|f(".2f") }} s
+{% endfor %}""", rows=r["quality_cpu"]["models"])
 
 
 def t_quality_samplers(r: Results) -> str:
-    rows = [
-        [x["sampler"], x["steps"], pct(x["recognised"]), f3(x["precision"]), f3(x["recall"]), f2(x["fid"]), f"{x['seconds']:.2f} s"]
-        for x in r["quality_cpu"]["samplers"]
-    ]
-    return md_table(["DDPM sampler", "steps", "recognised", "precision", "recall", "FID", "time for the set"], rows)
+    return table("""\
+DDPM sampler | steps | recognised | precision | recall | FID | time for the set
+{% for x in rows %}
+{{ x.sampler }} | {{ x.steps }} | {{ x.recognised|pct }} | {{ x.precision|f3 }} | {{ x.recall|f3 }} | {{ x.fid|f2 }} | {{ x.seconds|f(".2f") }} s
+{% endfor %}""", rows=r["quality_cpu"]["samplers"])
 
 
 def t_quality_bf16(r: Results) -> str:
     q = r["quality_cpu"]
-    base = {x["model"]: x for x in q["models"]}
-    rows = []
-    for x in q["fast_path_precision"]:
-        b = base[x["model"]]
-        rows.append(
-            [
-                x["model"],
-                "float32 (default)",
-                pct(b["recognised"]),
-                f3(b["precision"]),
-                f3(b["recall"]),
-                f2(b["fid"]),
-                "-",
-                f"{x['seconds_default']:.2f} s",
-                "-",
-            ]
-        )
-        rows.append(
-            [
-                x["model"],
-                f"{x['dtype']} (fast=True)",
-                pct(x["recognised"]),
-                f3(x["precision"]),
-                f3(x["recall"]),
-                f2(x["fid"]),
-                f"{x['mean_level_change']:.3f} / {x['max_level_change']}",
-                f"{x['seconds']:.2f} s",
-                f"{x['speedup']:.2f}x",
-            ]
-        )
-    head = [
-        "model",
-        "arithmetic",
-        "recognised",
-        "precision",
-        "recall",
-        "FID",
-        "mean / max change, uint8 levels",
-        "time for the set",
-        "speed-up",
-    ]
-    return md_table(head, rows)
+    return table("""\
+model | arithmetic | recognised | precision | recall | FID | mean / max change, uint8 levels | time for the set | speed-up
+{% for x in q.fast_path_precision %}{% set b = base[x.model] %}
+{{ x.model }} | float32 (default) | {{ b.recognised|pct }} | {{ b.precision|f3 }} | {{ b.recall|f3 }} | {{ b.fid|f2 }} | - | {{ x.seconds_default|f(".2f") }} s | -
+{{ x.model }} | {{ x.dtype }} (fast=True) | {{ x.recognised|pct }} | {{ x.precision|f3 }} | {{ x.recall|f3 }} | {{ x.fid|f2 }} | \
+{{ x.mean_level_change|f(".3f") }} / {{ x.max_level_change }} | {{ x.seconds|f(".2f") }} s | {{ x.speedup|f(".2f") }}x
+{% endfor %}""", q=q, base={x["model"]: x for x in q["models"]})
 
 
 def _quality(r: Results) -> dict:
@@ -440,13 +407,13 @@ X0_LABELS = {
 
 
 def t_x0_clip(r: Results, source: str) -> str:
-    rows = []
-    for net, variants in r[source]["rows"].items():
-        best = min(variants, key=lambda k: variants[k]["fid"])
-        for k, v in variants.items():
-            fid = f"**{v['fid']:.3f}**" if k == best else f"{v['fid']:.3f}"
-            rows.append([net, X0_LABELS.get(k, k), fid, f3(v["precision"]), f3(v["recall"]), f3(v["density"]), f3(v["coverage"])])
-    return md_table(["network", "x0 handling", "FID (lower better)", "precision", "recall", "density", "coverage"], rows)
+    return table("""\
+network | x0 handling | FID (lower better) | precision | recall | density | coverage
+{% for net, variants in nets.items() %}{% set best = best_key(variants) %}
+{% for k, v in variants.items() %}{% set fid = v.fid|f(".3f") %}
+{{ net }} | {{ labels.get(k, k) }} | {{ "**" ~ fid ~ "**" if k == best else fid }} | {{ v.precision|f3 }} | {{ v.recall|f3 }} | {{ v.density|f3 }} | \
+{{ v.coverage|f3 }}
+{% endfor %}{% endfor %}""", nets=r[source]["rows"], labels=X0_LABELS, best_key=lambda vs: min(vs, key=lambda k: vs[k]["fid"]))
 
 
 def _x0(r: Results) -> dict:
@@ -464,38 +431,13 @@ def _x0(r: Results) -> dict:
 
 
 def t_families(r: Results) -> str:
-    rows = []
-    for x in r["families_digits_cpu"]["rows"]:
-        name = x["family"] + (f" ({x['sampler_steps']} steps)" if x.get("sampler_steps") else "")
-        sc = x["scores"]
-        rows.append(
-            [
-                name,
-                f"{x['parameters'] / 1e6:.2f} M",
-                x["train_precision"],
-                f"{x['train_images_per_s']:.0f}",
-                f"{x['sample_images_per_s']:.1f}",
-                *(f2(sc[a]) for a in ("fidelity", "diversity", "speed", "utility", "robustness", "privacy")),
-                f2(x.get("fid")),
-                f2(x["bits_per_dim"]) if x.get("bits_per_dim") else "-",
-            ]
-        )
-    head = [
-        "family",
-        "parameters",
-        "train precision",
-        "train img/s",
-        "sample img/s",
-        "fidelity",
-        "diversity",
-        "speed",
-        "utility",
-        "robustness",
-        "privacy",
-        "FID",
-        "bits/dim",
-    ]
-    return md_table(head, rows)
+    return table("""\
+family | parameters | train precision | train img/s | sample img/s | fidelity | diversity | speed | utility | robustness | privacy | FID | bits/dim
+{% for x in rows %}
+{{ x.family }}{{ " (%s steps)"|format(x.sampler_steps) if x.get("sampler_steps") else "" }} | {{ (x.parameters / 1e6)|f(".2f") }} M | \
+{{ x.train_precision }} | {{ x.train_images_per_s|f(".0f") }} | {{ x.sample_images_per_s|f(".1f") }} | \
+{% for a in axes %}{{ x.scores[a]|f2 }} | {% endfor %}{{ x.get("fid")|f2 }} | {{ x.bits_per_dim|f2 if x.get("bits_per_dim") else "-" }}
+{% endfor %}""", rows=r["families_digits_cpu"]["rows"], axes=AXES)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -700,166 +642,73 @@ def _r(v: dict | None, digits: int = 2) -> str:
 
 
 def t_speed_sampling(r: Results, alias: str) -> str:
-    v = r[alias]
-    rows = []
-    for shape, d in v["shapes"].items():
-        s, q = d["sample"], d["sample_ratio"]
-        rows.append(
-            [
-                shape,
-                f"{d['params']['ours']:,} / {d['params']['diffusers']:,}",
-                _r(s["ours"]),
-                _r(s["ours_fast"]),
-                _r(s["diffusers"]),
-                _r(s.get("diffusers_fast")),
-                _x(q["plain"]),
-                _x(q["fast"], True),
-                _x(q["fast_fast"]),
-            ]
-        )
-    head = [
-        "shape",
-        "params ours / diffusers",
-        "ours",
-        "ours fast",
-        "diffusers",
-        "diffusers + same fast path",
-        "ours / diffusers",
-        "ours fast / diffusers",
-        "ours fast / diffusers fast",
-    ]
-    return md_table(head, rows)
+    return table("""\
+shape | params ours / diffusers | ours | ours fast | diffusers | diffusers + same fast path | ours / diffusers | ours fast / diffusers | \
+ours fast / diffusers fast
+{% for shape, d in shapes.items() %}{% set s, q = d.sample, d.sample_ratio %}
+{{ shape }} | {{ d.params.ours|f(",") }} / {{ d.params.diffusers|f(",") }} | {{ s.ours|rate }} | {{ s.ours_fast|rate }} | {{ s.diffusers|rate }} | \
+{{ s.get("diffusers_fast")|rate }} | {{ q.plain|ratio }} | {{ q.fast|ratio(True) }} | {{ q.fast_fast|ratio }}
+{% endfor %}""", shapes=r[alias]["shapes"])
 
 
 def t_speed_example(r: Results, alias: str) -> str:
-    v = r[alias]
-    rows = []
-    for shape, d in v["shapes"].items():
-        rows.append(
-            [
-                shape,
-                f"{d['params']['ours']:,} / {d['params']['diffusers_ref']:,} ({', '.join(map(str, d['widths']))})",
-                f"{d['gflop_pass']:.1f} / {d['gflop_pass_example']:.1f}",
-                f"{_r(d['sample']['ours_fast'])} / {_r(d['sample']['diffusers_ref'])}",
-                _x(d["sample_ratio"]["example"]),
-                f"{_r(d['train']['ours'], 1)} / {_r(d['train']['diffusers_ref'], 1)}",
-                _x(d["train_ratio"]["example"]),
-            ]
-        )
-    head = [
-        "shape",
-        "params ours / example layout (widths)",
-        "GFLOP per pass ours / example",
-        "sampling img/s ours fast / example",
-        "ratio",
-        "training img/s ours float32 / example",
-        "ratio",
-    ]
-    return md_table(head, rows)
+    return table("""\
+shape | params ours / example layout (widths) | GFLOP per pass ours / example | sampling img/s ours fast / example | ratio | \
+training img/s ours float32 / example | ratio
+{% for shape, d in shapes.items() %}
+{{ shape }} | {{ d.params.ours|f(",") }} / {{ d.params.diffusers_ref|f(",") }} ({{ d.widths|join(", ") }}) | \
+{{ d.gflop_pass|f(".1f") }} / {{ d.gflop_pass_example|f(".1f") }} | {{ d.sample.ours_fast|rate }} / {{ d.sample.diffusers_ref|rate }} | \
+{{ d.sample_ratio.example|ratio }} | {{ d.train.ours|rate(1) }} / {{ d.train.diffusers_ref|rate(1) }} | {{ d.train_ratio.example|ratio }}
+{% endfor %}""", shapes=r[alias]["shapes"])
 
 
 def t_speed_training(r: Results, alias: str) -> str:
-    v = r[alias]
-    rows = []
-    for shape, d in v["shapes"].items():
-        t, q = d["train"], d["train_ratio"]
-        rows.append(
-            [
-                shape,
-                _r(t["ours"], 1),
-                _r(t["ours_channels_last"], 1),
-                _r(t["diffusers"], 1),
-                _x(q["fp32"], True),
-                _r(t.get("ours_bf16"), 1),
-                _r(t.get("diffusers_bf16"), 1),
-                _x(q["bf16_vs_fp32"], True),
-                _x(q["bf16_bf16"]),
-            ]
-        )
-    head = [
-        "shape",
-        "ours float32",
-        "ours float32, channels_last",
-        "diffusers float32 (its default)",
-        "ours / diffusers",
-        "ours bf16 (the DDPM's default)",
-        "diffusers + same bf16 autocast",
-        "ours bf16 / diffusers float32",
-        "ours bf16 / diffusers bf16",
-    ]
-    return md_table(head, rows)
+    return table("""\
+shape | ours float32 | ours float32, channels_last | diffusers float32 (its default) | ours / diffusers | ours bf16 (the DDPM's default) | \
+diffusers + same bf16 autocast | ours bf16 / diffusers float32 | ours bf16 / diffusers bf16
+{% for shape, d in shapes.items() %}{% set t, q = d.train, d.train_ratio %}
+{{ shape }} | {{ t.ours|rate(1) }} | {{ t.ours_channels_last|rate(1) }} | {{ t.diffusers|rate(1) }} | {{ q.fp32|ratio(True) }} | \
+{{ t.get("ours_bf16")|rate(1) }} | {{ t.get("diffusers_bf16")|rate(1) }} | {{ q.bf16_vs_fp32|ratio(True) }} | {{ q.bf16_bf16|ratio }}
+{% endfor %}""", shapes=r[alias]["shapes"])
 
 
 def t_speed_util(r: Results, alias: str) -> str:
-    rows = [
-        [
-            u["shape"],
-            u["what"],
-            f"{u['gflop_ours']:.2f} / {u['gflop_diffusers']:.2f}",
-            f"{u['ours_gflops']:.1f}",
-            f"{100 * u['ours_share']:.0f}%",
-            f"{u['diffusers_gflops']:.1f}",
-            f"{100 * u['diffusers_share']:.0f}%",
-        ]
-        for u in r[alias]["util"]
-    ]
-    head = ["shape", "what (batch 64)", "GFLOP per call ours / diffusers", "ours GFLOP/s", "% of peak", "diffusers GFLOP/s", "% of peak"]
-    return md_table(head, rows)
+    return table("""\
+shape | what (batch 64) | GFLOP per call ours / diffusers | ours GFLOP/s | % of peak | diffusers GFLOP/s | % of peak
+{% for u in rows %}
+{{ u.shape }} | {{ u.what }} | {{ u.gflop_ours|f(".2f") }} / {{ u.gflop_diffusers|f(".2f") }} | {{ u.ours_gflops|f(".1f") }} | \
+{{ (100 * u.ours_share)|f(".0f") }}% | {{ u.diffusers_gflops|f(".1f") }} | {{ (100 * u.diffusers_share)|f(".0f") }}%
+{% endfor %}""", rows=r[alias]["util"])
 
 
 def t_speed_slider(r: Results, alias: str) -> str:
     rows = {(x["model"], x["batch"]): x for x in _run(r, alias)["slider"]}
-    out = []
-    for (model, batch), x in rows.items():
-        if model.endswith("(fast)"):
-            continue
-        fx = rows.get((model + " (fast)", batch))
-        ok = "-" if x["pass"] is None else ("pass" if x["pass"] else "FAIL")
-        out.append(
-            [
-                model,
-                batch,
-                f"{x['median_ms']:.1f}",
-                f"{fx['median_ms']:.1f}" if fx else "-",
-                f"< {x['budget_ms']:.0f} ms" if x["budget_ms"] else "-",
-                ok,
-            ]
-        )
-    return md_table(["model", "batch", "plain ms", "fast-path ms", "budget", "pass"], out)
+    return table("""\
+model | batch | plain ms | fast-path ms | budget | pass
+{% for key, x in rows.items() if not key[0].endswith("(fast)") %}{% set model, batch = key %}{% set fx = rows.get((model ~ " (fast)", batch)) %}
+{{ model }} | {{ batch }} | {{ x.median_ms|f(".1f") }} | {{ fx.median_ms|f(".1f") if fx else "-" }} | \
+{{ "< %.0f ms"|format(x.budget_ms) if x.budget_ms else "-" }} | {{ "-" if x["pass"] is none else ("pass" if x["pass"] else "FAIL") }}
+{% endfor %}""", rows=rows)
 
 
 def t_speed_machines(r: Results) -> str:
-    rows = []
-    for alias in SPEED_RUNS:
-        v = r[alias]
-        m = v["meta"]
-        cells = [v["cpu"], m["threads"], str(m["date"])[:10], f"{m['loadavg_before'][0]:.1f} / {m['loadavg_after'][0]:.1f}"]
-        for shape in ("28x28x1", "32x32x3"):
-            d = v["shapes"][shape]
-            cells.append(f"{_x(d['sample_ratio']['fast'])}; {_x(d['sample_ratio']['fast_fast'])}")
-        for shape in ("28x28x1", "32x32x3"):
-            d = v["shapes"][shape]["train_ratio"]
-            cells.append(f"{_x(d['fp32'])}; {_x(d['bf16_vs_fp32'])}")
-        cells.append(f"{v['peak_gflops']:.0f}" + (f" / {v['peak_bf16_gflops']:.0f}" if v["peak_bf16_gflops"] else " / -"))
-        rows.append(cells)
-    head = [
-        "CPU",
-        "threads",
-        "date",
-        "load before / after",
-        "sampling 28x28: fast / diffusers; fast / diffusers fast",
-        "same, 32x32x3",
-        "training 28x28: float32 / diffusers; bf16 / diffusers float32",
-        "same, 32x32x3",
-        "peak GFLOP/s float32 / bf16",
-    ]
-    return md_table(head, rows)
+    return table("""\
+CPU | threads | date | load before / after | sampling 28x28: fast / diffusers; fast / diffusers fast | same, 32x32x3 | \
+training 28x28: float32 / diffusers; bf16 / diffusers float32 | same, 32x32x3 | peak GFLOP/s float32 / bf16
+{% for v in runs %}{% set m = v.meta %}
+{{ v.cpu }} | {{ m.threads }} | {{ (m.date|string)[:10] }} | {{ m.loadavg_before[0]|f(".1f") }} / {{ m.loadavg_after[0]|f(".1f") }} | \
+{% for shape in shapes %}{% set d = v.shapes[shape].sample_ratio %}{{ d.fast|ratio }}; {{ d.fast_fast|ratio }} | {% endfor %}\
+{% for shape in shapes %}{% set d = v.shapes[shape].train_ratio %}{{ d.fp32|ratio }}; {{ d.bf16_vs_fp32|ratio }} | {% endfor %}\
+{{ v.peak_gflops|f(".0f") }} / {{ v.peak_bf16_gflops|f(".0f") if v.peak_bf16_gflops else "-" }}
+{% endfor %}""", runs=[r[alias] for alias in SPEED_RUNS], shapes=("28x28x1", "32x32x3"))
 
 
 def t_profile(r: Results) -> str:
-    p = r["profile_unet_cpu"]
-    rows = [[f"`{k}`", f"{100 * v:.1f}%"] for k, v in p["self_cpu_share"].items()]
-    return md_table(["operator", "share of self CPU time"], rows)
+    return table("""\
+operator | share of self CPU time
+{% for k, v in share.items() %}
+`{{ k }}` | {{ (100 * v)|f(".1f") }}%
+{% endfor %}""", share=r["profile_unet_cpu"]["self_cpu_share"])
 
 
 def _profile(r: Results) -> dict:
@@ -1148,29 +997,19 @@ def _ema(r: Results) -> dict:
 
 def t_metrics(r: Results) -> str:
     m = r["metrics_cpu"]
-    p, s, d = m["prdc"], m["nearest_ssim"], m["deepfool"]
-    rows = [
-        [
-            f"precision / recall / density / coverage, {p['n']:,} x {p['n']:,} {p['dim']}-d features",
-            f"{p['ours_s']:.1f} s",
-            f"`prdc.compute_prdc` (k = 3 and k = 5): {p['prdc_s']:.1f} s",
-            "identical values" if p["max_abs_diff"] == 0 else f"max abs diff {p['max_abs_diff']:.1e}",
-        ],
-        [
-            f"exact nearest SSIM, {s['n_syn']:,} synthetic x {s['n_train']:,} training 28x28 images",
-            f"{s['ours_s']:.1f} s",
-            f"scikit-image loop: {s['skimage_loop_s_extrapolated']:,.0f} s (extrapolated from {s['skimage_pairs_timed']:,} pairs); naive batched torch: "
-            f"{s['naive_torch_s_extrapolated']:.0f} s (extrapolated from {s['naive_syn_timed']} synthetic images)",
-            f"max abs diff {s['max_abs_diff_vs_naive']:.1e}",
-        ],
-        [
-            f"DeepFool L2, {d['n']:,} {d['dataset'].split()[0]} test images",
-            f"{d['ours_s']:.1f} s",
-            f"torchattacks: {d['torchattacks_s_extrapolated']:.1f} s (extrapolated from {d['torchattacks_images_timed']} images)",
-            f"rho {d['rho_ours_subset']:.5f} vs {d['rho_torchattacks_subset']:.5f} on the common subset",
-        ],
-    ]
-    return md_table(["work", "ours", "reference", "agreement"], rows)
+    return table("""\
+work | ours | reference | agreement
+{% set p, s, d = m.prdc, m.nearest_ssim, m.deepfool %}
+precision / recall / density / coverage, {{ p.n|f(",") }} x {{ p.n|f(",") }} {{ p.dim }}-d features | {{ p.ours_s|f(".1f") }} s | \
+`prdc.compute_prdc` (k = 3 and k = 5): {{ p.prdc_s|f(".1f") }} s | \
+{{ "identical values" if p.max_abs_diff == 0 else "max abs diff " ~ p.max_abs_diff|f(".1e") }}
+exact nearest SSIM, {{ s.n_syn|f(",") }} synthetic x {{ s.n_train|f(",") }} training 28x28 images | {{ s.ours_s|f(".1f") }} s | \
+scikit-image loop: {{ s.skimage_loop_s_extrapolated|f(",.0f") }} s (extrapolated from {{ s.skimage_pairs_timed|f(",") }} pairs); naive batched torch: \
+{{ s.naive_torch_s_extrapolated|f(".0f") }} s (extrapolated from {{ s.naive_syn_timed }} synthetic images) | max abs diff {{ s.max_abs_diff_vs_naive|f(".1e") }}
+DeepFool L2, {{ d.n|f(",") }} {{ d.dataset.split()[0] }} test images | {{ d.ours_s|f(".1f") }} s | \
+torchattacks: {{ d.torchattacks_s_extrapolated|f(".1f") }} s (extrapolated from {{ d.torchattacks_images_timed }} images) | \
+rho {{ d.rho_ours_subset|f(".5f") }} vs {{ d.rho_torchattacks_subset|f(".5f") }} on the common subset
+""", m=m)
 
 
 def _metrics(r: Results) -> dict:
@@ -1185,29 +1024,13 @@ def _metrics(r: Results) -> dict:
 
 
 def t_scale(r: Results) -> str:
-    rows = []
-    for c in r["scale_cpu"]["cases"]:
-        if c["kind"] == "prdc":
-            rows.append(
-                [
-                    "precision / recall / density / coverage (128-d features)",
-                    f"{c['a']:,} x {c['b']:,}",
-                    f"{c['seconds']:.1f} s",
-                    f"{c['peak_rss_mb']:,} MB",
-                    f"P {c['precision']:.3f} R {c['recall']:.3f}",
-                ]
-            )
-        else:
-            rows.append(
-                [
-                    "nearest SSIM (28x28)",
-                    f"{c['a']:,} x {c['b']:,}",
-                    f"{c['seconds']:.1f} s",
-                    f"{c['peak_rss_mb']:,} MB",
-                    f"mean nearest SSIM {c['mean_nearest_ssim']:.3f}",
-                ]
-            )
-    return md_table(["metric", "sizes", "time", "peak RSS", "result"], rows)
+    return table("""\
+metric | sizes | time | peak RSS | result
+{% for c in cases %}
+{{ "precision / recall / density / coverage (128-d features)" if c.kind == "prdc" else "nearest SSIM (28x28)" }} | \
+{{ c.a|f(",") }} x {{ c.b|f(",") }} | {{ c.seconds|f(".1f") }} s | {{ c.peak_rss_mb|f(",") }} MB | \
+{{ "P %.3f R %.3f"|format(c.precision, c.recall) if c.kind == "prdc" else "mean nearest SSIM %.3f"|format(c.mean_nearest_ssim) }}
+{% endfor %}""", cases=r["scale_cpu"]["cases"])
 
 
 def _scale(r: Results) -> dict:
@@ -1225,8 +1048,11 @@ def _scale(r: Results) -> dict:
 
 
 def t_evaluate(r: Results) -> str:
-    rows = [[x["family"], x["train_steps"], f"{x['evaluate_s']:.0f} s"] for x in r["evaluate_cpu"]["rows"]]
-    return md_table(["family", "trained steps (the scores mean nothing)", "full evaluate"], rows)
+    return table("""\
+family | trained steps (the scores mean nothing) | full evaluate
+{% for x in rows %}
+{{ x.family }} | {{ x.train_steps }} | {{ x.evaluate_s|f(".0f") }} s
+{% endfor %}""", rows=r["evaluate_cpu"]["rows"])
 
 
 def t_machines(r: Results) -> str:
@@ -1238,10 +1064,12 @@ def t_machines(r: Results) -> str:
                 by.setdefault(cpu_label(key), []).append(f"{stem} ({run['meta']['date'][:10]})")
             continue
         m = _meta(doc)
-        cpu = m.get("cpu") or doc.get("cpu")
-        by.setdefault(cpu_label(cpu), []).append(stem)
-    rows = [[cpu, ", ".join(f"`{s}`" for s in stems)] for cpu, stems in sorted(by.items())]
-    return md_table(["CPU (as the file records it)", "result files"], rows)
+        by.setdefault(cpu_label(m.get("cpu") or doc.get("cpu")), []).append(stem)
+    return table("""\
+CPU (as the file records it) | result files
+{% for cpu, stems in by|dictsort(true) %}
+{{ cpu }} | `{{ stems|join("`, `") }}`
+{% endfor %}""", by=by)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -1261,6 +1089,15 @@ def _signed_ci(v, lo_hi) -> str:
     if v is None:
         return "-"
     return f"{v:+.3f}" + (f" [{lo_hi[0]:+.3f}, {lo_hi[1]:+.3f}]" if lo_hi else "")
+
+
+HOW_IT_RAN = """How it ran: command `{{ b.get("command") }}`; run {{ (b.get("date", "")|string)[:10] or "date not recorded" }}; \
+CPU {{ b.get("cpu", "not recorded") }}; {{ b.get("threads", "?") }} thread(s)\
+{% if b.get("wall_s") is not none %}; wall time {{ (b.wall_s / 60)|f(".1f") }} min \
+(generators' training {{ (b.get("generator_train_s", 0) / 60)|f(".1f") }} min of it){% endif %}\
+{% if b.get("peak_rss_mb") is not none %}; peak memory {{ b.peak_rss_mb|f(",.0f") }} MB{% endif %}\
+{% if b.get("load_start") is not none %}; load average {{ b.load_start|f(".1f") }} at the start, {{ b.get("load_end", nan)|f(".1f") }} at the end{% endif %}\
+ (`bench/results/{{ stem }}.json`)."""
 
 
 def protocol_block(r: Results, name: str) -> str:
@@ -1297,24 +1134,22 @@ def protocol_block(r: Results, name: str) -> str:
         f"{c.get('scope', 'not recorded')}, trained for {budget_txt}. Accuracy on the real test split, mean over seeds with its 95 % interval; "
         "gain over real only paired by seed."
     )
-    rows = []
-    for s in d.get("summary", []):
-        label = s.get("model_label") or s["model"]
-        label += " · geometric aug" if s.get("geometric_aug") else ""
-        label += " · selected" if s.get("selected") else ""
-        gain = _signed_ci(s.get("gain"), s.get("gain_ci95")) if s.get("ratio", 0) > 0 else "-"
-        # The Holm-corrected verdict over the ratios of its reading line (results made before it: the per-cell one).
-        verdict = s.get("verdict_corrected", s.get("verdict", "-")) if s.get("ratio", 0) > 0 else "real only"
-        rows.append([label, _level(s["per_class"]), _ratio_txt(s["ratio"]), ci(s["mean"], s.get("ci95")), gain, verdict])
-    out.append(
-        md_table(["model", "level", "ratio", "accuracy [95% CI]", "gain [95% CI]", "verdict"], rows) if rows else "(no summary rows)"
-    )
+    # The verdict is the Holm-corrected one over the ratios of its reading line (older results: the per-cell one).
+    summary = table("""\
+model | level | ratio | accuracy [95% CI] | gain [95% CI] | verdict
+{% for s in rows %}{% set mixed = s.get("ratio", 0) > 0 %}
+{{ s.get("model_label") or s.model }}{{ " · geometric aug" if s.get("geometric_aug") else "" }}{{ " · selected" if s.get("selected") else "" }} | \
+{{ s.per_class|level }} | {{ s.ratio|ratio_txt }} | {{ s.mean|ci(s.get("ci95")) }} | {{ s.get("gain")|signed_ci(s.get("gain_ci95")) if mixed else "-" }} | \
+{{ s.get("verdict_corrected", s.get("verdict", "-")) if mixed else "real only" }}
+{% endfor %}""", rows=d.get("summary", []))
+    out.append(summary if d.get("summary") else "(no summary rows)")
     claims = d.get("claims", [])
     if claims:
-        out.append(
-            "The paper's claims, checked on these generators:\n\n"
-            + md_table(["claim", "verdict", "why"], [[x["claim"], x["verdict"], x.get("reason", "")] for x in claims])
-        )
+        out.append("The paper's claims, checked on these generators:\n\n" + table("""\
+claim | verdict | why
+{% for x in claims %}
+{{ x.claim }} | {{ x.verdict }} | {{ x.get("reason", "") }}
+{% endfor %}""", claims=claims))
     texts = [x["claim"] for x in claims]
     reading = [line for line in d.get("reading", []) if not any(t in line for t in texts)]  # the claims are in the table above
     if reading:
@@ -1325,19 +1160,7 @@ def protocol_block(r: Results, name: str) -> str:
         out.insert(1, f"**Partial: {done} of {total} (level, seed) units finished.** The figures below rest on those; the same command "
                       f"continues with the rest (finished units are kept in `bench/results/{stem}.parts.json`).")  # fmt: skip
     if b:
-        meta = [
-            f"command `{b.get('command')}`",
-            f"run {str(b.get('date', ''))[:10] or 'date not recorded'}",
-            f"CPU {b.get('cpu', 'not recorded')}",
-            f"{b.get('threads', '?')} thread(s)",
-        ]
-        if b.get("wall_s") is not None:
-            meta.append(f"wall time {b['wall_s'] / 60:.1f} min (generators' training {b.get('generator_train_s', 0) / 60:.1f} min of it)")
-        if b.get("peak_rss_mb") is not None:
-            meta.append(f"peak memory {b['peak_rss_mb']:,.0f} MB")
-        if b.get("load_start") is not None:
-            meta.append(f"load average {b['load_start']:.1f} at the start, {b.get('load_end', float('nan')):.1f} at the end")
-        out.append("How it ran: " + "; ".join(meta) + f" (`bench/results/{stem}.json`).")
+        out.append(_template(HOW_IT_RAN).render(b=b, stem=stem, nan=float("nan")))
     return "\n\n".join(out)
 
 
@@ -1361,28 +1184,30 @@ def _server(r: Results) -> dict:
 
 def t_server_load(r: Results) -> str:
     d = r["server_load"]
-    pr, qw = d["page_response_s"], d["queue_wait_s"]
-    n = d["settings"]["sessions"]
-    rows = [
-        ["sessions held (every step finished)", f"{d['sessions_held']} of {n}", f"{SERVER_TARGET['sessions']}"],
-        ["page response, p50 / p95 / max", f"{pr['p50']:.2f} / {pr['p95']:.2f} / {pr['max']:.2f} s ({pr['n']} responses)",
-         f"p95 < {SERVER_TARGET['p95_s']:g} s"],
-        ["queue wait of the sessions' jobs, p50 / p95 / max", f"{qw['p50']:.1f} / {qw['p95']:.1f} / {qw['max']:.1f} s ({qw['jobs']} jobs)", ""],
-        ["jobs lost", str(d["jobs_lost"]), "0"],
-        ["cross-workspace leaks", str(d["cross_workspace_leaks"]), "0"],
-        ["web server's peak memory (VmHWM)", f"{d['server_peak_rss_mib']:,.0f} MiB" if d.get("server_peak_rss_mib") else "not recorded", ""],
-        ["a session's timed steps, summed, median", f"{d.get('median_session_timed_s', d.get('median_session_s')):.0f} s", ""],
-    ]  # fmt: skip
     errors: dict[str, int] = {}
     for e in d.get("session_errors", []):
         errors[e] = errors.get(e, 0) + 1
-    rows += [["a session lost", f"{k}" + (f" ({v} sessions)" if v > 1 else ""), "none"] for k, v in errors.items()]
-    return md_table(["measure", "measured", "target"], rows)
+    return table("""\
+measure | measured | target
+{% set pr, qw = d.page_response_s, d.queue_wait_s %}
+sessions held (every step finished) | {{ d.sessions_held }} of {{ d.settings.sessions }} | {{ target.sessions }}
+page response, p50 / p95 / max | {{ pr.p50|f(".2f") }} / {{ pr.p95|f(".2f") }} / {{ pr.max|f(".2f") }} s ({{ pr.n }} responses) | p95 < {{ target.p95_s|f("g") }} s
+queue wait of the sessions' jobs, p50 / p95 / max | {{ qw.p50|f(".1f") }} / {{ qw.p95|f(".1f") }} / {{ qw.max|f(".1f") }} s ({{ qw.jobs }} jobs) | {{ "" }}
+jobs lost | {{ d.jobs_lost }} | 0
+cross-workspace leaks | {{ d.cross_workspace_leaks }} | 0
+web server's peak memory (VmHWM) | {{ d.server_peak_rss_mib|f(",.0f") ~ " MiB" if d.get("server_peak_rss_mib") else "not recorded" }} | {{ "" }}
+a session's timed steps, summed, median | {{ d.get("median_session_timed_s", d.get("median_session_s"))|f(".0f") }} s | {{ "" }}
+{% for k, v in errors.items() %}
+a session lost | {{ k }}{{ " (%d sessions)"|format(v) if v > 1 else "" }} | none
+{% endfor %}""", d=d, target=SERVER_TARGET, errors=errors)
 
 
 def t_server_steps(r: Results) -> str:
-    steps = r["server_load"]["page_response_s"]["by_step_p50"]
-    return md_table(["page or action", "response, p50"], [[k, f"{v:.2f} s"] for k, v in steps.items() if v is not None])
+    return table("""\
+page or action | response, p50
+{% for k, v in steps.items() if v is not none %}
+{{ k }} | {{ v|f(".2f") }} s
+{% endfor %}""", steps=r["server_load"]["page_response_s"]["by_step_p50"])
 
 
 # -------------------------------------------------------------------------------------------------
@@ -1399,18 +1224,21 @@ DISTILL_DEFAULT = "progressive"  # the ``distill`` command's default method (gda
 
 def t_distill_methods(r: Results) -> str:
     d = r["distill_methods_cpu"]
-    rows = [[f"`{x['method']}`", x["train_steps"], f"{x['train_time_s']:.0f} s", f"{x['student']:.4f}", f"{x['teacher_few_best']:.4f}"] for x in d["rows"]]
-    head = ["method", "steps", "training time", "student's distance to the teacher", f"teacher's best own {d['student_steps']}-step sampler"]
-    return md_table(head, rows)
+    return table("""\
+method | steps | training time | student's distance to the teacher | teacher's best own {{ d.student_steps }}-step sampler
+{% for x in d.rows %}
+`{{ x.method }}` | {{ x.train_steps }} | {{ x.train_time_s|f(".0f") }} s | {{ x.student|f(".4f") }} | {{ x.teacher_few_best|f(".4f") }}
+{% endfor %}""", d=d)
 
 
 def t_hybrids(r: Results) -> str:
-    v = r["hybrids_cpu"]["variants"]
-    cpu = lambda x: f"{x['cpu_ms_per_batch16']:.0f} ms" if "cpu_ms_per_batch16" in x else "-"  # noqa: E731
-    rows = [[HYBRID_NAMES.get(k, k), f"{x['nfe_per_image']:g}", f"{x['ms_per_batch16']:.0f} ms", cpu(x), f"{x['speedup_vs_ddim25']:.1f}x",
-             f2(x["fid"]), f3(x["precision"]), f3(x["recall"])] for k, x in v.items()]  # fmt: skip
-    head = ["sampler", "network passes per image", "batch of 16 (wall)", "batch of 16 (CPU time)", "speed-up on DDIM 25 (wall)", "FID", "precision", "recall"]
-    return md_table(head, rows)
+    return table("""\
+sampler | network passes per image | batch of 16 (wall) | batch of 16 (CPU time) | speed-up on DDIM 25 (wall) | FID | precision | recall
+{% for k, x in variants.items() %}
+{{ names.get(k, k) }} | {{ x.nfe_per_image|f("g") }} | {{ x.ms_per_batch16|f(".0f") }} ms | \
+{{ x.cpu_ms_per_batch16|f(".0f") ~ " ms" if "cpu_ms_per_batch16" in x else "-" }} | {{ x.speedup_vs_ddim25|f(".1f") }}x | \
+{{ x.fid|f2 }} | {{ x.precision|f3 }} | {{ x.recall|f3 }}
+{% endfor %}""", variants=r["hybrids_cpu"]["variants"], names=HYBRID_NAMES)
 
 
 def _hybrids(r: Results) -> dict:
@@ -1519,7 +1347,7 @@ def render(template: str, r: Results, name: str = "template") -> str:
         except DocsError as e:
             line = template.count("\n", 0, m.start()) + 1
             raise DocsError(f"{name}:{line}: {m.group(0)}: {e}") from None
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, jinja2.UndefinedError) as e:
             line = template.count("\n", 0, m.start()) + 1
             raise DocsError(f"{name}:{line}: {m.group(0)}: {type(e).__name__}: {e}") from None
 

@@ -13,22 +13,22 @@ from gda_core.data import default_data_dir
 from gda_core.data.duplicates import split_duplicates
 from gda_core.errors import GDAError
 from gda_core.sampling import image_grid
-from pages.ui import common
+from pages.ui import datasets, display, session
 
-common.setup()
+session.setup()
 
 
 @st.cache_resource(show_spinner="Looking for duplicates between the splits...", max_entries=16)
 def _split_duplicates(_ds, key: str):
-    # ``key``: the dataset's options (the Dataset itself is cached per options by common.load_dataset_cached).
+    # ``key``: the dataset's options (the Dataset itself is cached per options by datasets.load_dataset_cached).
     return split_duplicates(_ds)
 
 
 def show_duplicates(ds) -> None:
     """Warn, with the count, of images that are in two splits (the same scan in train and test)."""
-    dups = _split_duplicates(ds, json.dumps(common.data_options(), sort_keys=True, default=str))
+    dups = _split_duplicates(ds, json.dumps(datasets.data_options(), sort_keys=True, default=str))
     for w in dups.warnings():
-        st.warning(common.plain(w))
+        st.warning(display.plain(w))
     if not dups.exact + dups.near:
         st.caption("No exact or near duplicates between train, validation and test (perceptual hash, confirmed by pixel correlation).")
         return
@@ -37,16 +37,16 @@ def show_duplicates(ds) -> None:
             pairs = [(i, j) for i, j in p.exact_pairs] + [(i, j) for i, j, _ in p.near_pairs]
             st.markdown(f"**{p.a} / {p.b}**: {p.exact} exact, {p.near} near")
             tiles = np.stack([img for i, j in pairs[:8] for img in (ds.split(p.a)[0][i], ds.split(p.b)[0][j])])
-            common.show_grid(image_grid(tiles, nrow=8, pad=2), scale=max(1, 48 // ds.image_size))
+            display.show_grid(image_grid(tiles, nrow=8, pad=2), scale=max(1, 48 // ds.image_size))
 
 
 st.title("Data")
 st.caption("Choose the images your models learn from. The choice is kept for this browser tab and used by Train, Latent space and Learn.")
 
 # Reading paths on the server is for a server's owner working alone; off unless they turn it on.
-SOURCES = ("Built-in or MedMNIST", "Upload a .zip or .npz") + (("Local folder or file",) if common.config().allow_server_paths else ())
+SOURCES = ("Built-in or MedMNIST", "Upload a .zip or .npz") + (("Local folder or file",) if session.config().allow_server_paths else ())
 SIZES = ("native", 8, 12, 16, 20, 24, 28, 32, 48, 64, 96, 128)
-opts = dict(common.data_options())
+opts = dict(datasets.data_options())
 # A new session (a reload) remembers no radio choice: start from the kind of the current dataset, or
 # "Built-in" would select digits and make it the workspace's dataset in place of the user's upload.
 _KIND = SOURCES[1] if opts.get("upload_label") and os.path.exists(str(opts["source"])) else SOURCES[0]
@@ -56,15 +56,15 @@ with left:
     src_kind = st.radio(
         "Source",
         SOURCES,
-        index=SOURCES.index(common.remember("data_src", _KIND)) if common.remember("data_src", _KIND) in SOURCES else 0,
+        index=SOURCES.index(session.remember("data_src", _KIND)) if session.remember("data_src", _KIND) in SOURCES else 0,
         key="data_src",
-        on_change=common.keep,
+        on_change=session.keep,
         args=("data_src",),
         help="Built-in digits work offline; MedMNIST sets are downloaded once; or bring your own images.",
     )
     source, label, raw = None, None, None  # raw: a user's file, decoded by a worker once the options below are known
     if src_kind == SOURCES[0]:
-        names = common.dataset_names()
+        names = datasets.dataset_names()
         cur = opts["source"] if opts["source"] in names else "digits"
         name = st.selectbox(
             "Dataset",
@@ -73,7 +73,7 @@ with left:
             key="data_name",
             help="digits: 1,797 handwritten digits, offline. *mnist: MedMNIST medical sets (28x28), CC BY 4.0.",
         )
-        st.caption(common.dataset_description(name))
+        st.caption(datasets.dataset_description(name))
         source, label = name, name
         if name != "digits":
             data_dir = default_data_dir()
@@ -102,7 +102,7 @@ with left:
                         st.rerun()
                     except GDAError as exc:
                         bar.empty()
-                        common.show_error(exc)
+                        display.show_error(exc)
     elif src_kind == SOURCES[1]:
         up = st.file_uploader(
             "Dataset file",
@@ -112,12 +112,12 @@ with left:
         )
         if up is not None:
             try:
-                raw, label = str(common.save_upload(up.name, up.getvalue())), up.name
+                raw, label = str(datasets.save_upload(up.name, up.getvalue())), up.name
             except GDAError as exc:
-                common.show_error(exc)
+                display.show_error(exc)
         elif opts.get("upload_label") and os.path.exists(opts["source"]):
             source, label = opts["source"], opts["upload_label"]
-            st.caption(f"Using the earlier upload **{common.plain(label)}**.")
+            st.caption(f"Using the earlier upload **{display.plain(label)}**.")
         else:
             st.caption("No file yet.")
     else:
@@ -175,7 +175,7 @@ with left:
 if raw is not None:
     # The upload's (or path's) decoded form, made off the web server; None until the job is done.
     with left:
-        source = common.prepared_dataset(raw, label, image_size=None if size == "native" else int(size), channels=channels, seed=int(seed))
+        source = datasets.prepared_dataset(raw, label, image_size=None if size == "native" else int(size), channels=channels, seed=int(seed))
 
 new_opts = dict(opts)
 if source is not None:
@@ -194,10 +194,10 @@ with right:
     if source is None:
         st.info("Choose a file or path on the left; the current dataset stays in use until then." if raw is None else
                 "Your images are being decoded in the background; the current dataset stays in use until then.")  # fmt: skip
-        ds = common.current_dataset()
+        ds = datasets.current_dataset()
     else:
         try:
-            ds = common.load_dataset_cached(
+            ds = datasets.load_dataset_cached(
                 new_opts["source"],
                 image_size=new_opts["image_size"],
                 channels=new_opts["channels"],
@@ -205,14 +205,14 @@ with right:
                 seed=new_opts["seed"],
             )
         except GDAError as exc:
-            common.show_error(exc)
-            st.caption("The app keeps using the previous dataset: " + common.plain(common.data_options().get("label")))
+            display.show_error(exc)
+            st.caption("The app keeps using the previous dataset: " + display.plain(datasets.data_options().get("label")))
             ds = None
         else:
-            if new_opts != common.data_options():
-                common.set_data_options(new_opts)
+            if new_opts != datasets.data_options():
+                session.set_data_options(new_opts)
     if ds is not None:
-        st.subheader(common.plain(common.data_options().get("label") or ds.name))
+        st.subheader(display.plain(datasets.data_options().get("label") or ds.name))
         if ds.description:
             st.caption(ds.description)
         m = st.columns(6)
@@ -222,8 +222,8 @@ with right:
         m[3].metric("Classes", ds.num_classes, help="Number of labels.")
         m[4].metric("Size", f"{ds.image_size} px", help="Every image is this many pixels wide and high.")
         m[5].metric("Colour", "grey" if ds.channels == 1 else "RGB", help="One channel (grey) or three (RGB).")
-        for w in ds.warnings + common.prepared_warnings(common.data_options()["source"]):
-            st.warning(common.plain(w))
+        for w in ds.warnings + datasets.prepared_warnings(datasets.data_options()["source"]):
+            st.warning(display.plain(w))
         show_duplicates(ds)
         counts = ds.class_counts("train")
         fig = go.Figure(go.Bar(x=ds.class_names, y=counts, marker_color="#4c78a8", hovertemplate="%{x}: %{y} images<extra></extra>"))
@@ -237,9 +237,9 @@ with right:
         for c, cname in enumerate(shown):
             idx = np.flatnonzero(ds.train_labels == c)[:per_row]
             col_name, col_imgs = st.columns([1, 6])
-            col_name.markdown(f"{common.plain(cname[:28])}  \n{counts[c]} imgs")
+            col_name.markdown(f"{display.plain(cname[:28])}  \n{counts[c]} imgs")
             if len(idx):
                 with col_imgs:
-                    common.show_grid(image_grid(ds.train_images[idx], nrow=per_row, pad=2), scale=max(1, 48 // ds.image_size))
+                    display.show_grid(image_grid(ds.train_images[idx], nrow=per_row, pad=2), scale=max(1, 48 // ds.image_size))
         if len(ds.class_names) > len(shown):
             st.caption(f"... and {len(ds.class_names) - len(shown)} more classes.")

@@ -14,21 +14,21 @@ from gda_core.models import TrainConfig, get_model_class
 from gda_core.runtime import DEVICE_CHOICES
 from gda_core.schedulers import X0_CLIPS
 from gda_core.training import cpu_bf16_offered
-from pages.ui import common
+from pages.ui import datasets, display, progress, session, train_fields
 
-common.setup()
+session.setup()
 st.title("Train")
 st.caption(
     "Training runs in the background, in a worker of this server: you can switch pages, reload or come back later. Each start "
     "makes a new run in your workspace; finished runs appear in every model picker."
 )
-queue = common.job_queue()
-ws = common.workspace()
-ds = common.current_dataset()
+queue = session.job_queue()
+ws = session.workspace()
+ds = datasets.current_dataset()
 
 
 def _field_widget(name: str, default, key: str):
-    help_ = common.FIELD_HELP.get(name, f"model setting '{name}'")
+    help_ = train_fields.FIELD_HELP.get(name, f"model setting '{name}'")
     if isinstance(default, bool):
         return st.checkbox(name.replace("_", " "), value=default, key=key, help=help_)
     if isinstance(default, int):
@@ -50,23 +50,23 @@ def _field_widget(name: str, default, key: str):
 tab_new, tab_resume, tab_manage = st.tabs(["New run", "Resume a run", "Manage runs"])
 
 with tab_new:
-    families = common.model_families(trainable=True)
+    families = session.model_families(trainable=True)
     family = st.selectbox(
         "Model family",
         families,
-        index=families.index(common.remember("train_family", families[0])),
+        index=families.index(session.remember("train_family", families[0])),
         key="train_family",
-        on_change=common.keep,
+        on_change=session.keep,
         args=("train_family",),
         format_func=lambda f: f"{f.upper()}: {get_model_class(f).description}",
         help="; ".join(f"{f.upper()}: {get_model_class(f).description}" for f in families),
     )
-    st.caption(common.DISTILL_HINT)
+    st.caption(session.DISTILL_HINT)
     cls = get_model_class(family)
     defaults = cls.Config().to_dict()
-    fields = [f.name for f in dataclasses.fields(cls.Config) if f.name not in common.FIXED_FIELDS]
-    main = [f for f in fields if f in common.MAIN_FIELDS]
-    advanced = [f for f in fields if f not in common.MAIN_FIELDS]
+    fields = [f.name for f in dataclasses.fields(cls.Config) if f.name not in train_fields.FIXED_FIELDS]
+    main = [f for f in fields if f in train_fields.MAIN_FIELDS]
+    advanced = [f for f in fields if f not in train_fields.MAIN_FIELDS]
     mc: dict = {}
     bad: str | None = None
     try:
@@ -127,11 +127,11 @@ with tab_new:
         with c3:
             st.markdown("**Optimisation**")
             batch = int(
-                st.number_input("batch size", 1, 4096, TrainConfig().batch_size, key="train_batch", help=common.FIELD_HELP["batch_size"])
+                st.number_input("batch size", 1, 4096, TrainConfig().batch_size, key="train_batch", help=train_fields.FIELD_HELP["batch_size"])
             )
             lr = float(
                 st.number_input(
-                    "learning rate", 1e-6, 1.0, float(cls.default_lr), format="%.2e", key=f"train_lr_{family}", help=common.FIELD_HELP["lr"]
+                    "learning rate", 1e-6, 1.0, float(cls.default_lr), format="%.2e", key=f"train_lr_{family}", help=train_fields.FIELD_HELP["lr"]
                 )
             )
             seed = int(
@@ -145,7 +145,7 @@ with tab_new:
                 )
             )
             device = st.selectbox(
-                "device", DEVICE_CHOICES, key="train_device", help=f"auto picks the GPU when there is one (here: {common.device_label()})."
+                "device", DEVICE_CHOICES, key="train_device", help=f"auto picks the GPU when there is one (here: {session.device_label()})."
             )
             # Not offered (a GPU, a CPU without native bf16): None, the family's default, which the
             # trainer resolves on the machine that trains (or resumes) the run.
@@ -174,7 +174,7 @@ with tab_new:
         st.warning("Pick a dataset on the Data page first.")
     else:
         st.caption(
-            f"Dataset: **{common.data_options().get('label')}**, {len(ds.train_labels):,} training images, {ds.num_classes} classes, {ds.image_size} px."
+            f"Dataset: **{datasets.data_options().get('label')}**, {len(ds.train_labels):,} training images, {ds.num_classes} classes, {ds.image_size} px."
         )
     if st.button(
         "Start training",
@@ -183,7 +183,7 @@ with tab_new:
         key="train_start",
         help="Start a new run in the background.",
     ):
-        out = unique_run_dir(ws.runs, family, os.path.basename(str(common.data_options().get("label") or ds.name)).rsplit(".", 1)[0])
+        out = unique_run_dir(ws.runs, family, os.path.basename(str(datasets.data_options().get("label") or ds.name)).rsplit(".", 1)[0])
         try:
             queue.start_training(
                 ws, family=family, dataset=ds, out=out, steps=steps, minutes=minutes, model_config=mc, seed=seed, device=device,
@@ -191,7 +191,7 @@ with tab_new:
             )  # fmt: skip
             st.toast(f"Queued {out.name}")
         except GDAError as exc:
-            common.show_error(exc)
+            display.show_error(exc)
 
 with tab_resume:
     mine = [r for r in list_runs(ws.runs, include_shipped=False)]
@@ -222,12 +222,12 @@ with tab_resume:
             try:
                 cfg = read_config(info.path)
                 spec = dict(cfg.get("data") or {})
-                rds = common.load_dataset_cached(spec.get("source", ""), image_size=spec.get("image_size"), channels=spec.get("channels", "keep"),
+                rds = datasets.load_dataset_cached(spec.get("source", ""), image_size=spec.get("image_size"), channels=spec.get("channels", "keep"),
                                                  per_class=spec.get("per_class"), seed=spec.get("seed", 0), data_dir=spec.get("data_dir"))  # fmt: skip
                 queue.start_training(ws, family=info.family, dataset=rds, out=info.path, steps=int(cfg.get("step", info.step)) + extra, resume=True)
                 st.toast(f"Resuming {info.path.name}")
             except GDAError as exc:
-                common.show_error(exc)
+                display.show_error(exc)
 
 with tab_manage:
     from pages.ui import runs as run_ui
@@ -254,19 +254,19 @@ def jobs_panel() -> None:
         with st.container(border=True):
             head, btn = st.columns([5, 1])
             place = f" (number {j.queue_position} in the queue)" if j.status == "queued" and j.queue_position else ""
-            head.markdown(f"**{common.plain(j.title)}** · {STATUS[j.status]}{place}")
+            head.markdown(f"**{display.plain(j.title)}** · {STATUS[j.status]}{place}")
             if not j.done:
                 if btn.button("Cancel", key=f"cancel_{j.id}", help="Stop after the current step; a checkpoint is saved so you can resume."):
                     queue.cancel(ws, j.id)
-                eta = f", about {common.fmt_seconds(j.eta_s)} left" if j.eta_s is not None else ""
-                text = common.job_status_text(j) if j.status == "queued" else f"{j.message} · {j.progress:.0%}{eta} · elapsed {common.fmt_seconds(j.elapsed_s)}"
-                st.progress(j.progress, text=common.plain(text))
+                eta = f", about {display.fmt_seconds(j.eta_s)} left" if j.eta_s is not None else ""
+                text = progress.job_status_text(j) if j.status == "queued" else f"{j.message} · {j.progress:.0%}{eta} · elapsed {display.fmt_seconds(j.elapsed_s)}"
+                st.progress(j.progress, text=display.plain(text))
             elif j.status == "failed":
-                st.error(common.plain(j.error))
+                st.error(display.plain(j.error))
             elif j.status == "cancelled":
-                st.warning(f"{common.plain(j.error)} (use the Resume tab)")
+                st.warning(f"{display.plain(j.error)} (use the Resume tab)")
             else:
-                st.success(f"Finished in {common.fmt_seconds(j.elapsed_s)}: {common.plain(j.message)}")
+                st.success(f"Finished in {display.fmt_seconds(j.elapsed_s)}: {display.plain(j.message)}")
             if j is jobs[0] or not j.done:
                 _curves_and_preview(j)
     if newly_done:
@@ -279,13 +279,13 @@ def _curves_and_preview(j) -> None:
     cc, pc = st.columns([3, 2])
     with cc:
         if logs:
-            st.plotly_chart(common.curves_figure(logs, title="Losses (lower is usually better; GAN losses oscillate)"), key=f"curves_{j.id}")
+            st.plotly_chart(display.curves_figure(logs, title="Losses (lower is usually better; GAN losses oscillate)"), key=f"curves_{j.id}")
         else:
             st.caption("Loss curves appear after the first logged steps.")
     with pc:
         preview = queue.preview(j)
         if preview is not None:
-            common.show_grid(preview, caption="Latest samples (one row per class)", scale=max(1, min(4, 360 // preview.shape[1])))
+            display.show_grid(preview, caption="Latest samples (one row per class)", scale=max(1, min(4, 360 // preview.shape[1])))
         else:
             st.caption("A preview grid appears at the first preview step.")
 

@@ -6,26 +6,26 @@ import streamlit as st
 
 from gda_core.errors import GDAError
 from gda_core.sampling import faster_precision, generate, png_bytes
-from pages.ui import common
+from pages.ui import checkpoints, display, session
 
-common.setup()
+session.setup()
 st.title("Sample")
 st.caption("Pick a checkpoint and move the sliders: the grid updates by itself, and settings you already tried come back instantly.")
 
 
 @st.cache_data(show_spinner="Generating...", max_entries=64)
 def sample_cached(path: str, mtime: float, n: int, label, temperature: float, guidance, steps, seed: int, eta: float, sampler, fast=None):
-    run = common.load_run_cached(path)
+    run = checkpoints.load_run_cached(path)
     return generate(run, n, label, temperature=temperature, guidance=guidance, steps=steps, seed=seed, eta=eta, sampler=sampler, fast=fast)
 
 
-info = common.run_picker("Checkpoint", key="sample_run", help="Shipped checkpoints and the runs you trained (newest first).")
+info = checkpoints.run_picker("Checkpoint", key="sample_run", help="Shipped checkpoints and the runs you trained (newest first).")
 if info is None:
     st.stop()
 try:
-    run = common.load_run_cached(info.path)
+    run = checkpoints.load_run_cached(info.path)
 except GDAError as exc:
-    common.show_error(exc)
+    display.show_error(exc)
     st.stop()
 model = run.model
 controls = set(model.controls)
@@ -36,7 +36,7 @@ left, right = st.columns([1, 2], gap="large")
 with left:
     st.caption(f"**{model.family.upper()}**: {type(model).description}")
     if model.provenance():
-        st.caption(f"This checkpoint was {common.plain(model.provenance())}.")
+        st.caption(f"This checkpoint was {display.plain(model.provenance())}.")
     label_opts = ["all classes"] + names
     cls_choice = st.selectbox(
         "Class", label_opts, key="sample_class", help="Generate one class, or cycle through all classes (one column per class)."
@@ -103,16 +103,16 @@ with right:
         mtime = info.path.joinpath("model.safetensors").stat().st_mtime
         res = sample_cached(str(info.path), mtime, int(n), label, float(temperature), guidance, steps, seed, float(eta), sampler, fast)
     except (GDAError, OSError) as exc:
-        common.show_error(exc)
+        display.show_error(exc)
         st.stop()
     nrow = cfg.num_classes if (label is None and cfg.num_classes <= 16) else 8
     grid = res.grid(nrow=nrow)
     scale = max(1, min(6, 640 // grid.shape[1]))
-    common.show_grid(grid, scale=scale)
+    display.show_grid(grid, scale=scale)
     if label is None and nrow == cfg.num_classes:
-        st.caption("Columns, left to right: " + common.plain(", ".join(names)))
+        st.caption("Columns, left to right: " + display.plain(", ".join(names)))
     else:
-        st.caption(f"All images: class {common.plain(names[label])}" if label is not None else "Classes cycle left to right.")
+        st.caption(f"All images: class {display.plain(names[label])}" if label is not None else "Classes cycle left to right.")
     for note in res.notes:
         st.caption(note)
     if res.settings["fast"] and res.settings["fast"]["dtype"] and res.settings["fast"]["device_type"] == "cpu":

@@ -10,18 +10,18 @@ from gda_core import latent, provenance
 from gda_core.errors import GDAError
 from gda_core.jobs import cached_reports
 from gda_core.sampling import generate, image_grid
-from pages.ui import common
+from pages.ui import checkpoints, display, session
 
-common.setup()
+session.setup()
 st.title("Latent space")
 st.caption(
     "Every generated image starts from a point in a latent space (a random code, or the starting noise of a diffusion model). Nearby points give similar images."
 )
 
-info = common.run_picker("Checkpoint", key="latent_run")
+info = checkpoints.run_picker("Checkpoint", key="latent_run")
 if info is None:
     st.stop()
-run, ds, PATH, MTIME = common.open_run(info, need_data=False)
+run, ds, PATH, MTIME = checkpoints.open_run(info, need_data=False)
 model = run.model
 names = run.class_names
 IS_DIFF = "steps" in model.controls
@@ -31,7 +31,7 @@ SCALE = max(1, 64 // model.config.image_size)
 @st.cache_data(show_spinner="Interpolating...", max_entries=32)
 def _interp_seeds(path, mtime, a, b, label, frames, method, temperature, steps, guidance):
     return latent.interpolate_seeds(
-        common.load_run_cached(path).model,
+        checkpoints.load_run_cached(path).model,
         a,
         b,
         label,
@@ -46,27 +46,27 @@ def _interp_seeds(path, mtime, a, b, label, frames, method, temperature, steps, 
 @st.cache_data(show_spinner="Encoding and interpolating...", max_entries=32)
 def _interp_images(path, mtime, img_a, la, img_b, lb, label, frames, method, steps):
     return latent.interpolate_images(
-        common.load_run_cached(path).model, img_a, la, img_b, lb, label=label, frames=frames, method=method, steps=steps
+        checkpoints.load_run_cached(path).model, img_a, la, img_b, lb, label=label, frames=frames, method=method, steps=steps
     )
 
 
 @st.cache_data(show_spinner="Decoding traversal...", max_entries=32)
 def _traverse(path, mtime, seed, label, dims, n_values, temperature):
     return latent.traverse(
-        common.load_run_cached(path).model, seed, label, dims=list(dims), values=np.linspace(-3, 3, n_values), temperature=temperature
+        checkpoints.load_run_cached(path).model, seed, label, dims=list(dims), values=np.linspace(-3, 3, n_values), temperature=temperature
     )
 
 
 @st.cache_data(show_spinner="Mixing styles...", max_entries=32)
 def _style_mix(path, mtime, label, rows, cols, crossover, temperature):
     return latent.style_mixing_grid(
-        common.load_run_cached(path).model, label, list(rows), list(cols), crossover, temperature=temperature, pad=2
+        checkpoints.load_run_cached(path).model, label, list(rows), list(cols), crossover, temperature=temperature, pad=2
     )
 
 
 @st.cache_data(show_spinner="Finding the dimensions that matter...", max_entries=32)
 def _top_dims(path, mtime, label, seed):
-    return latent.latent_dims_by_effect(common.load_run_cached(path).model, label, seed=seed, top=8)
+    return latent.latent_dims_by_effect(checkpoints.load_run_cached(path).model, label, seed=seed, top=8)
 
 
 def _class_select(label: str, key: str, help: str = "Class the decoder is conditioned on.") -> int:
@@ -74,7 +74,7 @@ def _class_select(label: str, key: str, help: str = "Class the decoder is condit
 
 
 def _show_frames(frames: np.ndarray, name: str, settings: dict) -> None:
-    common.show_grid(latent.strip(frames, pad=2), scale=SCALE)
+    display.show_grid(latent.strip(frames, pad=2), scale=SCALE)
     gif = latent.gif_bytes(frames, upscale=max(2, 128 // model.config.image_size))
     # The file says what made it (python -m gda_core provenance FILE.gif).
     gif = provenance.gif_with(gif, provenance.make("latent.interpolate", run=run, settings=settings))
@@ -145,7 +145,7 @@ with tab_i:
                     )
                 frames_arr = _interp_images(PATH, MTIME, img_a, la, img_b, lb, dec_label, frames, method, steps)
                 st.caption("Real A and B (left), then the decoded path:")
-                common.show_grid(latent.strip(np.stack([img_a, img_b]), pad=2), scale=SCALE)
+                display.show_grid(latent.strip(np.stack([img_a, img_b]), pad=2), scale=SCALE)
                 _show_frames(frames_arr, "images", {"real_labels": [la, lb], "real_index_in_class": [ia, ib], "label": dec_label,
                                                     "frames": frames, "method": method, "steps": steps})  # fmt: skip
                 if IS_DIFF:
@@ -153,7 +153,7 @@ with tab_i:
                         "Real images are turned into noise by DDIM inversion (running the sampler backwards); the ends reconstruct the inputs only approximately."
                     )
     except GDAError as exc:
-        common.show_error(exc)
+        display.show_error(exc)
 
 with tab_t:
     shape = tuple(model.latent_shape())
@@ -182,10 +182,10 @@ with tab_t:
                 lc, gc = st.columns([1, 8])
                 lc.markdown("<br>".join(f"dim {d}" for d in dims), unsafe_allow_html=True)
                 with gc:
-                    common.show_grid(latent.grid_rows(rows, pad=2), scale=SCALE)
+                    display.show_grid(latent.grid_rows(rows, pad=2), scale=SCALE)
                     st.caption("Left: -3 · middle: 0 · right: +3")
         except GDAError as exc:
-            common.show_error(exc)
+            display.show_error(exc)
 
 with tab_m:
     if ds is None:
@@ -226,7 +226,7 @@ with tab_m:
                     )
                 st.session_state["latent_map"] = {"run": PATH, "map": m, "images": np.concatenate([ds.train_images[take], syn.images])}
             except GDAError as exc:
-                common.show_error(exc)
+                display.show_error(exc)
         saved = st.session_state.get("latent_map")
         if saved and saved["run"] == PATH:
             m = saved["map"]
@@ -255,9 +255,9 @@ with tab_m:
                 idx = idx[:48]
                 st.markdown(f"**Selected: {len(pts)} point(s)** (showing {len(idx)}; real first, then synthetic)")
                 idx.sort(key=lambda i: (bool(m.synthetic[i]), int(m.labels[i])))
-                common.show_grid(image_grid(saved["images"][idx], nrow=12, pad=2), scale=SCALE)
+                display.show_grid(image_grid(saved["images"][idx], nrow=12, pad=2), scale=SCALE)
                 st.caption(
-                    common.plain(", ".join(f"{'syn' if m.synthetic[i] else 'real'} {names[m.labels[i]]}" for i in idx[:24]))
+                    display.plain(", ".join(f"{'syn' if m.synthetic[i] else 'real'} {names[m.labels[i]]}" for i in idx[:24]))
                     + (" ..." if len(idx) > 24 else "")
                 )
             else:
@@ -296,7 +296,7 @@ with tab_n:
                     nb = latent.nearest_neighbours(syn.images, ds.train_images, threshold=thr)
                 st.session_state["latent_nn"] = {"run": PATH, "syn": syn.images, "labels": syn.labels, "nb": nb}
             except GDAError as exc:
-                common.show_error(exc)
+                display.show_error(exc)
         saved = st.session_state.get("latent_nn")
         if saved and saved["run"] == PATH:
             nb = saved["nb"]
@@ -313,7 +313,7 @@ with tab_n:
                     pair = image_grid(np.stack([saved["syn"][i], ds.train_images[nb.index[i]]]), nrow=2, pad=2)
                     mark = "⚠️ near-copy · " if flagged[i] else ""
                     col.image(
-                        common.upscaled(pair, 2 * 48),
+                        display.upscaled(pair, 2 * 48),
                         caption=f"{mark}SSIM {nb.ssim[i]:.3f} · {names[saved['labels'][i]]}",
                         output_format="PNG",
                     )
@@ -354,8 +354,8 @@ if HAS_MIX:
             grid = _style_mix(
                 PATH, MTIME, mix_lab, tuple(range(mix_a, mix_a + n_a)), tuple(range(mix_b, mix_b + n_b)), int(cross), float(mix_temp)
             )
-            common.show_grid(grid, scale=SCALE)
+            display.show_grid(grid, scale=SCALE)
             st.caption(f"Top row: source A · left column: source B · cells: layers 0-{cross - 1} from A, {cross}-{n_layers - 1} from B." if 0 < cross < n_layers
                        else ("Crossover 0: every cell is its row's B image." if cross == 0 else f"Crossover {n_layers}: every cell is its column's A image."))  # fmt: skip
         except GDAError as exc:
-            common.show_error(exc)
+            display.show_error(exc)

@@ -31,20 +31,20 @@ from gda_core.metrics.comparison import reports_digest
 from gda_core.metrics.curve import curve_figure
 from gda_core.metrics.memorisation import AUDIT_HELP, privacy_rows
 from gda_core.models import get_model_class
-from pages.ui import common
+from pages.ui import checkpoints, display, progress, session
 
-common.setup()
+session.setup()
 st.title("Compare")
 st.caption(
     "Score models on the six axes of the extended generative trilemma. Every score is in [0, 1], higher is better, and comes with its "
     "95% interval (the shaded band on the radar): where two models' intervals say their difference could be noise, the reading says so."
 )
-queue = common.job_queue()
-ws = common.workspace()
+queue = session.job_queue()
+ws = session.workspace()
 reports: dict[str, object] = st.session_state.setdefault("compare_reports", {})
 collected: set[str] = st.session_state.setdefault("compare_collected", set())
 
-infos = common.all_runs()
+infos = checkpoints.all_runs()
 if not infos:
     st.info("No checkpoints yet: train models on the Train page, or add shipped ones under `checkpoints/`.")
     st.stop()
@@ -55,14 +55,14 @@ for p, r in by_path.items():
     if r.shipped:
         shipped_by_data.setdefault(r.dataset, []).append(p)
 widest = max(shipped_by_data.values(), key=len, default=[])
-default = common.remember("compare_sel", widest or list(by_path)[:2])
+default = session.remember("compare_sel", widest or list(by_path)[:2])
 selected = st.multiselect(
     "Checkpoints to compare",
     list(by_path),
     default=[p for p in default if p in by_path],
-    format_func=lambda p: common.run_label(by_path[p]),
+    format_func=lambda p: checkpoints.run_label(by_path[p]),
     key="compare_sel",
-    on_change=common.keep,
+    on_change=session.keep,
     args=("compare_sel",),
     help="Pick two or more. Each is scored against the dataset it was trained on. Saved evaluations are drawn at once.",
 )
@@ -120,7 +120,7 @@ if b1.button("Evaluate selected", type="primary", key="compare_eval", disabled=n
                              meta={"run_dir": p, "preset": preset})  # fmt: skip
         st.rerun()
     except GDAError as exc:
-        common.show_error(exc)
+        display.show_error(exc)
 if b2.button("Clear results", key="compare_clear", help="Forget the results shown here (saved evaluations stay on disk)."):
     reports.clear()
     st.session_state["compare_cleared"] = True
@@ -139,7 +139,7 @@ def eval_jobs() -> None:
             if rep is not None:
                 reports[j.meta.get("run_dir")] = rep
                 fresh = True
-    common.show_job_progress(jobs, key="ecancel", limit=8, cancel_help="Stop this evaluation.")
+    progress.show_job_progress(jobs, key="ecancel", limit=8, cancel_help="Stop this evaluation.")
     if fresh:
         st.rerun()
 
@@ -149,7 +149,7 @@ eval_jobs()
 shown = [p for p in selected if p in reports]
 missing = [by_path[p].path.name for p in selected if p not in reports]
 if missing and shown:
-    st.caption(f"No saved evaluation yet for {common.plain(', '.join(missing))}: press **Evaluate selected**.")
+    st.caption(f"No saved evaluation yet for {display.plain(', '.join(missing))}: press **Evaluate selected**.")
 if not shown:
     st.info("No results yet for the selected checkpoints: press **Evaluate selected**.")
     st.stop()
@@ -161,7 +161,7 @@ for p in shown:
 reps = [reports[p] for p in shown]
 
 for w in comparability(reps, names):
-    st.warning(common.plain(w))  # quotes names and settings from report files
+    st.warning(display.plain(w))  # quotes names and settings from report files
 st.plotly_chart(radar_figure(reps, names), key="compare_radar", theme=None)  # plotly colours: distinct per model
 
 # Exact likelihood, next to the six axes, when at least one model has one (flows such as RealNVP).
@@ -173,13 +173,13 @@ if any(r.bits_per_dim is not None for r in reps):
 
 st.subheader("Reading")
 for line in reading(reps, names):
-    st.markdown(f"- {common.plain(line)}")
+    st.markdown(f"- {display.plain(line)}")
 
 st.subheader("The paper's claims on these models")
 st.caption(CLAIMS_NOTE)
 for c in claims_from_reports(reps, names):
     icon = {"supported": "✅", "contradicted": "❌", "no meaningful difference": "🟰"}.get(c["verdict"], "➖")
-    st.markdown(f"{icon} {common.plain(claim_sentence(c))}")
+    st.markdown(f"{icon} {display.plain(claim_sentence(c))}")
 
 st.subheader("Figures")
 st.caption("Each cell: mean [95% interval]. How each interval was made is listed under Provenance.")
@@ -201,7 +201,7 @@ warn = [(n, w) for n, r in zip(names, reps, strict=False) for w in r.warnings]
 if warn:
     with st.expander(f"Warnings ({len(warn)})"):
         for n, w in warn:
-            st.markdown(f"- **{common.plain(n)}**: {common.plain(w)}")
+            st.markdown(f"- **{display.plain(n)}**: {display.plain(w)}")
 with st.expander("Provenance (seeds, sample counts, device, checkpoint hashes, how each interval was made)"):
     for n, r in zip(names, reps, strict=False):
         p = r.provenance
@@ -209,14 +209,14 @@ with st.expander("Provenance (seeds, sample counts, device, checkpoint hashes, h
         # Every field is the report file's: shown literally (a published run's could carry a link or an image).
         line = (f"seeds {p.get('seeds') or p.get('seed')}, {p.get('n_samples')} samples, {p.get('device')}, extractor {p.get('extractor')}, "
                 f"checkpoint sha256 {str(p.get('checkpoint_sha256') or 'n/a')[:12]}, {p.get('time_s')} s; intervals: {'; '.join(methods) or 'none'}")  # fmt: skip
-        st.markdown(f"- **{common.plain(n)}**: {common.plain(line)}")
+        st.markdown(f"- **{display.plain(n)}**: {display.plain(line)}")
 
 # -- quality against cost ---------------------------------------------------------------------------
-iterative = [p for p in selected if by_path[p].family in common.iterative_families()]
+iterative = [p for p in selected if by_path[p].family in session.iterative_families()]
 if iterative:
     with st.expander("Quality against cost: FID, precision and recall against images/s over sampling steps"):
         q1, q2 = st.columns([2, 3])
-        which = q1.selectbox("Model", iterative, format_func=lambda p: common.run_label(by_path[p]), key="curve_run")
+        which = q1.selectbox("Model", iterative, format_func=lambda p: checkpoints.run_label(by_path[p]), key="curve_run")
         steps_list = q2.multiselect("Steps", [2, 4, 5, 10, 20, 25, 50, 100], default=[5, 10, 25, 50], key="curve_steps")
         if st.button("Draw the curve", key="curve_go", disabled=not steps_list, help="Samples at each step count in the background."):
             try:
@@ -224,13 +224,13 @@ if iterative:
                              params={"run_dir": which, "steps": list(steps_list), "sampling": {k: v for k, v in sampling_for(which).items() if k != "steps"}})  # fmt: skip
                 st.rerun()
             except GDAError as exc:
-                common.show_error(exc)
+                display.show_error(exc)
         curve_running = any(not j.done for j in queue.list(ws, "curve"))
 
         @st.fragment(run_every=1.0 if curve_running else None)
         def curve_jobs() -> None:
             jobs = queue.list(ws, "curve")
-            common.show_job_progress(jobs, key="qcancel", limit=3, cancel_help="Stop this curve.")
+            progress.show_job_progress(jobs, key="qcancel", limit=3, cancel_help="Stop this curve.")
             curves = [c for c in (queue.curve(j) for j in jobs if j.status == "done") if c is not None]
             if curves:
                 st.plotly_chart(curve_figure(curves[0]), key="curve_chart", theme=None)
@@ -259,4 +259,4 @@ try:
     ):
         col.download_button(label, export_bytes(kind, key, reps, names), f"comparison.{kind}", mime, key=f"exp_{kind}", help=hint)
 except GDAError as exc:
-    common.show_error(exc)
+    display.show_error(exc)

@@ -11,9 +11,9 @@ from gda_core import distill, learn
 from gda_core.errors import GDAError
 from gda_core.models import get_model_class, list_models
 from gda_core.sampling import image_grid
-from pages.ui import common
+from pages.ui import checkpoints, datasets, display, session
 
-common.setup()
+session.setup()
 st.title("Learn")
 st.caption("What each family does, in plain words, then the same ideas on real data and on a trained model.")
 
@@ -28,10 +28,10 @@ for tab, fam in zip(tabs, families, strict=False):
 
 st.divider()
 st.subheader("See it on a checkpoint")
-info = common.run_picker("Checkpoint", key="learn_run", help="Pick a checkpoint of any family to see its ideas in action.")
+info = checkpoints.run_picker("Checkpoint", key="learn_run", help="Pick a checkpoint of any family to see its ideas in action.")
 if info is None:
     st.stop()
-run, run_ds, PATH, MTIME = common.open_run(info, need_data=False)
+run, run_ds, PATH, MTIME = checkpoints.open_run(info, need_data=False)
 model = run.model
 names = run.class_names
 SCALE = max(1, 64 // model.config.image_size)
@@ -40,18 +40,18 @@ NEEDS_REAL = "This part needs the real training images, which are not on this co
 
 @st.cache_data(show_spinner="Denoising...", max_entries=16)
 def _trajectory(path, mtime, label, seed, steps, guidance, show):
-    return learn.denoising_trajectory(common.load_run_cached(path).model, label, seed=seed, steps=steps, guidance=guidance, show=show)
+    return learn.denoising_trajectory(checkpoints.load_run_cached(path).model, label, seed=seed, steps=steps, guidance=guidance, show=show)
 
 
 @st.cache_data(show_spinner="Following the flow...", max_entries=16)
 def _flow_trajectory(path, mtime, label, seed, steps, sampler, show):
-    return learn.flow_trajectory(common.load_run_cached(path).model, label, seed=seed, steps=steps, sampler=sampler, show=show)
+    return learn.flow_trajectory(checkpoints.load_run_cached(path).model, label, seed=seed, steps=steps, sampler=sampler, show=show)
 
 
 @st.cache_data(show_spinner="Scoring held-out images...", max_entries=8)
 def _likelihood_ranking(path, mtime, n):
-    run_ = common.load_run_cached(path)
-    ds_ = common.dataset_for_run(run_)
+    run_ = checkpoints.load_run_cached(path)
+    ds_ = datasets.dataset_for_run(run_)
     x = ds_.test_images if len(ds_.test_images) else ds_.train_images
     y = ds_.test_labels if len(ds_.test_images) else ds_.train_labels
     return learn.likelihood_ranking(run_.model, x, y, k=8)
@@ -60,7 +60,7 @@ def _likelihood_ranking(path, mtime, n):
 def _labelled_strip(frames: np.ndarray, captions: list[str]) -> None:
     cols = st.columns(len(frames))
     for col, f, cap in zip(cols, frames, captions, strict=False):
-        col.image(common.upscaled(f, 96), caption=cap, output_format="PNG")
+        col.image(display.upscaled(f, 96), caption=cap, output_format="PNG")
 
 
 def _learn_ddpm() -> None:
@@ -68,7 +68,7 @@ def _learn_ddpm() -> None:
     st.caption(
         "Training mixes a real image with Gaussian noise: x_t = √ᾱ_t · x_0 + √(1-ᾱ_t) · ε. At t = 0 the image is clean; near t = 1000 it is pure noise. The network learns to predict ε at every t."
     )
-    ds = common.current_dataset(show=False) or run_ds
+    ds = datasets.current_dataset(show=False) or run_ds
     if ds is None:
         st.info(NEEDS_REAL)
     else:
@@ -96,7 +96,7 @@ def _forward_process(ds) -> None:
             sig = learn.signal_fraction(model, ts)
             _labelled_strip(frames, [f"t={t} · signal {s:.2f}" for t, s in zip(ts, sig, strict=False)])
         except GDAError as exc:
-            common.show_error(exc)
+            display.show_error(exc)
 
 
 def _reverse_process() -> None:
@@ -119,7 +119,7 @@ def _reverse_process() -> None:
         st.caption("The network's guess of the final image at that step")
         _labelled_strip(tr.x0_pred, [f"step {s + 1}" for s in tr.steps])
     except GDAError as exc:
-        common.show_error(exc)
+        display.show_error(exc)
 
 
 def _learn_vae() -> None:
@@ -144,9 +144,9 @@ def _vae_reconstructions() -> None:
     if len(pick):
         try:
             rec = learn.vae_reconstructions(model, run_ds.train_images[pick], run_ds.train_labels[pick])
-            common.show_grid(image_grid(np.concatenate([run_ds.train_images[pick], rec]), nrow=len(pick), pad=2), scale=SCALE)
+            display.show_grid(image_grid(np.concatenate([run_ds.train_images[pick], rec]), nrow=len(pick), pad=2), scale=SCALE)
         except GDAError as exc:
-            common.show_error(exc)
+            display.show_error(exc)
 
 
 def _vae_balance() -> None:
@@ -158,7 +158,7 @@ def _vae_balance() -> None:
             {"step": s, "reconstruction": rv, f"beta x KL (beta={beta:g})": kv}
             for s, rv, kv in zip(cv["step"], cv["recon"], cv.get("beta_kl", cv.get("kl", [])), strict=False)
         ]
-        st.plotly_chart(common.curves_figure(recs, title="VAE loss terms per image (lower is better)"), key="learn_vae_curves")
+        st.plotly_chart(display.curves_figure(recs, title="VAE loss terms per image (lower is better)"), key="learn_vae_curves")
         st.caption("Reconstruction error falls as the decoder learns; the KL term measures how far codes stray from the standard normal prior. "
                    "A larger beta pushes KL down (smoother latent space, blurrier images); a smaller beta lets codes carry more detail.")  # fmt: skip
     else:
@@ -185,7 +185,7 @@ def _learn_flow() -> None:
         st.caption("Straight-line guess of the image from there")
         _labelled_strip(tr.x0_guess, [f"t={t:.2f}" for t in tr.times])
     except GDAError as exc:
-        common.show_error(exc)
+        display.show_error(exc)
 
 
 def _learn_ldm() -> None:
@@ -208,13 +208,13 @@ def _ldm_reconstructions() -> None:
     if len(pick):
         try:
             rec, rep = learn.autoencoder_reconstructions(model, pool[pick])
-            common.show_grid(image_grid(np.concatenate([pool[pick], rec]), nrow=len(pick), pad=2), scale=SCALE)
+            display.show_grid(image_grid(np.concatenate([pool[pick], rec]), nrow=len(pick), pad=2), scale=SCALE)
             st.caption(
                 f"On these {rep['images']} images: MSE {rep['mse']:.4f} (predicting the mean image: {rep['mean_image_mse']:.4f}), "
                 f"PSNR {rep['psnr_db']:.1f} dB. Phase: {'diffusion (autoencoder frozen)' if model.phase == 2 else 'autoencoder still training'}."
             )
         except GDAError as exc:
-            common.show_error(exc)
+            display.show_error(exc)
 
 
 def _ldm_phases() -> None:
@@ -222,7 +222,7 @@ def _ldm_phases() -> None:
     cv = learn.curves(run.history, ("ae_loss", "diffusion_loss"))
     if len(cv.get("step", [])) > 1 and len(cv) > 1:
         recs = [dict(zip(cv, vals, strict=False)) for vals in zip(*cv.values(), strict=False)]
-        st.plotly_chart(common.curves_figure(recs, title="Autoencoder loss, then latent diffusion loss"), key="learn_ldm_curves")
+        st.plotly_chart(display.curves_figure(recs, title="Autoencoder loss, then latent diffusion loss"), key="learn_ldm_curves")
         st.caption("The autoencoder trains first; once it is frozen, the diffusion model learns to denoise its latents.")
     else:
         st.info("This checkpoint has no training history to plot.")
@@ -242,7 +242,7 @@ def _learn_realnvp() -> None:
     cv = learn.curves(run.history, ("loss",))
     if len(cv.get("step", [])) > 1 and "loss" in cv:
         recs = [{"step": s, "training bits/dim": v} for s, v in zip(cv["step"], cv["loss"], strict=False)]
-        st.plotly_chart(common.curves_figure(recs, title="Training loss = bits/dim on training batches"), key="learn_nvp_curve")
+        st.plotly_chart(display.curves_figure(recs, title="Training loss = bits/dim on training batches"), key="learn_nvp_curve")
 
 
 def _likelihood_extremes() -> None:
@@ -252,15 +252,15 @@ def _likelihood_extremes() -> None:
         lc, rc_ = st.columns(2)
         with lc:
             st.caption("Most probable")
-            common.show_grid(image_grid(pool_x[rk.most_likely], nrow=4, pad=2), scale=SCALE)
+            display.show_grid(image_grid(pool_x[rk.most_likely], nrow=4, pad=2), scale=SCALE)
             st.caption(", ".join(f"{rk.bits_per_dim[i]:.2f}" for i in rk.most_likely) + " bits/dim")
         with rc_:
             st.caption("Least probable")
-            common.show_grid(image_grid(pool_x[rk.least_likely], nrow=4, pad=2), scale=SCALE)
+            display.show_grid(image_grid(pool_x[rk.least_likely], nrow=4, pad=2), scale=SCALE)
             st.caption(", ".join(f"{rk.bits_per_dim[i]:.2f}" for i in rk.least_likely) + " bits/dim")
         st.caption(f"Mean over all {len(pool_x)} held-out images: {float(np.mean(rk.bits_per_dim)):.3f} bits/dim.")
     except GDAError as exc:
-        common.show_error(exc)
+        display.show_error(exc)
 
 
 def _learn_gan() -> None:
@@ -269,13 +269,13 @@ def _learn_gan() -> None:
     if len(cv.get("step", [])) and "d_loss" in cv:
         recs = [dict(zip(cv, vals, strict=False)) for vals in zip(*cv.values(), strict=False)]
         st.plotly_chart(
-            common.curves_figure(recs, ["d_loss", "g_loss"], title="Discriminator and generator losses"), key="learn_gan_loss"
+            display.curves_figure(recs, ["d_loss", "g_loss"], title="Discriminator and generator losses"), key="learn_gan_loss"
         )
         st.caption("The two losses pull against each other: when the discriminator gets better its loss falls and the generator's rises, and the other way round. "
                    "Healthy training oscillates around a balance; a discriminator loss stuck near 0 means the generator has stopped learning.")  # fmt: skip
         if "d_real" in cv:
             st.plotly_chart(
-                common.curves_figure(recs, ["d_real", "d_fake"], title="Discriminator scores on real and generated images"),
+                display.curves_figure(recs, ["d_real", "d_fake"], title="Discriminator scores on real and generated images"),
                 key="learn_gan_scores",
             )
             st.caption(
@@ -287,7 +287,7 @@ def _learn_gan() -> None:
 
 @st.cache_data(show_spinner="Denoising in a few large steps...", max_entries=16)
 def _ddgan_steps(path, mtime, label, seed, temperature):
-    return learn.ddgan_steps(common.load_run_cached(path).model, label, seed=seed, temperature=temperature)
+    return learn.ddgan_steps(checkpoints.load_run_cached(path).model, label, seed=seed, temperature=temperature)
 
 
 def _learn_ddgan() -> None:
@@ -314,7 +314,7 @@ def _learn_ddgan() -> None:
         st.caption("The proposal with the next level's noise put back: the next step's input; after the last step, the image")
         _labelled_strip(tr.x_prev, [f"step {i + 1}" + (" · final" if i + 1 == len(tr.levels) else "") for i in range(len(tr.levels))])
     except GDAError as exc:
-        common.show_error(exc)
+        display.show_error(exc)
     _learn_gan()
 
 
@@ -333,14 +333,14 @@ def _learn_vaegan() -> None:
     cv = learn.curves(run.history, ("llike", "kl", "pixel"))
     if len(cv.get("step", [])) > 1 and "llike" in cv:
         recs = [dict(zip(cv, vals, strict=False)) for vals in zip(*cv.values(), strict=False)]
-        st.plotly_chart(common.curves_figure(recs, title="Reconstruction in the critic's features (llike), KL and pixel terms"), key="learn_vg_curves")
+        st.plotly_chart(display.curves_figure(recs, title="Reconstruction in the critic's features (llike), KL and pixel terms"), key="learn_vg_curves")
     _learn_gan()
 
 
 def _vaegan_against_vae() -> None:
     spec = run.data_spec
     c = model.config
-    vaes = [r for r in common.all_runs(("vae",)) if r.dataset == spec.source and (r.image_size, r.channels, r.num_classes) == (c.image_size, c.channels, c.num_classes)]
+    vaes = [r for r in checkpoints.all_runs(("vae",)) if r.dataset == spec.source and (r.image_size, r.channels, r.num_classes) == (c.image_size, c.channels, c.num_classes)]
     rc = st.columns(2)
     vae_path = rc[0].selectbox("VAE to compare with", [str(r.path) for r in vaes], format_func=lambda p: Path(p).name, key="learn_vg_vae",
                                help="A VAE checkpoint trained on the same dataset (shipped ones first).") if vaes else None  # fmt: skip
@@ -351,37 +351,37 @@ def _vaegan_against_vae() -> None:
         rows, figs = [x, learn.vae_reconstructions(model, x, y)], []
         figs.append(("VAE-GAN", learn.reconstruction_figures(x, rows[1])))
         if vae_path is not None:
-            rows.append(learn.vae_reconstructions(common.load_run_cached(vae_path).model, x, y))
+            rows.append(learn.vae_reconstructions(checkpoints.load_run_cached(vae_path).model, x, y))
             figs.append(("VAE", learn.reconstruction_figures(x, rows[2])))
-        common.show_grid(image_grid(np.concatenate(rows), nrow=len(pick), pad=2), scale=SCALE)
+        display.show_grid(image_grid(np.concatenate(rows), nrow=len(pick), pad=2), scale=SCALE)
         st.caption(" · ".join(f"{name}: MSE {f['mse']:.4f}, sharpness {f['sharpness']:.2f}" for name, f in figs)
                    + ("" if vae_path else " (no VAE trained on this dataset here to compare with)"))  # fmt: skip
     except GDAError as exc:
-        common.show_error(exc)
+        display.show_error(exc)
 
 
 @st.cache_data(show_spinner="Looking for the teacher...", max_entries=16)
 def _teacher_of(path, mtime, runs_root):
-    found = distill.find_teacher(common.load_run_cached(path), runs_root)
+    found = distill.find_teacher(checkpoints.load_run_cached(path), runs_root)
     return str(found) if found else None
 
 
 @st.cache_data(show_spinner="Running the student and its teacher...", max_entries=16)
 def _student_teacher(path, mtime, teacher_path, label, seed):
-    return learn.student_and_teacher(common.load_run_cached(path).model, common.load_run_cached(teacher_path).model, label, seed=seed)
+    return learn.student_and_teacher(checkpoints.load_run_cached(path).model, checkpoints.load_run_cached(teacher_path).model, label, seed=seed)
 
 
 def _learn_distilled() -> None:
     c = model.config
     st.markdown("#### Teacher and student at the same seed")
     st.caption(
-        f"This student was distilled from **{common.plain(c.teacher)}** (a {common.plain(c.teacher_family.upper())}, weights SHA-256 "
-        f"{common.plain(c.teacher_sha256[:12])}...) by {common.plain(c.method)} distillation. Both start from the same noise for the same "
+        f"This student was distilled from **{display.plain(c.teacher)}** (a {display.plain(c.teacher_family.upper())}, weights SHA-256 "
+        f"{display.plain(c.teacher_sha256[:12])}...) by {display.plain(c.method)} distillation. Both start from the same noise for the same "
         f"seed; the teacher walks to its image in many small steps, the student in {c.steps}, one network pass each."
     )
-    teacher_path = _teacher_of(PATH, MTIME, str(common.runs_dir()))
+    teacher_path = _teacher_of(PATH, MTIME, str(checkpoints.runs_dir()))
     if teacher_path is None:
-        st.info(f"The teacher {common.plain(c.teacher)} is not among the checkpoints here (or its weights changed), so it cannot be shown beside the student.")
+        st.info(f"The teacher {display.plain(c.teacher)} is not among the checkpoints here (or its weights changed), so it cannot be shown beside the student.")
         return
     r = st.columns(2)
     with r[0]:
@@ -397,7 +397,7 @@ def _learn_distilled() -> None:
         _labelled_strip(res.student_steps, [f"after step {i + 1}/{c.steps}" for i in range(c.steps)])
         _labelled_strip(res.student_guesses, [f"guess at step {i + 1}" for i in range(c.steps)])
     except GDAError as exc:
-        common.show_error(exc)
+        display.show_error(exc)
 
 
 WALKTHROUGHS = {"ddpm": _learn_ddpm, "vae": _learn_vae, "flow": _learn_flow, "ldm": _learn_ldm, "realnvp": _learn_realnvp, "gan": _learn_gan,
@@ -409,4 +409,4 @@ else:
 
 if run.history:
     with st.expander("All logged training curves of this checkpoint"):
-        st.plotly_chart(common.curves_figure(run.history, title="Training history"), key="learn_all_curves")
+        st.plotly_chart(display.curves_figure(run.history, title="Training history"), key="learn_all_curves")

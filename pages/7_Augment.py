@@ -18,16 +18,16 @@ from gda_core.errors import GDAError
 from gda_core.metrics import ARCHITECTURES, DEFAULT_BUDGET
 from gda_core.metrics.classifier import with_classifier
 from gda_core.sampling import image_grid
-from pages.ui import common
+from pages.ui import checkpoints, datasets, display, progress, session
 
-common.setup()
+session.setup()
 st.title("Augment")
 st.caption(
     "Turn a checkpoint into extra training images: choose how many (a multiple of your real training set), how to balance the classes "
     "and which filters keep only the useful ones. Then check with the utility study whether they actually help a classifier."
 )
-queue = common.job_queue()
-ws = common.workspace()
+queue = session.job_queue()
+ws = session.workspace()
 ss = st.session_state
 
 MODE_HELP = {
@@ -56,7 +56,7 @@ def job_panel(kind: str, key: str, result_key: str) -> None:
                 if j is jobs[0] and (result := RESULTS[kind](j)) is not None:
                     ss[result_key] = result
                     fresh = True
-        common.show_job_progress(jobs, key=f"{key}_cancel", limit=3)
+        progress.show_job_progress(jobs, key=f"{key}_cancel", limit=3)
         if fresh:
             st.rerun()
 
@@ -66,19 +66,19 @@ def job_panel(kind: str, key: str, result_key: str) -> None:
 # -- 1. generate + select ----------------------------------------------------------------------------
 
 st.header("1. Generate and select")
-info = common.run_picker("Checkpoint", key="aug_run", help="The generative model that makes the images.")
+info = checkpoints.run_picker("Checkpoint", key="aug_run", help="The generative model that makes the images.")
 if info is not None:
     try:
-        run = common.load_run_cached(info.path)
-        ds = common.dataset_for_run(run)
+        run = checkpoints.load_run_cached(info.path)
+        ds = datasets.dataset_for_run(run)
     except GDAError as exc:
-        common.show_error(exc)
+        display.show_error(exc)
         ds = None
     if ds is not None:
         counts = ds.class_counts("train")
         st.caption(
             f"Real training split this checkpoint was trained on: {len(ds.train_labels):,} images ("
-            + ", ".join(f"{common.plain(n)}: {c}" for n, c in zip(ds.class_names[:12], counts[:12], strict=False))
+            + ", ".join(f"{display.plain(n)}: {c}" for n, c in zip(ds.class_names[:12], counts[:12], strict=False))
             + (" ..." if len(counts) > 12 else "") + ")."
         )
         c1, c2 = st.columns(2)
@@ -115,7 +115,7 @@ if info is not None:
                              "mode": mode, "seed": seed, "spec": spec, "temperature": float(temperature)})  # fmt: skip
                 st.rerun()
             except GDAError as exc:
-                common.show_error(exc)
+                display.show_error(exc)
 
 job_panel("augment", "augjob", "aug_result")
 
@@ -137,13 +137,13 @@ if res is not None:
             if len(idx):
                 show = np.sort(rng.choice(idx, size=min(32, len(idx)), replace=False))
                 grid = image_grid(synth_all.images[show], nrow=8)
-                common.show_grid(grid, scale=max(1, min(5, 320 // grid.shape[1])))
+                display.show_grid(grid, scale=max(1, min(5, 320 // grid.shape[1])))
             else:
                 st.caption("none")
     merge = st.checkbox("Merge with the real train/val/test splits", False, key="aug_merge",
                         help="The download then holds the real images too: a ready-to-train augmented dataset.")  # fmt: skip
     try:
-        mds = common.dataset_for_run(common.load_run_cached(res["run_path"])) if merge else None
+        mds = datasets.dataset_for_run(checkpoints.load_run_cached(res["run_path"])) if merge else None
         d1, d2, d3 = st.columns(3)
         d1.download_button("Zip of PNGs", zip_bytes(kept, merge_with=mds), "augmented.zip", "application/zip", key="aug_dl_zip",
                            help="Class folders of PNGs (train/val/test when merged) with provenance.json inside.")  # fmt: skip
@@ -152,7 +152,7 @@ if res is not None:
         d3.download_button("provenance.json", json.dumps(provenance(kept, mds), indent=2, default=str), "augmented.provenance.json",
                            "application/json", key="aug_dl_prov", help="Checkpoint hash, seeds, sampling settings, filters and counts.")  # fmt: skip
     except GDAError as exc:
-        common.show_error(exc)
+        display.show_error(exc)
 
 # -- 2. utility study --------------------------------------------------------------------------------
 
@@ -163,7 +163,7 @@ st.caption(
     "tested on the real test split. Every figure comes with its 95% interval; the reading says where synthetic data helped, where it "
     "did not, and where this budget cannot tell. Uses the current dataset (Data page), without its per-class limit."
 )
-cur = common.current_dataset(show=True)
+cur = datasets.current_dataset(show=True)
 if cur is not None:
     SOURCES = {
         "per-level": "Train one generator per level (leakage-free)",
@@ -176,16 +176,16 @@ if cur is not None:
     opts: dict = {}
     n_gen = 0
     if source == "checkpoint":
-        infos = [r for r in common.all_runs() if (r.image_size, r.channels, r.num_classes) == (cur.image_size, cur.channels, cur.num_classes)]
+        infos = [r for r in checkpoints.all_runs() if (r.image_size, r.channels, r.num_classes) == (cur.image_size, cur.channels, cur.num_classes)]
         by_path = {str(r.path): r for r in infos}
-        sel = st.multiselect("Checkpoints", list(by_path), default=list(by_path)[:1], format_func=lambda p: common.run_label(by_path[p]),
+        sel = st.multiselect("Checkpoints", list(by_path), default=list(by_path)[:1], format_func=lambda p: checkpoints.run_label(by_path[p]),
                              key="study_runs", help="Models whose images are added, used as they are at every level.")  # fmt: skip
         if not infos:
             st.info(f"No checkpoint makes {cur.image_size}x{cur.image_size} {'grey' if cur.channels == 1 else 'RGB'} images of {cur.num_classes} classes like the current dataset.")
-        opts["checkpoints"] = [common.load_run_cached(p) for p in sel]  # checked here; the job loads them again by path
+        opts["checkpoints"] = [checkpoints.load_run_cached(p) for p in sel]  # checked here; the job loads them again by path
     else:
         g1, g2 = st.columns([3, 1])
-        fams = g1.multiselect("Model families", common.model_families(trainable=True), default=["vae", "gan", "ddpm"], key="study_models",
+        fams = g1.multiselect("Model families", session.model_families(trainable=True), default=["vae", "gan", "ddpm"], key="study_models",
                               help="Each is trained per level and seed with the budget on the right. The distilled student needs a trained "
                                    "teacher: add it under 'Existing checkpoints as they are'.")  # fmt: skip
         minutes = g2.number_input("Minutes per generator", 0.1, 120.0, 1.0, 0.5, key="study_minutes",
@@ -223,12 +223,12 @@ if cur is not None:
                  help="Runs in the background with progress per cell; cancel any time and resume later (finished cells are kept)."):  # fmt: skip
         job_opts = {k: v for k, v in opts.items() if k not in ("checkpoints", "budget", "cache_dir")}
         job_opts.update(checkpoints=list(sel) if source == "checkpoint" else None, budget=budget, classifier=classifier)
-        ss["study_last"] = {"title": f"Study on {common.data_options().get('label') or cur.name}", "params": {"data": cur.spec.to_dict(), "options": job_opts}}
+        ss["study_last"] = {"title": f"Study on {datasets.data_options().get('label') or cur.name}", "params": {"data": cur.spec.to_dict(), "options": job_opts}}
         try:
             queue.submit(ws, "study", ss["study_last"]["title"], ss["study_last"]["params"])
             st.rerun()
         except GDAError as exc:
-            common.show_error(exc)
+            display.show_error(exc)
 
 job_panel("study", "studyjob", "study_result")
 last_study = next(iter(queue.list(ws, "study")), None)
@@ -251,11 +251,11 @@ def _study_pdf(key: str, _study) -> bytes:
 if study is not None:
     st.plotly_chart(study.figure(), key="study_chart")
     for w in (study.config.get("duplicates") or {}).get("warnings", []):  # the same images in train and test
-        st.warning(common.plain(str(w)))
+        st.warning(display.plain(str(w)))
     st.subheader("Reading")
     st.caption(VERDICT_NOTE)
     for line in study.reading():
-        st.markdown(f"- {common.plain(line)}")
+        st.markdown(f"- {display.plain(line)}")
     st.subheader("Table")
     st.dataframe(pd.DataFrame(study.table()), hide_index=True, width="stretch")
     d1, d2, d3 = st.columns(3)

@@ -637,6 +637,9 @@ def test_compare_page_without_results_explains_what_to_do(runs_dir):
 # -- Augment: the study ------------------------------------------------------------------------------
 
 
+# A study run twice through the queue's worker (a generator, then the classifiers of each cell):
+# 31 s alone and 121 s beside other work on 2 cores, so it belongs with the long runs of `make test`.
+@pytest.mark.slow
 def test_augment_page_study_progress_per_cell_cancel_and_resume(runs_dir):
 
     at = _open("7_Augment.py")

@@ -1,8 +1,8 @@
 """The generated docs are current, their figures come from result files, and their links resolve.
 
 docs/benchmarks.md and docs/protocol-results.md are written by ``python -m bench.make_docs`` from
-bench/results/*.json and the templates in docs/. These tests regenerate them in memory (standard
-library only, no torch) and fail when the pages on disk differ: whoever changes a result file or a
+bench/results/*.json and the templates in docs/. These tests regenerate them in memory (jinja2,
+no torch) and fail when the pages on disk differ: whoever changes a result file or a
 template re-runs ``make docs``.
 """
 
@@ -73,6 +73,18 @@ def test_placeholders_fill_from_the_result_file_and_fail_loudly(tmp_path):
     for bad in ("{{value:x_cpu:rows[seed=7].fid}}", "{{value:x_cpu:nothing}}", "{{value:nofile:a}}", "{{table:nosuch}}"):
         with pytest.raises(make_docs.DocsError, match="template:1"):
             make_docs.render(bad, r)
+
+
+def test_a_table_template_draws_the_rows_and_fails_loudly_on_a_missing_field(tmp_path):
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    row = {"family": "vae", "train_steps": 40, "evaluate_s": 12.4}
+    (tmp_path / "bench" / "results" / "evaluate_cpu.json").write_text(json.dumps({"rows": [row, {**row, "family": "a|b"}]}))
+    got = make_docs.render("{{table:evaluate}}", make_docs.Results(tmp_path))
+    assert got.splitlines() == ["| family | trained steps (the scores mean nothing) | full evaluate |", "|---|---|---|",
+                                "| vae | 40 | 12 s |", "| a|b | 40 | 12 s |"]  # fmt: skip
+    (tmp_path / "bench" / "results" / "evaluate_cpu.json").write_text(json.dumps({"rows": [{"family": "vae", "train_steps": 40}]}))
+    with pytest.raises(make_docs.DocsError, match=r"template:1: \{\{table:evaluate\}\}: UndefinedError: .*evaluate_s"):
+        make_docs.render("{{table:evaluate}}", make_docs.Results(tmp_path))
 
 
 def test_formats():

@@ -9,11 +9,11 @@ import streamlit as st
 from gda_core.checkpoints import list_runs
 from gda_core.errors import GDAError
 from gda_core.server import workspaces as wsp
-from pages.ui import common
+from pages.ui import display, progress, session
 
 
 def manage_runs(ws, queue) -> None:
-    cfg = common.config()
+    cfg = session.config()
     busy = queue.active_paths()
     mine = list_runs(ws.runs, include_shipped=False)
     st.caption(f"Your workspace uses {_size(ws.usage_bytes())} of its {_size(cfg.workspace_quota_bytes)}. Shipped checkpoints and runs "
@@ -36,7 +36,7 @@ def manage_runs(ws, queue) -> None:
         try:
             queue.import_run(ws, up.getvalue(), up.name)
         except GDAError as exc:
-            common.show_error(exc)
+            display.show_error(exc)
     if queue.list(ws, "import"):
         _imports(queue, ws, any(not j.done for j in queue.list(ws, "import")))
 
@@ -51,10 +51,10 @@ def _imports(queue, ws, active: bool) -> None:
 
 def _import_status(queue, ws) -> None:
     jobs = queue.list(ws, "import")
-    common.show_job_progress(jobs, key="import_cancel", limit=1, cancel_help="Stop this import.")
+    progress.show_job_progress(jobs, key="import_cancel", limit=1, cancel_help="Stop this import.")
     done = [j for j in jobs[:1] if j.status == "done" and isinstance(j.result, dict)]
     for j in done:
-        st.success(f"Added {common.plain(Path(j.result['run_dir']).name)} to your runs.")
+        st.success(f"Added {display.plain(Path(j.result['run_dir']).name)} to your runs.")
         if st.session_state.get("_import_seen") != j.id:
             st.session_state["_import_seen"] = j.id
             st.rerun(scope="app")  # the run pickers above list the new run
@@ -84,7 +84,7 @@ def _run_actions(cfg, ws, info, busy: set[str]) -> None:
                 wsp.delete_run(ws, path, busy)
                 st.rerun()
     except GDAError as exc:
-        common.show_error(exc)
+        display.show_error(exc)
 
 
 def _published(cfg, ws) -> None:
@@ -94,13 +94,13 @@ def _published(cfg, ws) -> None:
     st.markdown("**Runs you published**")
     for r in mine:
         a, b = st.columns([5, 1])
-        a.caption(common.plain(r.path.name))
+        a.caption(display.plain(r.path.name))
         if b.button("Unpublish", key=f"unpublish_{r.path.name}", help="Remove it from everyone's pickers."):
             try:
                 wsp.unpublish_run(cfg, ws, r.path)
                 st.rerun()
             except GDAError as exc:
-                common.show_error(exc)
+                display.show_error(exc)
 
 
 def _size(n: int) -> str:
