@@ -90,7 +90,7 @@ class JobQueue:
 
         name = Path(str(dataset.name)).stem
         out = Path(out) if out is not None else unique_run_dir(ws.runs, f"sweep-{family}", name)
-        if not out.resolve().is_relative_to(ws.runs.resolve()):
+        if out.resolve().parent != ws.runs.resolve():
             raise ConfigError(f"{out.name} is not a folder of this workspace's runs")
         if str(out) in self.store.active_paths():
             raise ConfigError(f"sweep folder {out.name} is already being written by another job; wait or cancel it")

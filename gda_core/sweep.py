@@ -51,6 +51,8 @@ def parse_grid(spec: str, family: str) -> list[dict]:
     from .models import TrainConfig, get_model_class
 
     cls = get_model_class(family)
+    if not cls.trainable_from_scratch:
+        raise ConfigError(f"{family} is made from a trained teacher, not trained from data: sweep the teacher's family, then distill")
     fields = {f.name for f in dataclasses.fields(cls.Config)}
     keys, values = [], []
     for part in (p for p in str(spec).split(";") if p.strip()):

@@ -26,6 +26,8 @@ def test_grid_is_every_combination_and_bad_keys_are_one_line():
         with pytest.raises(ConfigError, match=msg) as exc:
             parse_grid(bad, "vae")
         assert "\n" not in str(exc.value)
+    with pytest.raises(ConfigError, match="teacher"):  # the distilled student is made from a teacher, never swept from data
+        parse_grid("lr=1e-3", "distilled")
 
 
 def test_best_is_named_only_when_clear_of_noise():

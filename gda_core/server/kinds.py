@@ -214,8 +214,8 @@ def sweep_job(ctx: JobContext, p: dict) -> dict:
     from .budgets import check_sweep
 
     out = Path(p["out"])
-    if not out.resolve().is_relative_to(ctx.ws.runs.resolve()):
-        raise GDAError("the sweep's folder is not under this workspace's runs")
+    if out.resolve().parent != ctx.ws.runs.resolve():  # a folder of its own in the runs, never the runs folder itself
+        raise GDAError("the sweep's folder is not a folder of this workspace's runs")
     ds = _dataset(ctx, p["data"])
     grid = check_sweep(ctx.cfg, p, dims={"image_size": ds.image_size, "channels": ds.channels, "num_classes": ds.num_classes})
     ctx.update(progress=0.0, message=f"{len(grid)} settings x {p['seeds']} seeds")

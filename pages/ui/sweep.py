@@ -89,7 +89,8 @@ def _progress(ws, queue) -> None:
         "Continue this sweep", key="sweep_resume", help="The same sweep again in the same folder: runs already finished are not trained again."
     ):
         try:
-            queue.submit(ws, "sweep", f"{last.title} (continued)", last.params, meta=last.meta)
+            title = last.title if last.title.endswith(" (continued)") else f"{last.title} (continued)"
+            queue.submit(ws, "sweep", title, last.params, meta=last.meta)
             st.rerun()
         except GDAError as exc:
             common.show_error(exc)
