@@ -80,6 +80,27 @@ class JobQueue:
         params = {"family": family, "data": dataset.spec.to_dict(), "out": str(out), "resume": resume, **kwargs}
         return self.submit(ws, "train", title, params, meta={"out": str(out), "family": family})
 
+    def start_sweep(self, ws: Workspace, *, family: str, dataset, grid: str, seeds: int = 3, steps: int | None = None, minutes: float | None = None,
+                    preset: str = "quick", classifier: str | None = None, eval_options: dict | None = None, device: str = "auto",
+                    out: str | Path | None = None) -> Job:  # fmt: skip
+        """Queue a sweep of ``family`` on ``dataset`` (see :mod:`gda_core.sweep`) into ``out``, a new
+        folder under the workspace's runs unless given (the same ``out`` again resumes that sweep).
+        Checked against the budgets first, every setting's model size with the dataset's dimensions."""
+        from .server.budgets import check_sweep
+
+        name = Path(str(dataset.name)).stem
+        out = Path(out) if out is not None else unique_run_dir(ws.runs, f"sweep-{family}", name)
+        if out.resolve().parent != ws.runs.resolve():
+            raise ConfigError(f"{out.name} is not a folder of this workspace's runs")
+        if str(out) in self.store.active_paths():
+            raise ConfigError(f"sweep folder {out.name} is already being written by another job; wait or cancel it")
+        params = {"family": family, "data": dataset.spec.to_dict(), "grid": str(grid), "seeds": seeds, "steps": steps, "minutes": minutes,
+                  "preset": preset, "classifier": classifier, "eval_options": eval_options or {}, "device": device, "out": str(out)}  # fmt: skip
+        check_sweep(self.cfg, params, dims={"image_size": dataset.image_size, "channels": dataset.channels, "num_classes": dataset.num_classes})
+        budget = f"{steps} steps" if steps is not None else f"{minutes:g} minutes"
+        title = f"sweep {family} on {name}: {grid} x {seeds} seeds, {budget} each"
+        return self.submit(ws, "sweep", title, params, meta={"out": str(out), "family": family})
+
     def import_run(self, ws: Workspace, data: bytes, name: str) -> Job:
         """Queue the import of an uploaded run zip. Here only the zip's directory is read (member
         names and declared sizes against their caps and the workspace's quota: nothing inflated);
@@ -142,6 +163,20 @@ class JobQueue:
         try:
             return StudyResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, GDAError):
+            return None
+
+    def sweep(self, job: Job):
+        """A finished sweep's SweepResult (read as untrusted input), or None."""
+        from .sweep import SweepResult
+
+        path = self.result_file(job, "sweep")
+        if path is None:
+            return None
+        try:
+            res = SweepResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            res.table_rows()  # every run's setting and scores readable, or none of it is shown
+            return res
+        except (OSError, ValueError, GDAError, KeyError, TypeError, IndexError, AttributeError):
             return None
 
     def curve(self, job: Job) -> dict | None:

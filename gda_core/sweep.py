@@ -51,6 +51,8 @@ def parse_grid(spec: str, family: str) -> list[dict]:
     from .models import TrainConfig, get_model_class
 
     cls = get_model_class(family)
+    if not cls.trainable_from_scratch:
+        raise ConfigError(f"{family} is made from a trained teacher, not trained from data: sweep the teacher's family, then distill")
     fields = {f.name for f in dataclasses.fields(cls.Config)}
     keys, values = [], []
     for part in (p for p in str(spec).split(";") if p.strip()):
@@ -92,6 +94,7 @@ class SweepResult:
     minutes: float | None
     preset: str
     runs: list[dict] = field(default_factory=list)  # {setting, seed, run, scores, intervals}
+    classifier: str = "small-cnn"  # the downstream classifier of utility and robustness
 
     def done(self, i: int, seed: int) -> dict | None:
         return next((r for r in self.runs if r["setting"] == i and r["seed"] == seed), None)
@@ -170,14 +173,15 @@ class SweepResult:
 
         best = {a: self.best(a) for a in AXES}
         return {"family": self.family, "dataset": self.dataset, "grid": self.grid, "seeds": self.seeds, "steps": self.steps,
-                "minutes": self.minutes, "preset": self.preset, "runs": self.runs,
+                "minutes": self.minutes, "preset": self.preset, "classifier": self.classifier, "runs": self.runs,
                 "best": {a: {"setting": i, "sentence": s} for a, (i, s) in best.items()}}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict) -> SweepResult:
         try:
             return cls(family=str(d["family"]), dataset=str(d["dataset"]), grid=list(d["grid"]), seeds=[int(s) for s in d["seeds"]],
-                       steps=d.get("steps"), minutes=d.get("minutes"), preset=str(d["preset"]), runs=list(d.get("runs", [])))  # fmt: skip
+                       steps=d.get("steps"), minutes=d.get("minutes"), preset=str(d["preset"]), runs=list(d.get("runs", [])),
+                       classifier=str(d.get("classifier") or "small-cnn"))  # fmt: skip
         except (KeyError, TypeError, ValueError):
             raise ConfigError("not a sweep file (family, dataset, grid, seeds, preset, runs)") from None
 
@@ -199,7 +203,7 @@ def run_sweep(dataset, family: str, grid: list[dict] | str, *, out, seeds: int =
               progress: Callable[[float, str], None] | None = None, cancel: threading.Event | None = None) -> SweepResult:  # fmt: skip
     """Train and evaluate every (setting, seed) of ``grid`` into ``out`` (resuming what is there)
     and return the :class:`SweepResult`. ``eval_options`` overrides the preset's evaluate() keywords."""
-    from .metrics import evaluate
+    from .metrics import DEFAULT_BUDGET, evaluate
     from .metrics.evaluation import evaluation_options
     from .models import TrainConfig
     from .training import train
@@ -215,14 +219,17 @@ def run_sweep(dataset, family: str, grid: list[dict] | str, *, out, seeds: int =
     opts = {**evaluation_options(preset), **(eval_options or {}), "seeds": 1, "device": device}
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    res = SweepResult(family, getattr(dataset, "name", "?"), grid, list(range(seeds)), steps, minutes, preset)
+    # The classifier changes utility and robustness: recorded, and a sweep file of another one is not resumed.
+    classifier = opts.get("budget", DEFAULT_BUDGET).architecture
+    res = SweepResult(family, getattr(dataset, "name", "?"), grid, list(range(seeds)), steps, minutes, preset, classifier=classifier)
     saved = out / FILE
     if saved.exists():
         try:
             old = SweepResult.from_dict(json.loads(saved.read_text()))
         except (ValueError, ConfigError):
             old = None
-        if old is not None and (old.family, old.grid, old.steps, old.minutes, old.preset) == (family, grid, steps, minutes, preset):
+        if old is not None and (old.family, old.grid, old.steps, old.minutes, old.preset, old.classifier) == (family, grid, steps, minutes, preset,
+                                                                                                              classifier):  # fmt: skip
             res.runs = [r for r in old.runs if r["seed"] < seeds]
     total, k = len(grid) * seeds, 0
     for seed in range(seeds):  # seed-major: after two seeds every setting already has an interval
@@ -262,6 +269,8 @@ def _finished(run_dir: Path) -> bool:
 
 
 def register(sub) -> None:
+    from .metrics.classifier import ARCHITECTURES
+
     p = sub.add_parser("sweep", help="train and evaluate a grid of settings over several seeds; name the best where it is clear")
     p.add_argument("--dataset", required=True, help="registered name (see `datasets`) or path to .npz / .zip / folder")
     p.add_argument("--data-dir", default=None, help="folder of named datasets' files")
@@ -272,6 +281,8 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="training steps per run")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock minutes per run")
     p.add_argument("--preset", default="quick", help="evaluation preset per run: quick or full")
+    p.add_argument("--classifier", choices=tuple(ARCHITECTURES), default="small-cnn",
+                   help="downstream classifier of utility and robustness, trained from scratch: " + "; ".join(f"{k}: {v}" for k, v in ARCHITECTURES.items()))  # fmt: skip
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="folder of the sweep's runs, sweep.json and sweep.csv")
     p.set_defaults(func=cmd_sweep)
@@ -281,11 +292,14 @@ def cmd_sweep(args) -> int:
     import sys
 
     from .data import load_dataset
-    from .metrics import AXES
+    from .metrics import AXES, DEFAULT_BUDGET
+    from .metrics.classifier import with_classifier
+    from .metrics.evaluation import evaluation_options
 
+    budget = with_classifier(evaluation_options(args.preset).get("budget", DEFAULT_BUDGET), args.classifier)
     ds = load_dataset(args.dataset, per_class=args.per_class, data_dir=args.data_dir)
-    res = run_sweep(ds, args.model, args.grid, out=args.out, seeds=args.seeds, steps=args.steps, minutes=args.minutes,
-                    preset=args.preset, device=args.device, progress=lambda f, m: print(f"[{f:5.1%}] {m}", file=sys.stderr, flush=True))  # fmt: skip
+    res = run_sweep(ds, args.model, args.grid, out=args.out, seeds=args.seeds, steps=args.steps, minutes=args.minutes, preset=args.preset,
+                    device=args.device, eval_options={"budget": budget}, progress=lambda f, m: print(f"[{f:5.1%}] {m}", file=sys.stderr, flush=True))  # fmt: skip
     for row in res.table_rows():
         print(" | ".join(str(v) for v in row.values()))
     for axis in AXES:

@@ -47,7 +47,7 @@ def _field_widget(name: str, default, key: str):
     return st.text_input(name.replace("_", " "), value=str(default), key=key, help=help_)
 
 
-tab_new, tab_resume, tab_manage = st.tabs(["New run", "Resume a run", "Manage runs"])
+tab_new, tab_sweep, tab_resume, tab_manage = st.tabs(["New run", "Sweep", "Resume a run", "Manage runs"])
 
 with tab_new:
     families = session.model_families(trainable=True)
@@ -192,6 +192,11 @@ with tab_new:
             st.toast(f"Queued {out.name}")
         except GDAError as exc:
             display.show_error(exc)
+
+with tab_sweep:
+    from pages.ui import sweep as sweep_ui
+
+    sweep_ui.sweep_tab(ws, queue, ds)
 
 with tab_resume:
     mine = [r for r in list_runs(ws.runs, include_shipped=False)]

@@ -387,6 +387,51 @@ def test_train_page_rejects_bad_model_settings(runs_dir):
     assert any("gda_core distill" in c.value for c in at.caption)
 
 
+def test_train_page_sweep_tab_refuses_a_bad_grid_before_submitting(runs_dir):
+    at = _open("2_Train.py")
+    at.selectbox(key="sweep_family").set_value("vae").run()
+    assert at.slider(key="sweep_seeds").value == 3 and at.radio(key="sweep_preset").value == "quick"
+    assert "latent_dim" in at.text_input(key="sweep_grid_vae").help  # the family's config fields are listed
+    assert any("4 settings x 3 seeds = 12 trainings" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert not at.button(key="sweep_start").disabled
+    at.text_input(key="sweep_grid_vae").input("warp=1,2").run()
+    _ok(at)
+    assert [e for e in _errors(at) if "neither a training setting" in e and "\n" not in e], _errors(at)
+    assert at.button(key="sweep_start").disabled
+    at.text_input(key="sweep_grid_vae").input("lr=1e-4,3e-4;base_channels=8,4096").run()  # over the server's model budget
+    assert any("model budget" in e and "base_channels=4096" in e.replace("\\", "") for e in _errors(at)), _errors(at)  # shown literally
+    assert at.button(key="sweep_start").disabled
+    # The distilled student is not trained from data: not offered here either.
+    assert "distilled" not in at.selectbox(key="sweep_family").options
+
+
+@pytest.mark.slow
+def test_train_page_shows_a_finished_sweeps_table_figure_and_best_settings(runs_dir):
+    from gda_core.data import load_dataset
+
+    cfg = load_config()
+    ws = open_workspace(cfg, _WS["token"])
+    tiny = {"n_samples": 120, "budget": {"epochs": 2, "min_steps": 40, "max_steps": 60, "batch_size": 64}, "augment": [1], "deepfool_steps": 5,
+            "kid_subsets": 3, "extractor_budget": {"epochs": 2, "min_steps": 60, "max_steps": 60}}  # fmt: skip
+    job = JobQueue(cfg).start_sweep(ws, family="vae", dataset=load_dataset("digits", per_class=30), grid="lr=1e-6,3e-3", seeds=2, steps=20,
+                                    eval_options=tiny)  # fmt: skip
+    at = _open("2_Train.py")  # starts the worker
+    _wait_for_jobs(at, 600)
+    at.run()
+    _ok(at)
+    done = JobQueue(cfg).get(ws, job.id)
+    assert done.status == "done", done.error
+    assert (ws.runs / Path(done.params["out"]).name / "setting1-seed1" / "model.safetensors").is_file()  # under the workspace's runs
+    table = next(d.value for d in at.dataframe if "seeds done" in d.value.columns)
+    assert list(table["setting"]) == ["lr=1e-06", "lr=0.003"] and list(table["seeds done"]) == [2, 2]
+    assert table["utility"].str.count(r"\[").tolist() == [1, 1]  # a mean with its interval over the two seeds
+    assert at.get("plotly_chart"), "the sweep's figure is missing"
+    text = " ".join(m.value for m in at.markdown)
+    assert all(f"{axis}:" in text for axis in ("fidelity", "diversity", "utility", "privacy")), text
+    assert "clearly best" in text or "within noise" in text
+    assert {b.proto.label for b in at.get("download_button")} >= {"sweep.json", "sweep.csv"}
+
+
 # -- Sample -----------------------------------------------------------------------------------------
 
 

@@ -420,3 +420,65 @@ def test_evaluation_stages_are_cached_in_the_workspace_and_go_with_it(tmp_path, 
     assert ws.usage_bytes() >= sum(p.stat().st_size for p in cached)
     wsp.delete_workspace(cfg, ws)
     assert not any(p.exists() for p in cached)
+
+
+# -- sweeps (issue 28): budgeted like any job ----------------------------------------------------------
+
+
+def test_an_oversized_sweep_is_refused_in_one_line_when_queued(tmp_path, monkeypatch):
+    from gda_core.data import load_dataset
+
+    cfg, q = _queue(tmp_path, monkeypatch, max_model_params=100_000, max_minutes=10)
+    ws = wsp.create_workspace(cfg)
+    ds = load_dataset("digits", per_class=10)
+    cases = [  # (keywords, what the one line must name)
+        ({"grid": "lr=1e-4,2e-4,3e-4,4e-4;latent_dim=4,8,16,32", "seeds": 5, "steps": 10}, ["80 trainings", "max_study_trainings = 60"]),
+        ({"grid": "lr=1e-4,3e-4", "seeds": 3, "minutes": 2.0}, ["6 trainings x 2 minutes = 12 minutes", "max_minutes = 10"]),
+        ({"grid": "lr=1e-4", "seeds": 2, "steps": 10**9}, ["max_steps"]),
+        ({"grid": "base_channels=8,16", "seeds": 2, "steps": 10}, ["base_channels=16", "110,417 parameters", "max_model_params = 100,000"]),
+        ({"grid": "warp=1,2", "seeds": 2, "steps": 10}, ["neither a training setting"]),
+    ]
+    for kw, needles in cases:
+        with pytest.raises(ConfigError) as exc:
+            q.start_sweep(ws, family="vae", dataset=ds, **kw)
+        assert all(n in _one_line(exc) for n in needles), (kw, _one_line(exc))
+    # A row submitted without the queue's helper meets the same budget (the trainings, here).
+    with pytest.raises(ConfigError) as exc:
+        q.submit(ws, "sweep", "big", {"family": "vae", "grid": "lr=1e-4,2e-4,3e-4,4e-4;latent_dim=4,8,16,32", "seeds": 5, "steps": 10,
+                                      "data": ds.spec.to_dict(), "out": str(ws.runs / "sw")})  # fmt: skip
+    assert "max_study_trainings" in _one_line(exc)
+    with pytest.raises(ConfigError) as exc:  # a job row names no cache folder of its own
+        q.submit(ws, "sweep", "odd", {"family": "vae", "grid": "lr=1e-4", "seeds": 1, "steps": 10, "eval_options": {"cache_dir": "/"}})
+    assert "evaluation options" in _one_line(exc)
+    assert q.list(ws) == []
+    assert q.start_sweep(ws, family="vae", dataset=ds, grid="base_channels=8", seeds=1, steps=1).kind == "sweep"  # within every budget
+
+
+@pytest.mark.slow
+def test_the_worker_refuses_an_oversized_sweep_row_in_one_line(tmp_path, monkeypatch):
+    """Rows written past the app: one over the trainings budget fails at the worker's check, one whose
+    model is too big for the dataset's size fails once the worker has loaded that dataset."""
+    from gda_core.data import load_dataset
+    from gda_core.server.queue import enqueue, ensure_worker, stop_worker
+
+    cfg, q = _queue(tmp_path, monkeypatch, max_model_params=100_000, job_threads=1)
+    ws = wsp.create_workspace(cfg)
+    data = load_dataset("digits", per_class=10).spec.to_dict()
+    rows = {"max_study_trainings = 60": {"grid": "lr=1e-4,2e-4,3e-4,4e-4;latent_dim=4,8,16,32", "seeds": 5},
+            "max_model_params = 100,000": {"grid": "base_channels=8,16", "seeds": 2}}  # fmt: skip
+    ids = {}
+    for needle, kw in rows.items():
+        ids[needle] = q.store.create(workspace=ws.id, kind="sweep", title=needle, params={"family": "vae", "data": data, "steps": 10,
+                                                                                          "out": str(ws.runs / "sw"), **kw})  # fmt: skip
+        enqueue(cfg, ids[needle])
+    ensure_worker(cfg)
+    try:
+        end = time.time() + 240
+        while time.time() < end and not all(q.store.get(i).done for i in ids.values()):
+            time.sleep(0.5)
+    finally:
+        stop_worker(cfg)
+    for needle, job_id in ids.items():
+        job = q.store.get(job_id)
+        assert job.status == "failed" and needle in job.error and "\n" not in job.error, (job.status, job.error)
+    assert not (ws.runs / "sw").exists()  # refused before anything was trained

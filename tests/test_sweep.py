@@ -26,6 +26,8 @@ def test_grid_is_every_combination_and_bad_keys_are_one_line():
         with pytest.raises(ConfigError, match=msg) as exc:
             parse_grid(bad, "vae")
         assert "\n" not in str(exc.value)
+    with pytest.raises(ConfigError, match="teacher"):  # the distilled student is made from a teacher, never swept from data
+        parse_grid("lr=1e-3", "distilled")
 
 
 def test_best_is_named_only_when_clear_of_noise():
@@ -71,3 +73,35 @@ def test_cli_sweep_bad_grid_is_one_line(capsys):
     assert main(["sweep", "--dataset", "digits", "--model", "vae", "--grid", "warp=1,2", "--steps", "5", "--out", "/tmp/never"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
+
+
+def _finished_sweep_file(out, classifier: str) -> None:
+    """A finished one-setting, one-seed sweep's file, as run_sweep writes it (nothing left to train)."""
+    res = SweepResult("vae", "digits", [{"lr": 1e-3}], [0], 5, None, "quick", [{"setting": 0, "seed": 0, "run": "setting0-seed0",
+                      "scores": {"fidelity": 0.5}, "intervals": {}}], classifier=classifier)  # fmt: skip
+    out.mkdir(parents=True)
+    (out / "sweep.json").write_text(json.dumps(res.to_dict()))
+
+
+def test_the_classifier_is_recorded_and_a_sweep_of_another_one_is_not_resumed(tmp_path, capsys):
+    import threading
+
+    from gda_core.cli import main
+    from gda_core.errors import Cancelled
+    from gda_core.metrics.classifier import with_classifier
+
+    ds = load_dataset("digits", per_class=10)
+    _finished_sweep_file(tmp_path / "a", "vgg11")
+    stop = threading.Event()
+    stop.set()  # anything left to train raises Cancelled at once
+    same = run_sweep(ds, "vae", "lr=1e-3", out=tmp_path / "a", seeds=1, steps=5, device="cpu", cancel=stop,
+                     eval_options={"budget": with_classifier(TINY_EVAL["budget"], "vgg11")})  # fmt: skip
+    assert same.classifier == "vgg11" and len(same.runs) == 1
+    with pytest.raises(Cancelled, match="after 0 of 1 runs"):  # the small CNN's sweep starts afresh
+        run_sweep(ds, "vae", "lr=1e-3", out=tmp_path / "a", seeds=1, steps=5, device="cpu", cancel=stop, eval_options=TINY_EVAL)
+    # The CLI's --classifier reaches the sweep: its finished file is resumed, not trained again.
+    _finished_sweep_file(tmp_path / "b", "vgg11")
+    assert main(["sweep", "--dataset", "digits", "--model", "vae", "--grid", "lr=1e-3", "--seeds", "1", "--steps", "5", "--classifier", "vgg11",
+                 "--device", "cpu", "--out", str(tmp_path / "b")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "b" / "sweep.json").read_text())["classifier"] == "vgg11"
+    assert "setting0-seed0" not in {p.name for p in (tmp_path / "b").iterdir()}

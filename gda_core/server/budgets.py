@@ -68,6 +68,8 @@ def check_job(cfg: ServerConfig, kind: str, params: dict) -> None:
             _check_run_model(cfg, params.get("out"))
     elif kind == "study":
         check_study(cfg, dict(params.get("options") or {}))
+    elif kind == "sweep":
+        check_sweep(cfg, params)
     elif kind == "augment":
         ratio = _number(params.get("ratio", 1.0), "augmentation ratio")
         if not 0 < ratio <= MAX_AUGMENT_RATIO:
@@ -146,6 +148,49 @@ def check_study(cfg: ServerConfig, opts: dict) -> None:
         if total > cfg.max_minutes:
             raise ConfigError(f"study budget: {trainings} trainings x {max(_number(m, 'minutes') for m in minutes):g} minutes = {total:g} "
                               f"minutes, over the limit max_minutes = {cfg.max_minutes:g}")  # fmt: skip
+
+
+#: Evaluation settings a sweep job may override (a job row names no cache folder or device of its own).
+SWEEP_EVAL_KEYS = ("n_samples", "augment", "deepfool_steps", "kid_subsets", "budget", "extractor_budget")
+
+
+def check_sweep(cfg: ServerConfig, params: dict, dims: dict | None = None) -> list[dict]:
+    """A sweep trains settings x seeds generators: refuse one over max_study_trainings trainings, a
+    training over the step or time budget, trainings whose minutes add up to more than max_minutes,
+    an evaluation over its sample budget and, with the dataset's ``dims`` (image_size, channels,
+    num_classes; known once it is loaded), any setting's model over max_model_params. Returns the grid."""
+    from ..sweep import TRAIN_KEYS, parse_grid, setting_label
+
+    family = str(params.get("family", ""))
+    grid = parse_grid(str(params.get("grid", "")), family)
+    seeds = params.get("seeds", 3)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 10:
+        raise ConfigError(f"seeds must be 1..10, got {seeds!r}")
+    steps, minutes = params.get("steps"), params.get("minutes")
+    if steps is None and minutes is None:
+        raise ConfigError("give each run of the sweep a training budget: steps or minutes")
+    trainings = len(grid) * seeds
+    if trainings > cfg.max_study_trainings:
+        raise ConfigError(f"sweep budget: {len(grid)} settings x {seeds} seeds = {trainings} trainings, "
+                          f"over the limit max_study_trainings = {cfg.max_study_trainings}")  # fmt: skip
+    check_training_length(cfg, steps=steps, minutes=minutes)
+    if minutes is not None and trainings * _number(minutes, "minutes") > cfg.max_minutes:
+        raise ConfigError(f"sweep budget: {trainings} trainings x {_number(minutes, 'minutes'):g} minutes = {trainings * _number(minutes, 'minutes'):g} "
+                          f"minutes, over the limit max_minutes = {cfg.max_minutes:g}")  # fmt: skip
+    ev = params.get("eval_options") or {}
+    if not isinstance(ev, dict) or set(ev) - set(SWEEP_EVAL_KEYS):
+        raise ConfigError(f"a sweep's evaluation options are some of {', '.join(SWEEP_EVAL_KEYS)}")
+    n = ev.get("n_samples")
+    if n is not None and not 0 < _number(n, "n_samples") <= MAX_EVAL_SAMPLES:
+        raise ConfigError(f"evaluation budget: {n} samples asked, the limit is {MAX_EVAL_SAMPLES:,}")
+    if dims is not None:
+        for setting in grid:
+            model_part = {k: v for k, v in setting.items() if k not in TRAIN_KEYS}
+            n_params = model_parameters(family, {**dims, **model_part})
+            if n_params > cfg.max_model_params:
+                raise ConfigError(f"model budget: the setting {setting_label(setting)} makes a {family} of {n_params:,} parameters, over the limit "
+                                  f"max_model_params = {cfg.max_model_params:,}; use a smaller width or fewer levels")  # fmt: skip
+    return grid
 
 
 def _as_list(value) -> list:

@@ -208,6 +208,47 @@ def study_job(ctx: JobContext, p: dict) -> dict:
     return {"study": str(path)}
 
 
+def sweep_job(ctx: JobContext, p: dict) -> dict:
+    """Train and evaluate a grid of settings x seeds into a folder under the workspace's runs (so every
+    run counts in its quota); sweep.json is rewritten after each run, so the same job again resumes."""
+    from ..sweep import FILE, run_sweep
+    from .budgets import check_sweep
+
+    out = Path(p["out"])
+    if out.resolve().parent != ctx.ws.runs.resolve():  # a folder of its own in the runs, never the runs folder itself
+        raise GDAError("the sweep's folder is not a folder of this workspace's runs")
+    ds = _dataset(ctx, p["data"])
+    grid = check_sweep(ctx.cfg, p, dims={"image_size": ds.image_size, "channels": ds.channels, "num_classes": ds.num_classes})
+    ctx.update(progress=0.0, message=f"{len(grid)} settings x {p['seeds']} seeds")
+    res = run_sweep(ds, p["family"], grid, out=out, seeds=int(p["seeds"]), steps=p.get("steps"), minutes=p.get("minutes"),
+                    preset=p.get("preset", "quick"), device=p.get("device", "auto"), eval_options=_sweep_eval_options(ctx, p),
+                    progress=lambda f, m: ctx.update(progress=f, message=m), cancel=ctx.cancel_event)  # fmt: skip
+    ctx.update(progress=1.0, message=f"{len(res.runs)} runs trained and evaluated")
+    return {"sweep": str(out / FILE), "csv": str(out / "sweep.csv"), "out": str(out)}
+
+
+def _sweep_eval_options(ctx: JobContext, p: dict) -> dict:
+    """The job's evaluation overrides (checked against SWEEP_EVAL_KEYS by the budget) as evaluate()
+    keywords, the classifier picked, and the workspace's own cache of extractor and stages."""
+    from ..metrics import DEFAULT_BUDGET, ClassifierBudget
+    from ..metrics.classifier import with_classifier
+    from ..metrics.evaluation import evaluation_options
+
+    ev = dict(p.get("eval_options") or {})
+    try:
+        if "budget" in ev:
+            ev["budget"] = ClassifierBudget(**ev["budget"])
+        if "extractor_budget" in ev:
+            ev["extractor_options"] = {"budget": ClassifierBudget(**ev.pop("extractor_budget"))}
+        if "augment" in ev:
+            ev["augment"] = tuple(int(k) for k in ev["augment"])
+    except (TypeError, ValueError):
+        raise GDAError("a sweep's evaluation budget must name ClassifierBudget fields with numbers") from None
+    base = ev.get("budget", evaluation_options(p.get("preset", "quick")).get("budget", DEFAULT_BUDGET))
+    ev["budget"] = with_classifier(base, p.get("classifier"))
+    return {**ev, "cache_dir": ctx.ws.eval_cache}
+
+
 def prepare_job(ctx: JobContext, p: dict) -> dict:
     """Decode an uploaded (or server-path) dataset here, off the web server, into plain arrays
     (an .npz in MedMNIST layout) that the app loads cheaply; the data budgets apply while decoding."""
@@ -240,8 +281,8 @@ def import_job(ctx: JobContext, p: dict) -> dict:
 
 
 KINDS: dict[str, Callable[[JobContext, dict], dict]] = {"train": train_job, "evaluate": evaluate_job, "curve": curve_job,
-                                                        "augment": augment_job, "study": study_job, "prepare": prepare_job,
-                                                        "import": import_job}  # fmt: skip
+                                                        "augment": augment_job, "study": study_job, "sweep": sweep_job,
+                                                        "prepare": prepare_job, "import": import_job}  # fmt: skip
 
 
 # -- the process ------------------------------------------------------------------------------------
