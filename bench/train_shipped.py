@@ -225,6 +225,10 @@ def main() -> int:
             from gda_core.metrics import evaluate
             from gda_core.metrics.evaluation import evaluation_options
 
+            # The real images are read from ../shared/data (or $GDA_DATA_DIR) and never downloaded, as in train().
+            os.environ["GDA_ALLOW_DOWNLOAD"] = "0"
+            if SHIPPED[name][1] != "digits":
+                os.environ["GDA_DATA_DIR"] = os.environ.get("GDA_SHIPPED_DATA_DIR") or str(SHARED / SHIPPED[name][1])
             load0, te = _load(), time.time()
             rep = evaluate(dest, **evaluation_options("full"))
             report = rep.to_dict()
