@@ -201,3 +201,20 @@ def test_cli_evaluate_prints_the_audit_and_the_duplicate_warning(digits, parts, 
     out, err = capsys.readouterr()
     assert "memorisation 1.000 [1.000, 1.000], copy gap 0.1" in out
     assert "warning: 3 of 359 test images have a copy in train (1 exact and 2 near" in err
+
+
+def test_a_high_rate_without_a_copy_gap_reads_as_smooth_not_copying():
+    """Seen on the shipped chest X-ray VAE: 62 % of its images beat the threshold (X-rays all look
+    alike and a smooth image is near many), but they are as close to held-out X-rays as to training
+    ones. Only a rate AND a copy gap above new images' (by GAP_MARGIN) read as copying."""
+    from gda_core.metrics.memorisation import GAP_MARGIN, copies, reading
+
+    def block(rate, gap, new=0.010):
+        e = lambda v: {"mean": v, "lo": v - 0.005, "hi": v + 0.005, "se": 0.003, "df": None, "n": 300, "method": "bootstrap"}  # noqa: E731
+        return {"rate": e(rate), "copy_gap": e(gap), "percentile": 95.0, "new_images_gap": new}
+
+    smooth = block(0.62, 0.014)
+    assert not copies(smooth) and "not copies of training images" in reading(smooth, "vae")
+    copier = block(0.95, 0.010 + GAP_MARGIN + 0.2)
+    assert copies(copier) and "reproduces training images" in reading(copier, "copier")
+    assert not copies(block(0.05, 0.3)), "a large gap alone, at the rate new images reach, is not copying"
