@@ -643,6 +643,13 @@ def test_compare_page_opens_with_the_shipped_evaluations_drawn(runs_dir):
     at = _open("5_Compare.py")
     fig = at.get("plotly_chart")[0]
     assert '"fill":"toself"' in fig.proto.spec.replace(" ", ""), "interval bands missing"
+    # Every family shipped on digits is selected and drawn, each with its band (one trace for the
+    # score line, one for the band).
+    digits = [r for r in shipped if r.dataset == "digits"]
+    assert sorted(at.multiselect(key="compare_sel").value) == sorted(str(r.path) for r in digits)
+    spec = json.loads(fig.proto.spec)
+    drawn = {t.get("name", "") for t in spec["data"]}
+    assert all(any(r.path.name in n for n in drawn) for r in digits), (sorted(drawn), [r.path.name for r in digits])
     text = " ".join(m.value for m in at.markdown)
     assert "within noise" in text or "clearly" in text
     assert any(w in text for w in ("Supported", "Contradicted", "Cannot tell"))

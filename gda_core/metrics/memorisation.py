@@ -297,8 +297,9 @@ def reading(block, name: str = "the model") -> str | None:
 #: One line for a page beside privacy: why the audit is there.
 AUDIT_HELP = ("A low nearest-SSIM from a blurry model is not privacy: its images are far from every real image, not only from the "
               "training ones. The memorisation rate tells a copy from a blur: the share of images closer to one of the model's training "
-              "images than 95% of new real images come (about 5% for a model that makes new images, near 100% for a copier, near 0% for "
-              "a blur).")  # fmt: skip
+              "images than 95% of new real images come (about 5% for a model that makes new images, near 100% for a copier), read with "
+              "the copy gap: a copier is much closer to its training images than to held-out ones, a smooth model on look-alike images "
+              "(chest X-rays) can pass the threshold while being as close to held-out images as to training ones.")  # fmt: skip
 
 
 def _gap_cell(block, got) -> str:
