@@ -59,16 +59,13 @@ def run_dataset(name: str, args, levels: list, steps: list[int], ratios: list[fl
     finishes (bench/results/protocol_<tag>.parts.json), so a later session, on a fresh clone,
     continues with the units not yet there instead of starting over. The combined study (summary,
     claims, reading) is rebuilt from the parts after every unit."""
-    from gda_core.augment.study_report import StudyResult
-
     path = Path(args.data_dir) / name / f"{name}.npz"
     if not path.is_file():
         print(f"skip {name}: {path} not found")
         return None
     ds = load_dataset(str(path))
     tag = name if args.scope == "per-level" else f"{name}_shared"
-    results, assets = Path(args.results_dir), Path(args.assets_dir)
-    parts_path = results / f"protocol_{tag}.parts.json"
+    parts_path = Path(args.results_dir) / f"protocol_{tag}.parts.json"
     command = (f"python -m bench.bench_protocol --data {name} --models {args.models} --per-class {args.per_class} --ratios {args.ratios} "
                f"--seeds {args.seeds} --budget-steps {args.budget_steps} --scope {args.scope} --threads {args.threads}"
                + (f" --steps {args.steps}" if args.steps else "") + (f" --sampler {args.sampler}" if args.sampler else ""))  # fmt: skip
@@ -93,7 +90,16 @@ def run_dataset(name: str, args, levels: list, steps: list[int], ratios: list[fl
                           "generator_train_s": round(gen_s, 1), "date": datetime.now(UTC).isoformat(timespec="seconds")},
             })  # fmt: skip
             atomic_write_json(parts_path, parts)
+            _combine(name, tag, parts, command, args, levels, steps, seeds)  # a session may stop at any time: the figures so far
             print(f"{name} {key}: done in {time.time() - t0:.0f} s (load {load0:.2f} -> {os.getloadavg()[0]:.2f})", flush=True)
+    return _combine(name, tag, parts, command, args, levels, steps, seeds)
+
+
+def _combine(name: str, tag: str, parts: dict, command: str, args, levels: list, steps: list[int], seeds: list[int]) -> dict | None:
+    """The combined study of the finished units: bench/results/protocol_<tag>.json and its chart."""
+    from gda_core.augment.study_report import StudyResult
+
+    results, assets = Path(args.results_dir), Path(args.assets_dir)
     units = list(parts["units"].values())
     if not units:
         return None
