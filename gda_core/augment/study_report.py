@@ -220,7 +220,9 @@ class StudyResult:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ConfigError(f"not a GDA Studio study result (format {FORMAT})")
         try:
-            return cls(list(d["cells"]), list(d["generators"]), dict(d["config"]), list(d.get("notes", [])), list(d["summary"]),
+            # The corrected verdicts to_dict adds are derived from the rows: recomputed, never read back.
+            summary = [{k: v for k, v in s.items() if not k.startswith("verdict_corrected")} if isinstance(s, dict) else s for s in d["summary"]]
+            return cls(list(d["cells"]), list(d["generators"]), dict(d["config"]), list(d.get("notes", [])), summary,
                        list(d.get("claims", [])))  # fmt: skip
         except (KeyError, TypeError):
             raise ConfigError("study result is missing cells, generators, config or summary") from None
