@@ -128,10 +128,14 @@ def test_models_without_likelihood_have_no_bits_per_dim(small_digits, quick, tmp
 
 
 def _old_style_report(name: str) -> Report:
-    """A report as cached by earlier versions: no bits_per_dim anywhere."""
+    """A report with no bits_per_dim anywhere (a model without an exact likelihood, or one cached before bits/dim existed),
+    of the current metrics version so that the pages draw it (older versions are never drawn beside current ones)."""
+    from gda_core.metrics.evaluation import METRICS_VERSION
+
     raw = {"precision": 0.7, "recall": 0.5, "images_per_s": 900.0, "tstr_acc": 0.8, "trtr_acc": 0.9, "deepfool_rho_tstr": 0.1,
            "deepfool_rho_trtr": 0.1, "nearest_ssim_mean": 0.5}  # fmt: skip
-    return Report.from_dict(json.loads(json.dumps(Report.from_raw(raw, provenance={"name": name}).to_dict())))
+    prov = {"name": name, "metrics_version": METRICS_VERSION}
+    return Report.from_dict(json.loads(json.dumps(Report.from_raw(raw, provenance=prov).to_dict())))
 
 
 def test_comparison_outputs_show_bits_per_dim_or_na(flow_report, tmp_path):

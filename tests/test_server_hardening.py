@@ -36,7 +36,7 @@ def _one_line(exc) -> str:
 
 
 def _shipped():
-    return next(r for r in list_runs(SHIPPED_DIR, include_shipped=False))
+    return next(r for r in list_runs(SHIPPED_DIR, include_shipped=False) if r.path.name == "vae-digits")  # offline: digits ship with scikit-learn
 
 
 def _run_on_upload(ws, name: str = "mine") -> Path:
