@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import ConfigError, GDAError
 from .server.config import ServerConfig
-from .server.queue import enqueue, store_for
+from .server.queue import enqueue, ensure_worker, store_for
 from .server.store import CANCELLED, DONE, FAILED, FINAL, QUEUED, RUNNING, Job, QueueError
 from .server.workspaces import Workspace
 
@@ -34,9 +34,13 @@ __all__ = ["CANCELLED", "DONE", "FAILED", "FINAL", "QUEUED", "RUNNING", "Job", "
 class JobQueue:
     """The queue as one app data folder's pages see it."""
 
-    def __init__(self, cfg: ServerConfig):
+    def __init__(self, cfg: ServerConfig, *, serve: bool = False):
+        """``serve``: start the queue's worker when a job is queued and none runs (the pages' queue).
+        The worker is started on demand, not on every page view: a worker process imports torch
+        (seconds of CPU and ~700 MB) and most sessions only look at shipped models."""
         self.cfg = cfg
         self.store = store_for(cfg)
+        self.serve = serve
 
     # -- submitting ------------------------------------------------------------------------------
     def submit(self, ws: Workspace, kind: str, title: str, params: dict, meta: dict | None = None) -> Job:
@@ -57,6 +61,8 @@ class JobQueue:
         except QueueError:
             self.store.discard(job_id)
             raise
+        if self.serve:
+            ensure_worker(self.cfg)
         job = self.store.get(job_id)
         assert job is not None
         return job
@@ -127,6 +133,10 @@ class JobQueue:
 
     def active_paths(self) -> set[str]:
         return self.store.active_paths()
+
+    def has_active(self) -> bool:
+        """Whether any workspace has a job queued or running (a worker must serve them)."""
+        return self.store.has_active()
 
     @staticmethod
     def preview(job: Job) -> np.ndarray | None:

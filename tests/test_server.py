@@ -89,6 +89,48 @@ def test_reruns_in_quick_succession_start_one_worker_and_stop_finds_it(tmp_path,
 
 
 @pytest.mark.slow
+def test_a_page_view_starts_a_worker_only_when_jobs_wait_and_a_page_submit_starts_one(tmp_path, monkeypatch):
+    """A worker imports torch (seconds of CPU, ~700 MB): looking at shipped models starts none; a job
+    left queued by a stopped server gets one on the next page view; the pages' queue starts one itself."""
+    from streamlit.testing.v1 import AppTest
+
+    from .test_app import APP
+
+    monkeypatch.setenv("GDA_APP_DATA", str(tmp_path / "app"))
+    monkeypatch.setenv("GDA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("GDA_SERVER_CONFIG", raising=False)
+    cfg = load_config()
+    ws = wsp.create_workspace(cfg)
+
+    def view() -> None:
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.query_params["ws"] = ws.id
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+
+    try:
+        view()
+        assert not (cfg.app_data / "worker.pid").exists() and not worker_running(cfg)
+        # Queued past the pages (as a server that stopped leaves it): the next page view serves it.
+        job = JobQueue(cfg).submit(ws, "prepare", "decode digits", {"data": {"source": "digits"}, "out": str(ws.root / "prepared.npz")})
+        assert not (cfg.app_data / "worker.pid").exists()
+        time.sleep(5.2)  # the pages look for waiting jobs at most once every 5 s
+        view()
+        assert (cfg.app_data / "worker.pid").exists()
+        end = time.time() + 120
+        while time.time() < end and not JobQueue(cfg).get(ws, job.id).done:
+            time.sleep(0.5)
+        assert JobQueue(cfg).get(ws, job.id).done
+        stop_worker(cfg)
+        assert not worker_running(cfg)
+        # The pages' queue (serve=True) starts a worker with the job it queues.
+        JobQueue(cfg, serve=True).submit(ws, "prepare", "decode digits", {"data": {"source": "digits"}, "out": str(ws.root / "again.npz")})
+        assert (cfg.app_data / "worker.pid").exists()
+    finally:
+        stop_worker(cfg)
+
+
+@pytest.mark.slow
 def test_jobs_outcomes_and_workspace_isolation(server):
     cfg, q, alice, bob = server
     done = _train(q, alice, 4, preview_every=2)

@@ -188,6 +188,11 @@ class JobStore:
         with self._db() as db:
             return db.execute("UPDATE jobs SET picked = 0 WHERE status = 'queued' AND picked = 1").rowcount
 
+    def has_active(self) -> bool:
+        """Any job queued or running, in any workspace."""
+        with self._db() as db:
+            return db.execute("SELECT 1 FROM jobs WHERE status IN ('queued', 'running') LIMIT 1").fetchone() is not None
+
     def queued_count(self) -> int:
         with self._db() as db:
             return db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]

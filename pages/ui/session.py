@@ -116,12 +116,20 @@ def _worker_checks() -> dict:
 
 
 def _server_started(cfg: ServerConfig) -> None:
-    """Start the queue's worker when none serves this data folder (at most one check every 5 s)."""
+    """Start the queue's worker when jobs wait or run and none serves this data folder (at most one
+    check every 5 s): jobs left queued by a stopped server run, and a job whose worker died is reaped.
+    A new job starts the worker itself (the pages' queue serves), so a session that only looks at
+    models never pays for a worker process."""
     last = _worker_checks()
     key = str(cfg.app_data)
     if time.time() - last.get(key, 0.0) > 5.0:
         last[key] = time.time()
-        ensure_worker(cfg)
+        try:
+            active = job_queue().has_active()
+        except GDAError:  # the job store is locked or unreadable: start the worker as if jobs waited
+            active = True
+        if active:
+            ensure_worker(cfg)
 
 
 def workspace() -> Workspace:
@@ -169,7 +177,7 @@ def job_queue() -> JobQueue:
 
 @st.cache_resource(show_spinner=False)
 def _job_queue(app_data: str) -> JobQueue:  # keyed by the data folder
-    return JobQueue(config())
+    return JobQueue(config(), serve=True)
 
 
 @st.cache_resource(show_spinner=False)
