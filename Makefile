@@ -33,12 +33,17 @@ $(TESTING): $(RUNTIME) requirements-dev.txt requirements-nodeps.txt
 run: setup
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
 
+# Two test processes per two cores (pytest-xdist): each test runs torch on one thread (tests/conftest.py), so
+# one process leaves a core idle. --dist loadfile keeps a file's tests, and its module fixtures (a trained model,
+# a streamlit server), in one process.
+XDIST := -n auto --dist loadfile
+
 test: test-setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 # Everything but the long end-to-end runs, the real-browser tests and the GPU checks (a few minutes on 2 cores).
 test-fast: test-setup
-	$(BIN)/python -m pytest -m "not slow and not browser and not gpu"
+	$(BIN)/python -m pytest $(XDIST) -m "not slow and not browser and not gpu"
 
 lint: test-setup
 	$(BIN)/ruff check gda_core pages app.py tests bench
