@@ -73,7 +73,7 @@ def run_dataset(name: str, args, levels: list, steps: list[int], ratios: list[fl
     if parts.get("command") != command:  # other settings: those units answer another question
         parts = {"command": command, "units": {}}
     sampling = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler)) if v is not None}
-    for seed in seeds:  # seed-major: two finished seeds already give every gain an interval
+    for seed in [] if args.combine_only else seeds:  # seed-major: two finished seeds already give every gain an interval
         for level, st in zip(levels, steps, strict=True):
             key = _unit_key(level, seed)
             if key in parts["units"]:
@@ -95,8 +95,17 @@ def run_dataset(name: str, args, levels: list, steps: list[int], ratios: list[fl
     return _combine(name, tag, parts, command, args, levels, steps, seeds)
 
 
+def _previous_peak(path: Path) -> float:
+    """The peak memory the combined file recorded (a --combine-only rebuild runs no unit of its own)."""
+    try:
+        return float(json.loads(path.read_text())["bench"]["peak_rss_mb"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
 def _combine(name: str, tag: str, parts: dict, command: str, args, levels: list, steps: list[int], seeds: list[int]) -> dict | None:
     """The combined study of the finished units: bench/results/protocol_<tag>.json and its chart."""
+    from gda_core.augment.study import memorisation_notes
     from gda_core.augment.study_report import StudyResult
 
     results, assets = Path(args.results_dir), Path(args.assets_dir)
@@ -109,12 +118,15 @@ def _combine(name: str, tag: str, parts: dict, command: str, args, levels: list,
     done_seeds = sorted({g["seed"] for g in gens})
     config = {**units[0]["config"], "per_class_levels": done_levels, "seeds": done_seeds,
               "generator_budget": {"minutes": None, "steps": [st for lv, st in zip(levels, steps, strict=True) if lv in done_levels]}}  # fmt: skip
-    res = StudyResult.build(cells, gens, config, units[0]["notes"])
+    # The memorisation lines are re-read from every finished unit's audits (a unit's own notes hold only its level,
+    # in the wording of the session that ran it).
+    notes = [n for n in units[0]["notes"] if not n.startswith("Memorisation")] + memorisation_notes(done_levels, gens)
+    res = StudyResult.build(cells, gens, config, notes)
     benches = [u["bench"] for u in units]
     meta = {
         "command": command, "date": max(b["date"] for b in benches), "cpu": _cpu_model(), "threads": args.threads,
         "units_done": len(units), "units_total": len(levels) * len(seeds), "wall_s": round(sum(b["wall_s"] for b in benches), 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": max(round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), _previous_peak(results / f"protocol_{tag}.json")),
         "load_start": min(b["load_start"] for b in benches), "load_end": max(b["load_end"] for b in benches),
         "load_max": max(max(b["load_start"], b["load_end"]) for b in benches),
         "generator_train_s": round(sum(b["generator_train_s"] for b in benches), 1),
@@ -146,6 +158,7 @@ def main() -> int:
     ap.add_argument("--data-dir", default=str(SHARED), help="folder holding <name>/<name>.npz (MedMNIST layout)")
     ap.add_argument("--results-dir", default=str(ROOT / "bench" / "results"), help="where the tracked parts and results files go")
     ap.add_argument("--assets-dir", default=str(ROOT / "assets"), help="where the chart goes")
+    ap.add_argument("--combine-only", action="store_true", help="run no unit: rebuild the combined results and chart from the parts files")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     levels = [x if x == "all" else int(x) for x in args.per_class.split(",")]

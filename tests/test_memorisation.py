@@ -136,7 +136,7 @@ def test_study_audits_each_generator_against_its_own_subset_and_warns_of_duplica
     mem = gen["memorisation"]
     assert mem["n_train"] == 100 and mem["against"] == "the generator's own 100 training images"
     assert mem["n_held_out"] == len(ds.val_labels) + len(ds.test_labels) - 6 and 0 <= mem["rate"]["mean"] <= 1
-    assert any(line.startswith("Memorisation rate of vae") and "10/class" in line for line in res.reading())
+    assert any(line.startswith("Memorisation of vae") and "10/class" in line and "copy gap" in line for line in res.reading())
     from .test_app import _ok, _open
 
     at = _open("7_Augment.py")

@@ -486,21 +486,26 @@ def generator_memorisation(plan: StudyPlan, spec: GeneratorSpec, rec: dict, pool
     return plan.cache.json("memorisation", key, audit)
 
 
-def _memorisation_notes(plan: StudyPlan, gens: list[dict]) -> list[str]:
-    """One line per model: its memorisation rate at each level (over seeds), against its own training images."""
-    from ..metrics.memorisation import combine, read_block
+def memorisation_notes(levels: list, gens: list[dict]) -> list[str]:
+    """One line per model: at each level (over seeds), against its own training images, its memorisation
+    rate with the copy gap and what the two say together (:func:`~gda_core.metrics.memorisation.verdict`):
+    the rate alone reads a smooth model on look-alike images (chest X-rays) as a copier."""
+    from ..metrics.memorisation import combine, read_block, verdict
 
     out = []
     for model in dict.fromkeys(g["model"] for g in gens):
         parts = []
-        for level in plan.levels:
+        for level in levels:
             block = combine([g.get("memorisation") for g in gens if g["model"] == model and g["per_class"] == level])
             if (got := read_block(block)) is not None:
-                r = got[0]
-                parts.append(f"{level_label(level)} {r.mean:.0%} [{r.lo:.0%}, {r.hi:.0%}]")
+                r, gap = got
+                new = block.get("new_images_gap")
+                new = f", new real images {new:+.3f}" if isinstance(new, (int, float)) and math.isfinite(new) else ""
+                parts.append(f"{level_label(level)} {r.mean:.0%} [{r.lo:.0%}, {r.hi:.0%}], copy gap {gap.mean:+.3f}{new}: {verdict(block)}")
         if parts:
-            out.append(f"Memorisation rate of {model} (share of its images closer to one of its own training images than 95% of "
-                       f"held-out real images come; about 5% without copying, a low nearest-SSIM alone may be blur): {'; '.join(parts)}.")  # fmt: skip
+            out.append(f"Memorisation of {model} (rate: share of its images closer to one of its own training images than 95% of "
+                       f"held-out real images come, about 5% without copying; copy gap: how much closer to its training images than to "
+                       f"held-out ones): {'; '.join(parts)}.")  # fmt: skip
     return out
 
 
@@ -577,7 +582,7 @@ def run_study(dataset, **options) -> StudyResult:
             cells += _level_seed(plan, level, seed, gens)
     dups = _duplicates(plan)[0]
     config = {**_config(plan), "duplicates": dups.to_dict()}
-    notes = _notes(plan, list(gens.values())) + dups.warnings() + _memorisation_notes(plan, list(gens.values()))
+    notes = _notes(plan, list(gens.values())) + dups.warnings() + memorisation_notes(plan.levels, list(gens.values()))
     return StudyResult.build(cells, list(gens.values()), config, notes)
 
 

@@ -273,6 +273,18 @@ def _percentile(block) -> float:
     return float(pct) if isinstance(pct, (int, float)) and not isinstance(pct, bool) and 50 <= pct < 100 else PERCENTILE
 
 
+def verdict(block) -> str | None:
+    """A few words on a ``memorisation`` block, as :func:`reading` decides (None if there is no block)."""
+    got = read_block(block)
+    if got is None:
+        return None
+    if copies(block):
+        return "copies training images"
+    if _smooth(block, got):
+        return "smooth images, as close to held-out images as to training ones: not copies"
+    return "no sign of copying"
+
+
 def reading(block, name: str = "the model") -> str | None:
     """One sentence on a ``memorisation`` block: copies, or not (None if there is no block)."""
     got = read_block(block)
@@ -322,4 +334,4 @@ def privacy_rows(reports: Sequence, names: Sequence[str]) -> list[dict]:
 
 
 __all__ = ["AUDIT_HELP", "MIN_REFERENCE", "PERCENTILE", "MemorisationAudit", "audit_memorisation", "class_nearest_ssim", "combine", "copies",
-           "held_out_nearest_ssim", "privacy_rows", "read_block", "reading", "thresholds"]  # fmt: skip
+           "held_out_nearest_ssim", "privacy_rows", "read_block", "reading", "thresholds", "verdict"]  # fmt: skip
