@@ -16,6 +16,10 @@ from gda_core.data import load_dataset
 # of a small DDPM took 8-10 s with one thread and 130-170 s with two.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+# Queue jobs at the tests' own priority (the server's default is niceness 10, below the web server): under
+# `make test`'s two test processes (pytest-xdist) a niced job waited behind the other process, and a sweep test
+# of 50 s took 380 s. tests/test_server.py checks the default itself.
+os.environ.setdefault("GDA_JOB_NICENESS", "0")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

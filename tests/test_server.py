@@ -374,6 +374,7 @@ def test_job_processes_run_below_the_web_servers_priority(tmp_path, monkeypatch)
     import sys
 
     monkeypatch.delenv("GDA_SERVER_CONFIG", raising=False)
+    monkeypatch.delenv("GDA_JOB_NICENESS", raising=False)  # tests/conftest.py sets 0 for the rest of the suite
     assert load_config(tmp_path / "app").job_niceness == 10
     monkeypatch.setenv("GDA_JOB_NICENESS", "25")
     with pytest.raises(ConfigError, match="job_niceness must be in 0..19"):
