@@ -15,6 +15,7 @@ traceback is in the job's log, or how the job's process died).
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -27,6 +28,8 @@ from .server.config import ServerConfig
 from .server.queue import enqueue, ensure_worker, store_for
 from .server.store import CANCELLED, DONE, FAILED, FINAL, QUEUED, RUNNING, Job, QueueError
 from .server.workspaces import Workspace
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CANCELLED", "DONE", "FAILED", "FINAL", "QUEUED", "RUNNING", "Job", "JobQueue", "cached_reports", "unique_run_dir"]
 
@@ -62,7 +65,10 @@ class JobQueue:
             self.store.discard(job_id)
             raise
         if self.serve:
-            ensure_worker(self.cfg)
+            try:
+                ensure_worker(self.cfg)
+            except OSError as exc:  # the job is queued either way: the next page view tries to start the worker again
+                log.warning("could not start the queue's worker: %s", exc)
         job = self.store.get(job_id)
         assert job is not None
         return job
