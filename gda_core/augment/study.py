@@ -490,7 +490,7 @@ def memorisation_notes(levels: list, gens: list[dict]) -> list[str]:
     """One line per model: at each level (over seeds), against its own training images, its memorisation
     rate with the copy gap and what the two say together (:func:`~gda_core.metrics.memorisation.verdict`):
     the rate alone reads a smooth model on look-alike images (chest X-rays) as a copier."""
-    from ..metrics.memorisation import combine, read_block, verdict
+    from ..metrics.memorisation import combine, new_images_gap, read_block, verdict
 
     out = []
     for model in dict.fromkeys(g["model"] for g in gens):
@@ -499,8 +499,8 @@ def memorisation_notes(levels: list, gens: list[dict]) -> list[str]:
             block = combine([g.get("memorisation") for g in gens if g["model"] == model and g["per_class"] == level])
             if (got := read_block(block)) is not None:
                 r, gap = got
-                new = block.get("new_images_gap")
-                new = f", new real images {new:+.3f}" if isinstance(new, (int, float)) and math.isfinite(new) else ""
+                new = new_images_gap(block)
+                new = f", new real images {new:+.3f}" if new is not None else ""
                 parts.append(f"{level_label(level)} {r.mean:.0%} [{r.lo:.0%}, {r.hi:.0%}], copy gap {gap.mean:+.3f}{new}: {verdict(block)}")
         if parts:
             out.append(f"Memorisation of {model} (rate: share of its images closer to one of its own training images than 95% of "

@@ -246,6 +246,25 @@ def read_block(block) -> tuple[Estimate, Estimate] | None:
 GAP_MARGIN = 0.02
 
 
+def new_images_gap(block) -> float | None:
+    """The copy gap new real images score by themselves (the block's ``new_images_gap``), None if absent or not finite."""
+    new = block.get("new_images_gap") if isinstance(block, dict) else None
+    return float(new) if isinstance(new, (int, float)) and not isinstance(new, bool) and math.isfinite(new) else None
+
+
+def _kind(block) -> str | None:
+    """What a ``memorisation`` block shows, decided in one place: "copies", "smooth" (a high rate, but as
+    close to held-out images as to training ones) or "none"; None if there is no readable block."""
+    got = read_block(block)
+    if got is None:
+        return None
+    rate, gap = got
+    if not rate.lo > 2 * (1 - _percentile(block) / 100):
+        return "none"
+    new = new_images_gap(block)
+    return "copies" if new is None or gap.lo > new + GAP_MARGIN else "smooth"
+
+
 def copies(block) -> bool:
     """Whether a ``memorisation`` block shows copying: the rate's whole interval above twice the
     share that new real images reach by construction (5 % at the 95th percentile) AND the copy gap's
@@ -253,19 +272,7 @@ def copies(block) -> bool:
     fires for a smooth model on images that all look alike (a VAE on chest X-rays: 62 % of its
     images beat the threshold, with a copy gap within 0.005 of new images'): its images are as close
     to held-out X-rays as to training ones, which is not copying."""
-    got = read_block(block)
-    if got is None:
-        return False
-    new = block.get("new_images_gap")
-    closer_to_train = got[1].lo > new + GAP_MARGIN if isinstance(new, (int, float)) and math.isfinite(new) else True
-    return got[0].lo > 2 * (1 - _percentile(block) / 100) and closer_to_train
-
-
-def _smooth(block, got) -> bool:
-    """The rate is high but the gap says the images are as close to held-out images as to training ones."""
-    new = block.get("new_images_gap")
-    return (got[0].lo > 2 * (1 - _percentile(block) / 100) and isinstance(new, (int, float)) and math.isfinite(new)
-            and got[1].lo <= new + GAP_MARGIN)  # fmt: skip
+    return _kind(block) == "copies"
 
 
 def _percentile(block) -> float:
@@ -273,32 +280,30 @@ def _percentile(block) -> float:
     return float(pct) if isinstance(pct, (int, float)) and not isinstance(pct, bool) and 50 <= pct < 100 else PERCENTILE
 
 
+_VERDICTS = {"copies": "copies training images", "smooth": "smooth images, as close to held-out images as to training ones: not copies",
+             "none": "no sign of copying"}  # fmt: skip
+
+
 def verdict(block) -> str | None:
     """A few words on a ``memorisation`` block, as :func:`reading` decides (None if there is no block)."""
-    got = read_block(block)
-    if got is None:
-        return None
-    if copies(block):
-        return "copies training images"
-    if _smooth(block, got):
-        return "smooth images, as close to held-out images as to training ones: not copies"
-    return "no sign of copying"
+    kind = _kind(block)
+    return None if kind is None else _VERDICTS[kind]
 
 
 def reading(block, name: str = "the model") -> str | None:
     """One sentence on a ``memorisation`` block: copies, or not (None if there is no block)."""
-    got = read_block(block)
-    if got is None:
+    kind = _kind(block)
+    if kind is None:
         return None
-    rate, gap = got
+    rate, gap = read_block(block)
     pct = _percentile(block)
     null = 1 - pct / 100
-    if copies(block):
+    if kind == "copies":
         return (f"{name}: {rate.mean:.0%} [{rate.lo:.0%}, {rate.hi:.0%}] of its images are closer to a training image than "
                 f"{pct:g}% of new real images come (about {null:.0%} expected without copying): it reproduces training images.")  # fmt: skip
-    new = block.get("new_images_gap")
-    new = f" (new real images: {new:+.3f})" if isinstance(new, (int, float)) and math.isfinite(new) else ""
-    if _smooth(block, got):
+    new = new_images_gap(block)
+    new = f" (new real images: {new:+.3f})" if new is not None else ""
+    if kind == "smooth":
         return (f"{name}: {rate.mean:.0%} [{rate.lo:.0%}, {rate.hi:.0%}] of its images are closer to a training image than {pct:g}% of new "
                 f"real images come, but they are as close to held-out images as to training ones (copy gap {gap.mean:+.3f}{new}): "
                 "smooth, typical images of the data, not copies of training images.")  # fmt: skip
@@ -317,8 +322,8 @@ AUDIT_HELP = ("A low nearest-SSIM from a blurry model is not privacy: its images
 def _gap_cell(block, got) -> str:
     if not got:
         return "n/a"
-    new = block.get("new_images_gap")
-    return fmt(got[1]) + (f" (new real images: {new:.3f})" if isinstance(new, (int, float)) and math.isfinite(new) else "")
+    new = new_images_gap(block)
+    return fmt(got[1]) + (f" (new real images: {new:.3f})" if new is not None else "")
 
 
 def privacy_rows(reports: Sequence, names: Sequence[str]) -> list[dict]:
@@ -334,4 +339,4 @@ def privacy_rows(reports: Sequence, names: Sequence[str]) -> list[dict]:
 
 
 __all__ = ["AUDIT_HELP", "MIN_REFERENCE", "PERCENTILE", "MemorisationAudit", "audit_memorisation", "class_nearest_ssim", "combine", "copies",
-           "held_out_nearest_ssim", "privacy_rows", "read_block", "reading", "thresholds", "verdict"]  # fmt: skip
+           "held_out_nearest_ssim", "new_images_gap", "privacy_rows", "read_block", "reading", "thresholds", "verdict"]  # fmt: skip
