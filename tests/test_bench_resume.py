@@ -50,6 +50,25 @@ def test_make_checkpoints_skips_a_finished_entry_and_trains_the_rest(tmp_path):
     assert not _shipped_current("vae-digits", tmp_path / "ck" / "vae-digits", {"entries": entries}, None)
 
 
+def test_a_finished_run_whose_recipe_grew_resumes_where_it_stopped(tmp_path):
+    """A run cut short by its minutes cap on a loaded machine (ddpm-pneumoniamnist: 2,165 of 6,000 steps)
+    continues from its saved state when the recipe asks for more, instead of shipping as is or restarting."""
+    common = ["--no-eval", "--only", "vae-digits", "--dest", str(tmp_path / "ck"), "--results", str(tmp_path / "r.json"),
+              "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+    _bench("bench.train_shipped", "--max-steps", "3", *common)
+    _bench("bench.train_shipped", "--max-steps", "5", *common)
+    cfg = json.loads((tmp_path / "ck" / "vae-digits" / "config.json").read_text())
+    assert cfg["step"] == 5 and cfg["finished"]
+    steps = [h["step"] for h in json.loads((tmp_path / "runs" / "vae-digits" / "history.json").read_text())]
+    assert steps == sorted(set(steps)) and steps[-1] == 5  # one history, continued, not restarted
+    from bench.train_shipped import _budget_left
+
+    assert _budget_left({"step": 2165, "train_time_s": 3764.4}, ["--steps", "6000", "--minutes", "110"])
+    assert not _budget_left({"step": 2165, "train_time_s": 3764.4}, ["--steps", "6000", "--minutes", "60"])  # its time is spent
+    assert not _budget_left({"step": 3000, "train_time_s": 10.0}, ["--steps", "3000", "--minutes", "20"])
+    assert not _budget_left({"step": 674, "train_time_s": 1200.7}, ["--steps", "2", "--train-steps", "1500", "--minutes", "20"])
+
+
 def _tiny_npz(folder: Path) -> None:
     """A MedMNIST-layout file from the built-in digits: 8 training images per class."""
     from gda_core.data import load_dataset
