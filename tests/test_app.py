@@ -243,6 +243,42 @@ def test_manage_runs_imports_a_run_zip_in_a_job_and_refuses_a_bad_one_once(runs_
     assert any("Added theirs" in s.value for s in at.success), [s.value for s in at.success]
 
 
+def test_manage_runs_lists_a_sweep_keeps_one_of_its_runs_and_deletes_the_sweep(runs_dir):
+    """A sweep's runs sit in its own folder, out of the run pickers: Manage runs lists the sweep (it counts
+    in the quota), copies one of its runs among the user's runs, and deletes the whole sweep."""
+    from gda_core.server import workspaces as wsp
+    from gda_core.sweep import SweepResult
+
+    src = _run_of("vae", runs_dir)
+    sweep = runs_dir / "sweep-vae-digits-test"
+    for name in ("setting0-seed0", "setting1-seed0"):
+        shutil.copytree(src.path, sweep / name, ignore=shutil.ignore_patterns(".lock", "eval"))
+    res = SweepResult("vae", "digits", [{"lr": 1e-3}, {"lr": 3e-4}], [0], 5, None, "quick")
+    (sweep / "sweep.json").write_text(json.dumps(res.to_dict()))
+    assert not any(sweep in r.path.parents for r in list_runs(runs_dir, include_shipped=False))
+    at = _open("2_Train.py")
+    _ok(at)
+    assert at.selectbox(key="manage_sweep").value == str(sweep)
+    assert any("2 trained runs" in c.value for c in at.caption), [c.value for c in at.caption]
+    at.selectbox(key=f"manage_sweep_run_{sweep.name}").set_value("setting1-seed0").run()
+    at.button(key="manage_sweep_keep").click().run()
+    _ok(at)
+    kept = runs_dir / f"{sweep.name}-setting1-seed0"
+    assert (kept / "model.safetensors").read_bytes() == (sweep / "setting1-seed0" / "model.safetensors").read_bytes()
+    assert not (kept / "train_state.pt").exists()  # what a run zip holds, as a download or a publish
+    assert kept in [r.path for r in list_runs(runs_dir, include_shipped=False)]
+    ws = open_workspace(load_config(), _WS["token"])
+    for bad in ("../setting0-seed0", "sweep.json", "nope"):
+        with pytest.raises(ConfigError):
+            wsp.keep_sweep_run(load_config(), ws, sweep, bad)
+    with pytest.raises(ConfigError):
+        wsp.delete_sweep(ws, kept, set())  # a run is not a sweep
+    at.checkbox(key=f"manage_sweep_confirm_{sweep.name}").check().run()
+    at.button(key="manage_sweep_delete").click().run()
+    _ok(at)
+    assert not sweep.exists() and kept.is_dir()
+
+
 @pytest.mark.parametrize(
     "name, payload, needle",
     [
@@ -663,6 +699,8 @@ def test_compare_page_opens_with_the_shipped_evaluations_drawn(runs_dir):
     cells = at.dataframe[0].value.iloc[0, 4:]
     assert all("[" in str(c) for c in cells), cells  # every score shown with its interval
     assert not any("Evaluate selected" in i.value for i in at.info)
+    # The shipped reports are full: a new evaluation defaults to the same budget, so it is comparable with them.
+    assert at.radio(key="compare_preset").value == "full"
 
 
 def test_compare_sampler_box_offers_the_selected_families_samplers(runs_dir):

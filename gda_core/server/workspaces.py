@@ -306,6 +306,63 @@ def delete_run(ws: Workspace, run_dir: str | os.PathLike, busy: set[str]) -> Non
     shutil.rmtree(path)
 
 
+# -- sweeps: a folder of runs (setting<i>-seed<s>) and its sweep.json, under the workspace's runs ----------------
+
+
+def _own_sweep(ws: Workspace, sweep_dir: str | os.PathLike) -> Path:
+    path = Path(sweep_dir)
+    if not ws.owns(path) or path.resolve().parent != ws.runs.resolve() or not (path / "sweep.json").is_file():
+        raise ConfigError(f"{path.name} is not one of this workspace's sweeps")
+    return path
+
+
+def list_sweeps(ws: Workspace) -> list[dict]:
+    """The workspace's sweep folders, newest first: {path, title, runs, size_bytes}. A sweep's runs sit one
+    folder down, so the run pickers never see them; a sweep.json that cannot be read is still listed (to delete)."""
+    from ..sweep import SweepResult, setting_label
+
+    out = []
+    for f in ws.runs.glob("*/sweep.json"):
+        d = f.parent
+        try:
+            res = SweepResult.from_dict(json.loads(f.read_text(encoding="utf-8")))
+            grid = "; ".join(setting_label(g) for g in res.grid)[:200]
+            title = f"{res.family} on {Path(res.dataset).name}: {len(res.grid)} settings x {len(res.seeds)} seeds ({grid})"
+        except (OSError, ValueError, ConfigError):
+            title = "sweep.json unreadable"
+        runs = sorted(r.name for r in d.iterdir() if r.is_dir() and not r.is_symlink() and (r / "config.json").is_file()
+                      and (r / "model.safetensors").is_file())  # fmt: skip
+        out.append({"path": d, "title": title, "runs": runs, "size_bytes": dir_bytes(d), "mtime": f.stat().st_mtime})
+    return sorted(out, key=lambda x: -x["mtime"])
+
+
+def delete_sweep(ws: Workspace, sweep_dir: str | os.PathLike, busy: set[str]) -> None:
+    path = _own_sweep(ws, sweep_dir)
+    if str(path) in busy:
+        raise ConfigError(f"{path.name} is being written by a sweep job; cancel it first")
+    shutil.rmtree(path)
+
+
+def keep_sweep_run(cfg: ServerConfig, ws: Workspace, sweep_dir: str | os.PathLike, run_name: str) -> Path:
+    """A copy of one of a sweep's runs among the workspace's runs (``<sweep>-<run>``), so it can be sampled,
+    compared and published like any other: the files a run zip holds (no training state), counted against the quota."""
+    sweep = _own_sweep(ws, sweep_dir)
+    src = sweep / str(run_name)
+    if not _NAME_RE.match(str(run_name)) or src.parent != sweep or not (src / "config.json").is_file() or src.is_symlink():
+        raise ConfigError(f"{run_name} is not a run of the sweep {sweep.name}")
+    dst = ws.runs / f"{sweep.name}-{run_name}"[:100]
+    if dst.exists():
+        raise ConfigError(f"{dst.name} is already among your runs")
+    members = _zip_members(cfg, ws, run_zip_bytes(src))  # the checks and the quota of an uploaded run
+    staging = ws.runs / f".{dst.name}.part"
+    shutil.rmtree(staging, ignore_errors=True)
+    for key, content in members.items():
+        (staging / key).parent.mkdir(parents=True, exist_ok=True)
+        (staging / key).write_bytes(content)
+    os.replace(staging, dst)
+    return dst
+
+
 def run_zip_bytes(run_dir: str | os.PathLike) -> bytes:
     """A run as a zip: weights, config, cards, history, preview, note and saved evaluations (no training state)."""
     path = Path(run_dir)

@@ -26,6 +26,7 @@ def manage_runs(ws, queue) -> None:
         _run_actions(cfg, ws, info, busy)
     else:
         st.info("No runs in your workspace yet: train one, or upload a run below.")
+    _sweeps(cfg, ws, busy)
     _published(cfg, ws)
     up = st.file_uploader("Upload a run (.zip)", type=["zip"], key="manage_upload",
                           help="A run downloaded from GDA Studio: weights (safetensors), config.json and cards. It is checked like any "
@@ -82,6 +83,35 @@ def _run_actions(cfg, ws, info, busy: set[str]) -> None:
         if st.checkbox("Delete this run", key=f"manage_confirm_{path.name}", help="Tick, then press the button: there is no undo."):
             if st.button("Delete for good", key="manage_delete", type="primary", help="Remove the run's folder from your workspace."):
                 wsp.delete_run(ws, path, busy)
+                st.rerun()
+    except GDAError as exc:
+        display.show_error(exc)
+
+
+def _sweeps(cfg, ws, busy: set[str]) -> None:
+    """A sweep's runs live in its own folder (not in the run pickers): keep one as a run, or delete the sweep."""
+    sweeps = wsp.list_sweeps(ws)
+    if not sweeps:
+        return
+    st.markdown("**Your sweeps**")
+    by_path = {str(s["path"]): s for s in sweeps}
+    choice = st.selectbox("Sweep", list(by_path), key="manage_sweep", format_func=lambda p: f"{Path(p).name} · {by_path[p]['title']}",
+                          help="A sweep's runs stay in its folder; its table and plot are on the Sweep tab.")  # fmt: skip
+    sw = by_path[choice]
+    st.caption(display.plain(f"{len(sw['runs'])} trained runs, {_size(sw['size_bytes'])}" + (" · a sweep job is writing it" if choice in busy else "")))
+    try:
+        if sw["runs"]:
+            a, b = st.columns([3, 1])
+            run = a.selectbox("Run of this sweep", sw["runs"], key=f"manage_sweep_run_{Path(choice).name}",
+                              help="setting<i>-seed<s>: the i-th setting of the grid (as numbered in the sweep table), trained with seed s.")  # fmt: skip
+            if b.button("Keep as a run", key="manage_sweep_keep", help="Copy it among your runs, to sample, compare or publish it."):
+                kept = wsp.keep_sweep_run(cfg, ws, choice, run)
+                st.toast(f"Added {kept.name} to your runs")
+                st.rerun()
+        if st.checkbox("Delete this sweep", key=f"manage_sweep_confirm_{Path(choice).name}", help="Tick, then press the button: there is no undo."):
+            if st.button("Delete the sweep for good", key="manage_sweep_delete", type="primary",
+                         help="Remove the sweep's folder (every run in it) from your workspace."):  # fmt: skip
+                wsp.delete_sweep(ws, choice, busy)
                 st.rerun()
     except GDAError as exc:
         display.show_error(exc)
