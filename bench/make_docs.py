@@ -253,7 +253,8 @@ def run_line(r: Results, source: str) -> str:
     threads = m.get("threads") or m.get("cpu_threads")
     if threads:
         parts.append(f"{threads} torch thread{'s' * (threads != 1)}")
-    before, after = m.get("loadavg_before") or m.get("load_avg_start"), m.get("loadavg_after") or m.get("load_avg_end")
+    before = m.get("loadavg_before") or m.get("load_avg_start") or m.get("load_start")
+    after = m.get("loadavg_after") or m.get("load_avg_end") or m.get("load_end")
     if before and after:
         parts.append(f"load average {before[0]:.1f} before, {after[0]:.1f} after")
     elif doc.get("loadavg_during"):
@@ -689,6 +690,35 @@ model | batch | plain ms | fast-path ms | budget | pass
 {{ model }} | {{ batch }} | {{ x.median_ms|f(".1f") }} | {{ fx.median_ms|f(".1f") if fx else "-" }} | \
 {{ "< %.0f ms"|format(x.budget_ms) if x.budget_ms else "-" }} | {{ "-" if x["pass"] is none else ("pass" if x["pass"] else "FAIL") }}
 {% endfor %}""", rows=rows)
+
+
+def t_slider_quality(r: Results) -> str:
+    from bench.bench_speed import SLIDER_BUDGET_S
+
+    d = r["slider_cpu"]
+    return table("""\
+model | sampling | batch-16 wall ms (median of {{ m.rounds }} rounds) | CPU ms | under {{ budget }} ms | FID | precision | recall | FID against the DDPM
+{% for x in rows %}
+{{ x.model }} | {{ x.sampling.items()|map("join", " ")|join(", ") or "its default" }} | {{ x.median_ms|f(".1f") }} | {{ x.cpu_ms|f(".0f") }} | \
+{{ "yes" if x.under_budget else "no" }} | {{ x.fid.mean|ci([[x.fid.lo, 0]|max, x.fid.hi], 2) }} | \
+{{ x.precision.mean|ci([[x.precision.lo, 0]|max, [x.precision.hi, 1]|min]) }} | {{ x.recall.mean|ci([[x.recall.lo, 0]|max, [x.recall.hi, 1]|min]) }} | \
+{{ x.get("fid_vs_reference", "-") }}
+{% endfor %}""", rows=d["rows"], m=d["meta"], budget=f"{SLIDER_BUDGET_S * 1000:.0f}")
+
+
+def t_slider_reading(r: Results) -> str:
+    """The slider target in words, from the file: which fast models answer in time and how they sit against the DDPM."""
+    d = r["slider_cpu"]
+    ref = next(x for x in d["rows"] if "reference" in x["model"])
+    lines = [] if d["meta"].get("valid") else ["- **Not a quiet-machine run** (its load average is above the limit): re-run `python -m bench.bench_slider` alone."]
+    for x in d["rows"]:
+        if x is ref:
+            continue
+        speed = f"answers in {x['median_ms']:.0f} ms ({'within' if x['under_budget'] else 'over'} the budget)"
+        verdict = x.get("fid_vs_reference", "-")
+        lines.append(f"- {x['model']}: {speed}; its FID is {verdict} against the DDPM's ({x['fid']['mean']:.2f} against {ref['fid']['mean']:.2f}), "
+                     f"recall {x['recall']['mean']:.3f} against {ref['recall']['mean']:.3f}.")  # fmt: skip
+    return "\n".join(lines)
 
 
 def t_speed_machines(r: Results) -> str:
@@ -1302,6 +1332,8 @@ TABLES: dict[str, Callable[..., str]] = {
     "speed_training": t_speed_training,
     "speed_util": t_speed_util,
     "speed_slider": t_speed_slider,
+    "slider_quality": t_slider_quality,
+    "slider_reading": t_slider_reading,
     "speed_machines": t_speed_machines,
     "profile": t_profile,
     "ttq_ref": lambda r: t_ttq(r, "time_to_quality_ref_cpu", reference=True),
