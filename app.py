@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from gda_core.errors import GDAError
 from pages.ui import checkpoints, datasets, display, progress, session
 
 ROOT = Path(__file__).resolve().parent
@@ -136,7 +137,11 @@ def sidebar(slot) -> None:
                    "back. Anyone with the address can open them, so share it only with whom you trust.")  # fmt: skip
         if st.session_state.pop("_unknown_ws", False):
             st.warning("That workspace link is unknown (mistyped, or deleted by the server's owner): this is a new, empty workspace.")
-        jobs = session.job_queue().list(ws)
+        try:
+            jobs = session.job_queue().list(ws)
+        except GDAError:  # a job queue locked beyond its wait: the rest of the sidebar still shows
+            jobs = []
+            st.caption("Jobs: the job queue is busy; the list is back on the next page view.")
         running = [j for j in jobs if not j.done]
         if running:
             st.markdown("**Jobs**")
@@ -150,5 +155,7 @@ pg = st.navigation(build_pages())
 slot = st.sidebar.container()
 try:
     pg.run()
+except GDAError as exc:  # one no page caught (a job queue locked beyond its wait, for one): one line, never a traceback
+    display.show_error(exc)
 finally:
     sidebar(slot)

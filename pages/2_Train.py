@@ -245,7 +245,7 @@ running_now = any(not j.done for j in queue.list(ws, "train"))
 STATUS = {"running": "🟢 running", "queued": "⏳ queued", "done": "✅ done", "failed": "❌ failed", "cancelled": "⏹ cancelled"}
 
 
-@st.fragment(run_every=1.0 if running_now else None)
+@progress.live(1.0 if running_now else None)
 def jobs_panel() -> None:
     jobs = queue.list(ws, "train")
     if not jobs:

@@ -134,7 +134,7 @@ if b2.button("Clear results", key="compare_clear", help="Forget the results show
 eval_running = any(not j.done for j in queue.list(ws, "evaluate"))
 
 
-@st.fragment(run_every=1.0 if eval_running else None)
+@progress.live(1.0 if eval_running else None)
 def eval_jobs() -> None:
     jobs = queue.list(ws, "evaluate")
     fresh = False
@@ -233,7 +233,7 @@ if iterative:
                 display.show_error(exc)
         curve_running = any(not j.done for j in queue.list(ws, "curve"))
 
-        @st.fragment(run_every=1.0 if curve_running else None)
+        @progress.live(1.0 if curve_running else None)
         def curve_jobs() -> None:
             jobs = queue.list(ws, "curve")
             progress.show_job_progress(jobs, key="qcancel", limit=3, cancel_help="Stop this curve.")

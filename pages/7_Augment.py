@@ -45,7 +45,7 @@ def job_panel(kind: str, key: str, result_key: str) -> None:
     """Progress + cancel for queued and running jobs of ``kind``; loads a finished job's result."""
     running = any(not j.done for j in queue.list(ws, kind))
 
-    @st.fragment(run_every=1.0 if running else None)
+    @progress.live(1.0 if running else None)
     def panel() -> None:
         jobs = queue.list(ws, kind)
         seen = ss.setdefault(f"{key}_collected", set())

@@ -279,6 +279,35 @@ def test_manage_runs_lists_a_sweep_keeps_one_of_its_runs_and_deletes_the_sweep(r
     assert not sweep.exists() and kept.is_dir()
 
 
+def test_pages_that_read_a_locked_job_queue_show_one_line_not_a_traceback(runs_dir, monkeypatch):
+    """Reading the job list needs the jobs database: held in exclusive mode (a long write elsewhere, a
+    backup tool) past the store's wait, every page and its sidebar say so in one line and keep working."""
+    import sqlite3
+
+    from gda_core.server.queue import JOBS_DB
+    from gda_core.server.store import JobStore
+
+    at = _open("2_Train.py")  # creates the jobs database
+    monkeypatch.setattr(JobStore, "timeout_s", 0.3)
+    lock = sqlite3.connect(load_config().app_data / JOBS_DB, isolation_level=None)
+    lock.execute("PRAGMA locking_mode=EXCLUSIVE")
+    lock.execute("BEGIN EXCLUSIVE")
+    lock.execute("UPDATE jobs SET title = title")
+    lock.execute("COMMIT")  # in exclusive locking mode the lock stays held after the commit
+    try:
+        for page in ("2_Train.py", "5_Compare.py", "7_Augment.py"):
+            at.switch_page(f"pages/{page}")
+            at.run()
+            _ok(at)
+            assert any("job queue is busy" in e for e in _errors(at)), (page, _errors(at))
+            assert all("\n" not in e for e in _errors(at))
+    finally:
+        lock.close()
+    at.run()
+    _ok(at)
+    assert not any("job queue is busy" in e for e in _errors(at))
+
+
 @pytest.mark.parametrize(
     "name, payload, needle",
     [

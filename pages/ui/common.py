@@ -35,6 +35,7 @@ from pages.ui.display import (  # noqa: F401
 )
 from pages.ui.progress import (  # noqa: F401
     job_status_text,
+    live,
     show_job_progress,
 )
 from pages.ui.session import (  # noqa: F401

@@ -12,6 +12,7 @@ from gda_core.data import get_dataset_info, list_datasets, load_dataset
 from gda_core.errors import GDAError
 from gda_core.server.workspaces import check_data_source
 from pages.ui.display import plain, show_error
+from pages.ui.progress import live
 from pages.ui.session import config, job_queue, setup, workspace
 
 
@@ -127,7 +128,7 @@ def prepared_warnings(source: str) -> list[str]:
 
 
 def _follow_prepare(key: str) -> None:
-    @st.fragment(run_every=1.0)
+    @live(1.0)
     def follow() -> None:
         ws, q = workspace(), job_queue()
         jobs = [j for j in q.list(ws, "prepare") if j.meta.get("key") == key]

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
-from pages.ui.display import fmt_seconds, plain
+from gda_core.errors import GDAError
+from pages.ui.display import fmt_seconds, plain, show_error
 from pages.ui.session import job_queue, workspace
+
+
+def live(run_every: float | None = None):
+    """``st.fragment(run_every=...)`` whose body shows a GDAError as one line instead of a traceback: a job
+    queue locked beyond its wait (a long write elsewhere) fails one tick of a live panel, and the next tick
+    tries again. The whole-page runs have the same guard in app.py."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def body(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except GDAError as exc:
+                show_error(exc)
+
+        return st.fragment(run_every=run_every)(body)
+
+    return wrap
 
 
 def job_status_text(j) -> str:

@@ -43,7 +43,7 @@ def manage_runs(ws, queue) -> None:
 
 
 def _imports(queue, ws, active: bool) -> None:
-    @st.fragment(run_every=1.0 if active else None)
+    @progress.live(1.0 if active else None)
     def status() -> None:
         _import_status(queue, ws)
 

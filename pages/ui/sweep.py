@@ -76,7 +76,7 @@ def sweep_tab(ws, queue, ds) -> None:
 def _progress(ws, queue) -> None:
     running = any(not j.done for j in queue.list(ws, "sweep"))
 
-    @st.fragment(run_every=1.0 if running else None)
+    @common.live(1.0 if running else None)
     def panel() -> None:
         jobs = queue.list(ws, "sweep")
         common.show_job_progress(jobs, key="sweep_cancel", limit=3, cancel_help="Stop this sweep; start it again to continue.")
