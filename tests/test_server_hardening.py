@@ -311,6 +311,14 @@ def test_passwords_cost_2_17_old_hashes_upgrade_and_attempts_are_limited(tmp_pat
     with pytest.raises(ConfigError) as exc:
         wsp.attempt_password(cfg, ws, "pw", "10.9.9.9")
     assert "this workspace" in _one_line(exc)
+    # The owner, whose address opened the workspace before, is not locked out by the stranger's guesses;
+    # that address still has its own limit.
+    assert wsp.attempt_password(cfg, ws, "pw", "10.0.0.2") is True
+    for _ in range(wsp.MAX_PASSWORD_FAILURES_CLIENT):
+        assert wsp.attempt_password(cfg, ws, "nope", "10.0.0.2") is False
+    with pytest.raises(ConfigError) as exc:
+        wsp.attempt_password(cfg, ws, "pw", "10.0.0.2")
+    assert "this address" in _one_line(exc)
 
 
 def test_deployment_guide_serves_over_tls():

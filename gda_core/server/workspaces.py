@@ -67,6 +67,9 @@ _SCRYPT_MAXMEM = 256 * 1024**2
 MAX_PASSWORD_FAILURES_WORKSPACE = 20
 MAX_PASSWORD_FAILURES_CLIENT = 5
 PASSWORD_WINDOW_S = 15 * 60.0
+#: An address that opened a workspace with its password within this time is not held back by that
+#: workspace's limit (only by its own): a stranger with the link cannot lock the owner out by guessing.
+KNOWN_CLIENT_S = 30 * 24 * 3600.0
 ATTEMPTS = "password_attempts.json"
 
 
@@ -192,17 +195,22 @@ class Workspace:
 def attempt_password(cfg: ServerConfig, ws: Workspace, password: str, client: str | None) -> bool:
     """Check a password typed at a workspace's gate, under attempt limits: after too many wrong ones
     for this workspace (any client) or from this client (any workspace) within the window, refuse
-    (one-line ConfigError) without hashing until the window has passed."""
+    (one-line ConfigError) without hashing until the window has passed. An address that opened this
+    workspace before (within KNOWN_CLIENT_S) is held back only by its own limit, so guesses from
+    elsewhere cannot lock the owner out (behind a proxy that hides addresses, every user is one address)."""
     from filelock import FileLock
 
     keys = [f"ws:{folder_id(ws.id)}"] + ([f"client:{client}"] if client else [])
     limits = {keys[0]: MAX_PASSWORD_FAILURES_WORKSPACE, **({keys[1]: MAX_PASSWORD_FAILURES_CLIENT} if client else {})}
+    known = f"ok:{folder_id(ws.id)}:{client}" if client else None
     path = cfg.app_data / ATTEMPTS
     with FileLock(str(path) + ".lock"):
         now = time.time()
-        log = {k: [t for t in v if isinstance(t, (int, float)) and now - t < PASSWORD_WINDOW_S]
+        log = {k: [t for t in v if isinstance(t, (int, float)) and now - t < (KNOWN_CLIENT_S if k.startswith("ok:") else PASSWORD_WINDOW_S)]
                for k, v in _read_dict(path).items() if isinstance(v, list)}  # fmt: skip
         for k in keys:
+            if k == keys[0] and known and log.get(known):
+                continue  # this address has opened the workspace before: only its own limit applies
             if len(log.get(k, [])) >= limits[k]:
                 wait = max(1, int((min(log[k]) + PASSWORD_WINDOW_S - now) // 60) + 1)
                 who = "this workspace" if k == keys[0] else "this address"
@@ -212,6 +220,8 @@ def attempt_password(cfg: ServerConfig, ws: Workspace, password: str, client: st
         log = {k: v for k, v in _read_dict(path).items() if isinstance(v, list)}
         for k in keys:
             log[k] = [] if ok and k == keys[0] else [*log.get(k, [])[-50:], time.time()] if not ok else log.get(k, [])
+        if ok and known:
+            log[known] = [time.time()]
         atomic_write_json(path, log)
     return ok
 
