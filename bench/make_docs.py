@@ -309,6 +309,27 @@ checkpoint | steps | fidelity | diversity | speed | utility | robustness | priva
 {% endfor %}""", s=r["shipped"], names=SHIPPED, axes=AXES)
 
 
+def t_shipped_families(r: Results, ds: str) -> str:
+    """One dataset's shipped checkpoints (bench/results/shipped_families.json): the six scores with their
+    intervals, then the radar, the trilemma reading and the app's reading, each a generated sentence."""
+    d = r["shipped_families"]["datasets"].get(ds)
+    if d is None:
+        raise DocsError(f"no shipped checkpoint on {ds}: run python -m bench.shipped_families")
+    rows = [[c["name"], c["family"], f"{c['steps']:,}", c["seeds"], *(ci(c["scores"][a], c["intervals"][a], 2) for a in AXES)]
+            for c in d["checkpoints"]]  # fmt: skip
+    out = [md_table(["checkpoint", "family", "steps", "sampling seeds", *AXES], rows)]
+    if d["missing"]:
+        out.append(f"\nNot in the table (no report of the current metrics version yet): {', '.join(d['missing'])}; "
+                   "`python -m bench.train_shipped --eval-only --only NAME` makes it.")  # fmt: skip
+    if d["image"]:
+        out.append(f"\n![The radar of every shipped checkpoint on {d['title']}]({d['image']})")
+    if d["trilemma"]:
+        out.append("\n**Do the hybrids escape the trilemma here?**\n\n" + "\n".join(f"- {x}" for x in d["trilemma"]))
+    if d["reading"]:
+        out.append("\n**The reading, as Compare gives it:**\n\n" + "\n".join(f"- {x}" for x in d["reading"]))
+    return "\n".join(out)
+
+
 def t_shipped_provenance(r: Results) -> str:
     # No "seconds" column: a report's time_s is its last evaluate call's, which reuses cached stages
     # (a re-aggregation reads 0 s after the hour the seeds took), so it would mislead.
@@ -1321,6 +1342,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "machines": t_machines,
     "shipped": t_shipped,
     "shipped_provenance": t_shipped_provenance,
+    "shipped_families": t_shipped_families,
     "engine": t_engine,
     "quality_models": t_quality_models,
     "quality_samplers": t_quality_samplers,

@@ -25,6 +25,7 @@ from gda_core.metrics import (
     radar_figure,
     reading,
     table_rows,
+    trilemma_reading,
     write_comparison,
 )
 from gda_core.metrics.comparison import reports_digest
@@ -180,6 +181,10 @@ if any(r.bits_per_dim is not None for r in reps):
 st.subheader("Reading")
 for line in reading(reps, names):
     st.markdown(f"- {display.plain(line)}")
+if tri := trilemma_reading(reps, names):
+    st.markdown("**The trilemma**: does a fast model keep the fidelity and diversity of the best iterative one (DDPM, LDM, flow) here?")
+    for line in tri:
+        st.markdown(f"- {display.plain(line)}")
 
 st.subheader("The paper's claims on these models")
 st.caption(CLAIMS_NOTE)

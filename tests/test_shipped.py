@@ -51,3 +51,14 @@ def test_shipped_checkpoint_loads_samples_its_classes_and_has_a_current_report(i
     assert len(rep.provenance.get("seeds") or []) >= 3, "the full preset: three seeds"
     assert all(a in rep.intervals for a in AXES), "every axis with its interval"
     assert Path(reports[0][0]).stem == rep.provenance.get("settings_sha256")
+
+
+def test_the_shipped_families_summary_is_what_the_shipped_reports_give():
+    """docs/benchmarks.md's per-dataset radars and trilemma readings come from bench/results/shipped_families.json:
+    it must list exactly the shipped checkpoints with a current report, with those reports' settings."""
+    summary = json.loads((Path(__file__).resolve().parents[1] / "bench" / "results" / "shipped_families.json").read_text())["datasets"]
+    for ds in {r.dataset for r in SHIPPED}:
+        current = {r.path.name: cached_reports(r.path)[0][1].provenance.get("settings_sha256") for r in SHIPPED
+                   if r.dataset == ds and cached_reports(r.path)}  # fmt: skip
+        listed = {c["name"]: c["settings_sha256"] for c in summary.get(ds, {}).get("checkpoints", [])}
+        assert listed == current, f"{ds}: bench/results/shipped_families.json is stale: run `python -m bench.shipped_families` and `make docs`"

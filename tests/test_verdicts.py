@@ -213,3 +213,35 @@ def test_the_study_claims_count_per_seed_generators_as_training_runs():
     assert claims["fidelity"]["verdict"] == CONTRADICTED and "at 600 steps of training" in claim_sentence(claims["fidelity"])
     assert "robustness" not in claims  # the study does not measure it
     assert B_BETTER in {p["verdict"] for p in claims["fidelity"]["pairs"]}
+
+
+# -- the trilemma reading: faster than the best iterative model, and within noise of it on quality -------------
+
+
+def _tri(family: str, fid: float, div: float, speed: float, se: float = 0.005) -> Report:
+    m = {"fidelity": fid, "diversity": div, "speed": speed}
+    scores = {a: m.get(a, 0.5) for a in AXES}
+    return Report(scores=scores, raw={}, provenance={"family": family},
+                  uncertainty={f"score:{a}": _est(v, se) for a, v in scores.items()})  # fmt: skip
+
+
+def test_trilemma_reading_names_who_escapes_and_why_the_others_do_not():
+    from gda_core.metrics import trilemma_reading
+
+    reps = [_tri("ddpm", 0.90, 0.80, 0.20), _tri("flow", 0.80, 0.70, 0.20), _tri("vaegan", 0.90, 0.81, 0.70),
+            _tri("ddgan", 0.85, 0.50, 0.60), _tri("distilled", 0.91, 0.80, 0.21)]  # fmt: skip
+    lines = trilemma_reading(reps, ["d", "f", "vg", "dg", "st"])
+    assert len(lines) == 3  # one per model that is not iterative; the reference is the best iterative (d, not f)
+    assert lines[0].startswith("vg (a hybrid) escapes") and "faster than d" in lines[0]
+    assert lines[1].startswith("dg (a hybrid) does not escape") and "fidelity and diversity are clearly lower" in lines[1]
+    assert lines[2].startswith("st (a hybrid) is not clearly faster")
+    # A one-pass family that matches the iterative model: the reading says the trade-off is not there to escape.
+    lines = trilemma_reading([_tri("ddpm", 0.80, 0.70, 0.20), _tri("gan", 0.80, 0.70, 0.70)], ["d", "g"])
+    assert "g (one pass per image) escapes" in lines[0] and "does not hold the quality corner" in lines[1]
+    # Within noise is not lower: a wide interval keeps a lower mean from reading as a loss.
+    lines = trilemma_reading([_tri("ddpm", 0.80, 0.70, 0.20, se=0.05), _tri("vaegan", 0.75, 0.70, 0.70, se=0.05)], ["d", "v"])
+    assert "escapes" in lines[0] and "does not" not in lines[0]
+    # Nothing to measure against, or no intervals: said, not guessed.
+    assert trilemma_reading([_tri("gan", 0.8, 0.7, 0.7), _tri("vae", 0.8, 0.6, 0.7)], ["g", "v"]) == []
+    bare = Report(scores={a: 0.5 for a in AXES}, raw={}, provenance={"family": "vaegan"})
+    assert "no interval" in trilemma_reading([_tri("ddpm", 0.8, 0.7, 0.2), bare], ["d", "v"])[0]

@@ -27,6 +27,7 @@ from .comparison import (
     radar_png,
     reading,
     table_rows,
+    trilemma_reading,
     write_comparison,
 )
 from .evaluation import balanced_label_order, evaluate, held_out_bits_per_dim
@@ -47,6 +48,7 @@ from .speed import sampling_speed, speed_score
 from .utility import utility
 
 __all__ = [
+    "trilemma_reading",
     "AXES",
     "CLAIMS_NOTE",
     "PAPER_CLAIMS",

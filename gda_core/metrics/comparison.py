@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..runtime import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .claims import CLAIMS_NOTE, claim_sentence, claims_from_reports
-from .intervals import INCONCLUSIVE, SUPPORTED, difference
+from .intervals import CONTRADICTED, INCONCLUSIVE, SUPPORTED, difference
 from .report import AXES, AXIS_HELP, HEADLINE_RAW, RAW_META, SCHEMA_VERSION, Report
 
 # Plotly's default qualitative palette, shared by the interactive radar and the PNG export.
@@ -110,6 +110,54 @@ def reading(reports: list[Report], names: list[str]) -> list[str]:
     if len(means) > 1:
         n, m = max(means, key=lambda t: t[1])
         out.append(f"Averaged over the six axes, {n} is the most balanced ({m:.2f}); weigh the axes by what your task needs.")
+    return out
+
+
+#: The trilemma's slow corner (many network passes per image, the best fidelity and coverage it assumes)
+#: and the families built to leave it (Xiao et al. 2022; docs/hybrids.md).
+ITERATIVE_FAMILIES = ("ddpm", "ldm", "flow")
+HYBRID_FAMILIES = ("ddgan", "vaegan", "distilled")
+TRILEMMA_AXES = ("fidelity", "diversity", "speed")
+
+
+def trilemma_reading(reports: list[Report], names: list[str]) -> list[str]:
+    """Whether each non-iterative model escapes the generative trilemma on these reports: sampling clearly
+    faster than the iterative model (DDPM, LDM, flow) with the highest fidelity + diversity, while its
+    fidelity and diversity are within noise of that model's or higher (intervals of the differences, as
+    the reading's). Empty without an iterative model to measure against. A one-pass family that also
+    escapes says the iterative model is not in the corner the trilemma gives it at this budget."""
+    names = _check(reports, names)
+    fam = [str(r.provenance.get("family") or "") for r in reports]
+    slow = [(n, r) for n, r, f in zip(names, reports, fam, strict=True) if f in ITERATIVE_FAMILIES]
+    if not slow or len(slow) == len(reports):
+        return []
+    ref_n, ref = max(slow, key=lambda t: (t[1].scores.get("fidelity") or 0) + (t[1].scores.get("diversity") or 0))
+    out, one_pass_escapes = [], []
+    for n, r, f in zip(names, reports, fam, strict=True):
+        if f in ITERATIVE_FAMILIES:
+            continue
+        ests = {a: (r.estimate(a), ref.estimate(a)) for a in TRILEMMA_AXES}
+        unknown = [a for a, (x, y) in ests.items() if x is None or y is None]
+        kind = "a hybrid" if f in HYBRID_FAMILIES else "one pass per image"
+        if unknown:
+            out.append(f"{n} ({kind}): no interval on {_join(unknown)} to tell against {ref_n} (re-evaluate with the full preset).")
+            continue
+        v = {a: difference(*ests[a]).verdict for a in TRILEMMA_AXES}
+        lost = [a for a in ("fidelity", "diversity") if v[a] == CONTRADICTED]
+        if v["speed"] != SUPPORTED:
+            out.append(f"{n} ({kind}) is not clearly faster than {ref_n} here, so it does not leave the trilemma's slow corner.")
+        elif lost:
+            out.append(f"{n} ({kind}) does not escape the trilemma here: it samples clearly faster than {ref_n}, "
+                       f"but its {_join(lost)} {'is' if len(lost) == 1 else 'are'} clearly lower.")  # fmt: skip
+        else:
+            out.append(f"{n} ({kind}) escapes the trilemma here: it samples clearly faster than {ref_n}, and its fidelity and "
+                       f"diversity are within noise of {ref_n}'s or higher.")  # fmt: skip
+            if f not in HYBRID_FAMILIES:
+                one_pass_escapes.append(n)
+    if one_pass_escapes:
+        out.append(f"{_join(one_pass_escapes)} {'does' if len(one_pass_escapes) == 1 else 'do'} so without being a hybrid: at this "
+                   f"budget {ref_n} does not hold the quality corner the trilemma gives it, so these reports cannot show a hybrid "
+                   "escaping a trade-off that is not there; longer training of the iterative model is the test.")  # fmt: skip
     return out
 
 
