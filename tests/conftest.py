@@ -20,6 +20,9 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 # `make test`'s two test processes (pytest-xdist) a niced job waited behind the other process, and a sweep test
 # of 50 s took 380 s. tests/test_server.py checks the default itself.
 os.environ.setdefault("GDA_JOB_NICENESS", "0")
+# And with the tests' thread count: the worker gives each job cpu_count // workers threads (2 here), which
+# beside the other test process spin as above (the Train page's sweep test: 52 s alone, 284 s under xdist).
+os.environ.setdefault("GDA_JOB_THREADS", os.environ["OMP_NUM_THREADS"])
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
