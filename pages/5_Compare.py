@@ -172,11 +172,14 @@ for w in comparability(reps, names):
 st.plotly_chart(radar_figure(reps, names), key="compare_radar", theme=None)  # plotly colours: distinct per model
 
 # Exact likelihood, next to the six axes, when at least one model has one (flows such as RealNVP).
-if any(r.bits_per_dim is not None for r in reps):
+# Only the models that have one get a tile: nine "n/a" tiles beside one figure hid it.
+if with_bpd := [(n, r) for n, r in zip(names, reps, strict=False) if r.bits_per_dim is not None]:
     st.markdown("**Bits per dimension on held-out images** (lower is better; 8 = learned nothing)")
-    bpd_cols = st.columns(min(len(names), 4))
-    for i, (n, r) in enumerate(zip(names, reps, strict=False)):
-        bpd_cols[i % len(bpd_cols)].metric(n, "n/a" if r.bits_per_dim is None else f"{r.bits_per_dim:.3f}", help=BPD_HELP)
+    bpd_cols = st.columns(min(len(with_bpd), 4))
+    for i, (n, r) in enumerate(with_bpd):
+        bpd_cols[i % len(bpd_cols)].metric(n, f"{r.bits_per_dim:.3f}", help=BPD_HELP)
+    if without := [n for n, r in zip(names, reps, strict=False) if r.bits_per_dim is None]:
+        st.caption(display.plain(f"No exact likelihood (a flow such as RealNVP has one): {', '.join(without)}."))
 
 st.subheader("Reading")
 for line in reading(reps, names):
