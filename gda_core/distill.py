@@ -185,10 +185,17 @@ def write_card(out: Path, teacher_run) -> None:
         f"- Student: {c['steps']} network pass(es) per image, the teacher's guidance built in; {c['method']} distillation, "
         f"{saved.get('step', 0)} steps, batch {saved['train_config']['batch_size']}, seed {saved.get('seed', 0)}.\n"
         f"- Data: {saved.get('dataset_name', '?')} (the teacher's training data).\n"
-        f"- Re-make: `python -m gda_core distill --checkpoint {teacher_run.run_dir} --steps {c['steps']} --method {c['method']} "
-        f"--train-steps {saved.get('step', 0)} --out {out}`\n"
+        f"- Re-make: `python -m gda_core distill --checkpoint {_shown(teacher_run.run_dir)} --steps {c['steps']} --method {c['method']} "
+        f"--train-steps {saved.get('step', 0)} --out {_shown(out)}`\n"
     )  # fmt: skip
     atomic_write_text(out / CARD, text)
+
+
+def _shown(path: str | os.PathLike) -> str:
+    """A path as a card shows it: relative to the working folder when under it (a shipped card then reads
+    the same on every clone), else as given."""
+    p = Path(path).resolve()
+    return str(p.relative_to(Path.cwd().resolve())) if p.is_relative_to(Path.cwd().resolve()) else str(path)
 
 
 def find_teacher(student_run, *roots: str | os.PathLike) -> Path | None:

@@ -262,5 +262,8 @@ def cached_reports(run_dir: str | Path, ws: Workspace | None = None) -> list[tup
         rep = _read_report(p)
         # A report of older metrics answers with other definitions: never drawn beside current ones.
         if rep is not None and rep.provenance.get("metrics_version") == METRICS_VERSION:
+            # The folder it was evaluated in (a shipped report's names the machine that made it): where the run is
+            # now is what the claims read its training steps from.
+            rep.provenance["run_dir"] = str(Path(run_dir))
             out.append((p, rep))
     return out

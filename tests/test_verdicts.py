@@ -245,3 +245,26 @@ def test_trilemma_reading_names_who_escapes_and_why_the_others_do_not():
     assert trilemma_reading([_tri("gan", 0.8, 0.7, 0.7), _tri("vae", 0.8, 0.6, 0.7)], ["g", "v"]) == []
     bare = Report(scores={a: 0.5 for a in AXES}, raw={}, provenance={"family": "vaegan"})
     assert "no interval" in trilemma_reading([_tri("ddpm", 0.8, 0.7, 0.2), bare], ["d", "v"])[0]
+
+
+def test_a_shipped_report_read_from_another_clone_finds_its_run_and_its_training_steps(tmp_path):
+    """A report names the folder it was evaluated in (the machine that made the shipped ones): read from
+    where the run is now, the claims still find its training steps (a clone elsewhere, CI's for one)."""
+    import shutil
+
+    from gda_core.checkpoints import SHIPPED_DIR
+    from gda_core.jobs import cached_reports
+    from gda_core.metrics.claims import training_steps
+
+    src = SHIPPED_DIR / "vae-digits"
+    if not cached_reports(src):
+        pytest.skip("checkpoints/vae-digits has no current report (python -m bench.train_shipped --eval-only --only vae-digits)")
+    moved = tmp_path / "elsewhere" / "vae-digits"
+    shutil.copytree(src, moved)
+    for f in (moved / "eval").glob("*.json"):
+        d = json.loads(f.read_text())
+        d["provenance"]["run_dir"] = "/nonexistent/build-machine/checkpoints/vae-digits"
+        f.write_text(json.dumps(d))
+    rep = cached_reports(moved)[0][1]
+    assert rep.provenance["run_dir"] == str(moved)
+    assert training_steps(rep) == json.loads((moved / "config.json").read_text())["step"]
