@@ -106,8 +106,8 @@ def reading(rank: dict, classifiers: list[str]) -> list[str]:
         if not p.get("order"):
             out.append(f"{c}: not measured yet.")
             continue
-        told = "; ".join(p["clear_pairs"]) if p["clear_pairs"] else "no pair clear of noise"
-        out.append(f"{c}: by mean TSTR accuracy {' > '.join(p['order'])} (clear of noise: {told}).")
+        told = f"clear of noise: {'; '.join(p['clear_pairs'])}" if p["clear_pairs"] else "every difference within noise"
+        out.append(f"{c}: by mean TSTR accuracy {' > '.join(p['order'])} ({told}).")
     if rank["flips"]:
         out.append("The ranking changes with the classifier: " + "; ".join(rank["flips"]) + ".")
     elif sum(bool((per.get(c) or {}).get("order")) for c in classifiers) >= 2:

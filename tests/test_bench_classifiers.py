@@ -47,7 +47,7 @@ def test_the_bench_runs_on_shipped_checkpoints_and_resumes_from_its_parts(tmp_pa
     cmd = [sys.executable, "-m", "bench.bench_classifiers", "--data", "digits", "--only", "vae-digits,gan-digits",
            "--classifiers", "small-cnn,resnet18", "--seeds", "2", "--max-steps", "3", "--out", str(out)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=800)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     d = json.loads(out.read_text())
     assert len(d["cells"]) == 2 * 3 * 2  # (real + 2 checkpoints) x 2 classifiers x 2 seeds
