@@ -90,7 +90,8 @@ def train(name: str, runs: Path, max_steps: int | None = None) -> Path:
     extra = recipe(name, max_steps)
     out = runs / name
     cfg = out / "config.json"
-    if cfg.exists() and json.loads(cfg.read_text()).get("finished") and not _budget_left(json.loads(cfg.read_text()), extra):
+    saved = json.loads(cfg.read_text()) if cfg.exists() else {}
+    if saved.get("finished") and not _budget_left(saved, extra):
         return out
     if family == "distilled":
         teacher = ROOT / "checkpoints" / extra[extra.index("--teacher") + 1]

@@ -58,7 +58,7 @@ def test_the_shipped_families_summary_is_what_the_shipped_reports_give():
     it must list exactly the shipped checkpoints with a current report, with those reports' settings."""
     summary = json.loads((Path(__file__).resolve().parents[1] / "bench" / "results" / "shipped_families.json").read_text())["datasets"]
     for ds in {r.dataset for r in SHIPPED}:
-        current = {r.path.name: cached_reports(r.path)[0][1].provenance.get("settings_sha256") for r in SHIPPED
-                   if r.dataset == ds and cached_reports(r.path)}  # fmt: skip
+        reports = {r.path.name: cached_reports(r.path) for r in SHIPPED if r.dataset == ds}
+        current = {name: c[0][1].provenance.get("settings_sha256") for name, c in reports.items() if c}
         listed = {c["name"]: c["settings_sha256"] for c in summary.get(ds, {}).get("checkpoints", [])}
         assert listed == current, f"{ds}: bench/results/shipped_families.json is stale: run `python -m bench.shipped_families` and `make docs`"

@@ -277,11 +277,23 @@ def delete_workspace(cfg: ServerConfig, ws: Workspace) -> None:
 # -- run management ------------------------------------------------------------------------------
 
 
-def _own_run(ws: Workspace, run_dir: str | os.PathLike) -> Path:
-    path = Path(run_dir)
-    if not ws.owns(path) or path.resolve().parent != ws.runs.resolve() or not (path / "config.json").is_file():
-        raise ConfigError(f"{path.name} is not one of this workspace's runs")
+def _own(ws: Workspace, folder: str | os.PathLike, marker: str, what: str) -> Path:
+    """``folder`` if it is a folder of this workspace's runs holding ``marker``, else a one-line ConfigError."""
+    path = Path(folder)
+    if not ws.owns(path) or path.resolve().parent != ws.runs.resolve() or not (path / marker).is_file():
+        raise ConfigError(f"{path.name} is not one of this workspace's {what}")
     return path
+
+
+def _own_run(ws: Workspace, run_dir: str | os.PathLike) -> Path:
+    return _own(ws, run_dir, "config.json", "runs")
+
+
+def _write_members(folder: Path, members: dict[str, bytes]) -> None:
+    """A run's checked files (run-relative keys) written under ``folder``."""
+    for key, content in members.items():
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        (folder / key).write_bytes(content)
 
 
 def run_note(run_dir: str | os.PathLike) -> str:
@@ -320,10 +332,7 @@ def delete_run(ws: Workspace, run_dir: str | os.PathLike, busy: set[str]) -> Non
 
 
 def _own_sweep(ws: Workspace, sweep_dir: str | os.PathLike) -> Path:
-    path = Path(sweep_dir)
-    if not ws.owns(path) or path.resolve().parent != ws.runs.resolve() or not (path / "sweep.json").is_file():
-        raise ConfigError(f"{path.name} is not one of this workspace's sweeps")
-    return path
+    return _own(ws, sweep_dir, "sweep.json", "sweeps")
 
 
 def list_sweeps(ws: Workspace) -> list[dict]:
@@ -366,9 +375,7 @@ def keep_sweep_run(cfg: ServerConfig, ws: Workspace, sweep_dir: str | os.PathLik
     members = _zip_members(cfg, ws, run_zip_bytes(src))  # the checks and the quota of an uploaded run
     staging = ws.runs / f".{dst.name}.part"
     shutil.rmtree(staging, ignore_errors=True)
-    for key, content in members.items():
-        (staging / key).parent.mkdir(parents=True, exist_ok=True)
-        (staging / key).write_bytes(content)
+    _write_members(staging, members)
     os.replace(staging, dst)
     return dst
 
@@ -488,10 +495,7 @@ def import_run_zip(cfg: ServerConfig, ws: Workspace, source: bytes | str | os.Pa
     base = safe_name(Path(name).stem, "run")
     staging = _private_dir(ws.jobs / f".import-{secrets.token_hex(4)}")
     try:
-        for key, content in members.items():
-            dst = staging / key
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes(content)
+        _write_members(staging, members)
         del members
         n = sum(p.numel() for p in build_from_config(read_config(staging), staging, meta=True).parameters())
         if n > cfg.max_model_params:
@@ -590,9 +594,7 @@ def publish_run(cfg: ServerConfig, ws: Workspace, run_dir: str | os.PathLike, bu
     staging.mkdir()
     # The run's own files, read as an upload would be (the copy goes outside the workspace: no quota).
     members = scrub_members(_zip_members(cfg, ws, run_zip_bytes(path), quota=False), ws, keep_own=False)
-    for key, content in members.items():
-        (staging / key).parent.mkdir(parents=True, exist_ok=True)
-        (staging / key).write_bytes(content)
+    _write_members(staging, members)
     cfg_json = json.loads((staging / "config.json").read_text())
     cfg_json["published_by"] = hashlib.sha256(ws.id.encode()).hexdigest()[:16]
     (staging / "config.json").write_text(json.dumps(cfg_json, indent=2))
