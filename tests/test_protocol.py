@@ -248,11 +248,22 @@ def test_per_level_generators_do_not_leak_what_the_classifier_was_denied(tmp_pat
 
 
 @pytest.fixture(scope="module")
-def breast():
+def breast(tmp_path_factory):
     path = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist" / "breastmnist.npz"
     if not path.is_file():
         pytest.skip(f"{path} not present: the study tests read ../shared/data/breastmnist")
-    return load_dataset(str(path))
+    # The first 60 training images of each class (the val and test splits whole), written as a MedMNIST file
+    # of its own: the level 'all' then means 120 real images, not 546, so the exact SSIM searches of the privacy
+    # score and the memorisation audit take seconds. (A per-class limit at load time is refused by the study,
+    # which draws its own subsets.)
+    with np.load(path) as z:
+        d = {k: z[k] for k in z.files}
+    y = d["train_labels"].reshape(-1)
+    keep = np.sort(np.concatenate([np.flatnonzero(y == c)[:60] for c in np.unique(y)]))
+    d["train_images"], d["train_labels"] = d["train_images"][keep], d["train_labels"][keep]
+    small = tmp_path_factory.mktemp("breast") / "breastmnist.npz"
+    np.savez(small, **d)
+    return load_dataset(str(small))
 
 
 SMALL = dict(models=["vae"], model_configs={"vae": VAE}, per_class_levels=[10, "all"], ratios=[0, 1], seeds=2, budget_steps=[12, 16],
@@ -360,7 +371,8 @@ def test_quality_against_cost_curve_has_one_point_per_step_count(small_digits, t
     assert [p["steps"] for p in pts] == [2, 4] and [p["nfe_per_image"] for p in pts] == sorted(p["nfe_per_image"] for p in pts)
     for p in pts:
         assert p["fid_ci95"][0] <= p["fid"] <= p["fid_ci95"][1] and p["images_per_s"] > 0 and 0 <= p["precision"] <= 1
-    assert pts[0]["images_per_s"] > pts[1]["images_per_s"]  # twice the steps, fewer images per second
+    # No wall-time ordering here (2 steps faster than 4): on a shared 2-core machine it failed 2 runs in 6 while
+    # a training ran beside; the cost axis is checked through nfe_per_image, timings belong to bench/.
     assert len(curve_figure(curve).data) == 3
     write_curve(curve, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
