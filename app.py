@@ -13,6 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from gda_core.errors import GDAError
+from gda_core.models import display_name
 from pages.ui import checkpoints, datasets, display, progress, session
 
 ROOT = Path(__file__).resolve().parent
@@ -89,10 +90,10 @@ def shipped_models() -> None:
     st.caption("Trained here on each dataset and evaluated on all six axes: open one on Sample or Learn before training anything.")
     for source, infos in by_data.items():
         a, b, c = st.columns([4, 1, 1], vertical_alignment="center")
-        a.markdown(f"**{display.plain(dataset_title(source))}**: {', '.join(i.family.upper() for i in infos)}")
+        a.markdown(f"**{display.plain(dataset_title(source))}**: {', '.join(display_name(i.family) for i in infos)}")
         for col, page, key in ((b, "pages/3_Sample.py", "sample_run"), (c, "pages/6_Learn.py", "learn_run")):
             title = "Sample" if key == "sample_run" else "Learn"
-            if col.button(title, key=f"home_{key}_{source}", help=f"Open the {dataset_title(source)} {infos[0].family.upper()} on {title}."):
+            if col.button(title, key=f"home_{key}_{source}", help=f"Open the {dataset_title(source)} {display_name(infos[0].family)} on {title}."):
                 st.session_state[f"_{key}"] = str(infos[0].path)
                 st.switch_page(page)
 

@@ -10,7 +10,7 @@ import streamlit as st
 from gda_core.checkpoints import list_runs, read_config
 from gda_core.errors import ConfigError, GDAError
 from gda_core.jobs import unique_run_dir
-from gda_core.models import TrainConfig, get_model_class
+from gda_core.models import TrainConfig, display_name, get_model_class
 from gda_core.runtime import DEVICE_CHOICES
 from gda_core.schedulers import X0_CLIPS
 from gda_core.training import cpu_bf16_offered
@@ -58,8 +58,8 @@ with tab_new:
         key="train_family",
         on_change=session.keep,
         args=("train_family",),
-        format_func=lambda f: f"{f.upper()}: {get_model_class(f).description}",
-        help="; ".join(f"{f.upper()}: {get_model_class(f).description}" for f in families),
+        format_func=lambda f: f"{display_name(f)}: {get_model_class(f).description}",
+        help="; ".join(f"{display_name(f)}: {get_model_class(f).description}" for f in families),
     )
     st.caption(session.DISTILL_HINT)
     cls = get_model_class(family)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from gda_core.errors import GDAError
+from gda_core.models import display_name
 from gda_core.sampling import faster_precision, generate, png_bytes
 from pages.ui import checkpoints, display, session
 
@@ -34,7 +35,7 @@ names = run.class_names
 
 left, right = st.columns([1, 2], gap="large")
 with left:
-    st.caption(f"**{model.family.upper()}**: {type(model).description}")
+    st.caption(f"**{display_name(model.family)}**: {type(model).description}")
     if model.provenance():
         st.caption(f"This checkpoint was {display.plain(model.provenance())}.")
     label_opts = ["all classes"] + names
@@ -96,7 +97,7 @@ with left:
         ) else None
     missing = [c for c in ("guidance", "steps", "sampler", "eta") if c not in controls]
     if missing:
-        st.caption(f"Not shown: {', '.join(missing)}, which do not apply to a {model.family.upper()}.")
+        st.caption(f"Not shown: {', '.join(missing)}, which do not apply to a {display_name(model.family)}.")
 
 with right:
     try:

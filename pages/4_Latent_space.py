@@ -9,6 +9,7 @@ import streamlit as st
 from gda_core import latent, provenance
 from gda_core.errors import GDAError
 from gda_core.jobs import cached_reports
+from gda_core.models import display_name
 from gda_core.sampling import generate, image_grid
 from pages.ui import checkpoints, display, session
 
@@ -96,7 +97,7 @@ with tab_i:
                     help="Seeds: walk between the starting points of two random samples. Real images: encode two real images and walk between their codes.")  # fmt: skip
     if not latent.has_encoder(model):
         st.caption(
-            f"A {model.family.upper()} has no encoder, so real images cannot be placed in its latent space: interpolation is between seeds only."
+            f"A {display_name(model.family)} has no encoder, so real images cannot be placed in its latent space: interpolation is between seeds only."
         )
     c = st.columns(4)
     frames = c[0].slider("Frames", 3, 24, 9, key="lat_frames", help="Images along the path, ends included.")
@@ -159,7 +160,7 @@ with tab_t:
     shape = tuple(model.latent_shape())
     if len(shape) != 1:
         st.info(
-            f"A {model.family.upper()}'s latent is image-shaped noise {shape}: single dimensions have no meaning. Use Interpolation to walk between two noises."
+            f"A {display_name(model.family)}'s latent is image-shaped noise {shape}: single dimensions have no meaning. Use Interpolation to walk between two noises."
         )
     else:
         st.caption(

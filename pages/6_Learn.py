@@ -9,7 +9,7 @@ import streamlit as st
 
 from gda_core import distill, learn
 from gda_core.errors import GDAError
-from gda_core.models import get_model_class, list_models
+from gda_core.models import display_name, get_model_class, list_models
 from gda_core.sampling import image_grid
 from pages.ui import checkpoints, datasets, display, session
 
@@ -18,7 +18,7 @@ st.title("Learn")
 st.caption("What each family does, in plain words, then the same ideas on real data and on a trained model.")
 
 families = list_models()
-tabs = st.tabs([f.upper() for f in families])
+tabs = st.tabs([display_name(f) for f in families])
 for tab, fam in zip(tabs, families, strict=False):
     cls = get_model_class(fam)
     with tab:
@@ -375,7 +375,7 @@ def _learn_distilled() -> None:
     c = model.config
     st.markdown("#### Teacher and student at the same seed")
     st.caption(
-        f"This student was distilled from **{display.plain(c.teacher)}** (a {display.plain(c.teacher_family.upper())}, weights SHA-256 "
+        f"This student was distilled from **{display.plain(c.teacher)}** (a {display.plain(display_name(c.teacher_family))}, weights SHA-256 "
         f"{display.plain(c.teacher_sha256[:12])}...) by {display.plain(c.method)} distillation. Both start from the same noise for the same "
         f"seed; the teacher walks to its image in many small steps, the student in {c.steps}, one network pass each."
     )

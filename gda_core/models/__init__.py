@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import GenerativeModel, ModelConfig, TrainConfig, build_model, get_model_class, list_models, register_model
+from .base import GenerativeModel, ModelConfig, TrainConfig, build_model, display_name, get_model_class, list_models, register_model
 from .controls import CONTROL_HELP, SampleConfig
 
 # The built-in families, in display order; importing a module registers its family.
@@ -23,4 +23,4 @@ BUILTIN_FAMILIES = (
 for _name in BUILTIN_FAMILIES:
     importlib.import_module(f".{_name}", __name__)
 
-__all__ = ["CONTROL_HELP", "GenerativeModel", "SampleConfig", "ModelConfig", "TrainConfig", "build_model", "get_model_class", "list_models", "register_model"]
+__all__ = ["CONTROL_HELP", "GenerativeModel", "SampleConfig", "ModelConfig", "TrainConfig", "build_model", "display_name", "get_model_class", "list_models", "register_model"]

@@ -156,6 +156,8 @@ class GenerativeModel(nn.Module):
     # config and seed: it is part of the evaluation cache key, so older cached reports are recomputed.
     sampling_version: ClassVar[int] = 1
     description: ClassVar[str] = ""
+    # The name the app shows (``family`` is the registry key: "vaegan" reads as a typo to a clinician).
+    display_name: ClassVar[str] = ""
     how_it_works: ClassVar[str] = ""
     # Whether ``TrainConfig(cpu_bf16=None)`` trains this family in bf16 autocast on a CPU with native
     # bf16. On only where bf16 training is measured to reach at least float32's quality in the same time.
@@ -393,6 +395,12 @@ def get_model_class(name: str) -> type[GenerativeModel]:
         return _MODELS[name]
     except KeyError:
         raise ConfigError(f"unknown model '{name}'; choose one of {', '.join(_MODELS)}") from None
+
+
+def display_name(family: str) -> str:
+    """The name the app shows for a family ("VAE-GAN" for the registry's "vaegan")."""
+    cls = _MODELS.get(family)
+    return (cls.display_name if cls is not None else "") or family.upper()
 
 
 def build_model(name: str, **config: Any) -> GenerativeModel:

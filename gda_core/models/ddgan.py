@@ -104,6 +104,7 @@ class DDGAN(GenerativeModel):
     default_lr = 2e-4
     has_latent = True
     description = "Denoising-diffusion GAN: a few large denoising steps, each a conditional GAN; diffusion-like coverage at near-GAN speed."
+    display_name = "DDGAN"
     how_it_works = (
         "A denoising-diffusion GAN keeps diffusion's idea (start from noise and remove it step by step) but takes only a few "
         "large steps (here 4 instead of dozens). One large step cannot be learned as a simple average the way a diffusion "

@@ -75,6 +75,7 @@ class DDPM(GenerativeModel):
     # "Training in bfloat16 on CPU").
     cpu_bf16_default = True
     description = "Conditional diffusion (DDPM + DDIM / DPM-Solver++): best fidelity, slowest to sample."
+    display_name = "DDPM"
     how_it_works = (
         "A diffusion model learns to undo noise. During training, a real image is mixed with Gaussian noise at a "
         "random strength (a timestep from 0 to 1000) and a UNet learns to predict the noise that was added, given "

@@ -121,6 +121,7 @@ class Distilled(GenerativeModel):
     has_latent = True
     trainable_from_scratch = False
     description = "Few-step student of a DDPM or flow model: the teacher's images in 1-4 network passes instead of dozens."
+    display_name = "Distilled student"
     how_it_works = (
         "A diffusion or flow model makes an image by following a path from noise to picture in many small steps, each one "
         "a pass of its network (about 50 with guidance). Distillation trains a second network, the student, to take the same "

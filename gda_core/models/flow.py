@@ -110,6 +110,7 @@ class Flow(GenerativeModel):
     # FID on both measured seeds, recall within 0.01 (docs/benchmarks.md, "Training in bfloat16 on CPU").
     cpu_bf16_default = True
     description = "Conditional flow matching (rectified flow): diffusion-like fidelity, straight paths, fewer sampling steps."
+    display_name = "Flow matching"
     how_it_works = (
         "A flow-matching model learns to move noise into images along straight lines. During training, a real "
         "image and a pure-noise image are mixed in a random proportion, and a UNet learns which direction (a "

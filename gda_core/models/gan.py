@@ -82,6 +82,7 @@ class GAN(GenerativeModel):
     default_lr = 2e-4
     has_latent = True
     description = "Conditional GAN (hinge loss, spectral norm): sharp and very fast, can miss modes."
+    display_name = "GAN"
     how_it_works = (
         "A generative adversarial network trains two networks against each other. The generator turns random "
         "noise plus a class label into an image; the discriminator sees real and generated images and learns to "

@@ -287,6 +287,7 @@ class LDM(GenerativeModel):
     default_lr = 2e-3
     has_latent = True
     description = "Latent diffusion: an autoencoder, then diffusion in its small latent space; several times faster than pixel diffusion."
+    display_name = "LDM"
     how_it_works = (
         "Latent diffusion works in two stages. First an autoencoder learns to compress each image into a small grid of "
         "numbers (a latent, here 4 or 16 times fewer positions than pixels) and to rebuild the image from it; its "

@@ -277,6 +277,7 @@ class RealNVP(GenerativeModel):
     has_latent = True
     has_likelihood = True
     description = "Normalising flow (RealNVP/Glow): exact likelihood in bits/dim, one-pass sampling, noisier images."
+    display_name = "RealNVP"
     how_it_works = (
         "A normalising flow is a chain of reversible steps that turns an image into a cloud of standard random numbers "
         "of the same size, and back again without losing anything. Each step leaves half the pixel values unchanged "

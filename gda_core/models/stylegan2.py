@@ -465,6 +465,7 @@ class StyleGAN2(GenerativeModel):
     # mapping network normalises z. gda_core.latent reads this to pass temperature to decode.
     truncation_in_decode = True
     description = "Conditional StyleGAN2: style-based generator with truncation and style mixing; sharp, fast sampling."
+    display_name = "StyleGAN2"
     how_it_works = (
         "StyleGAN2 is a generative adversarial network (a generator and a discriminator trained against each other) "
         "whose generator is built around 'styles'. A small mapping network first turns random noise plus the class "

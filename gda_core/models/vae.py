@@ -46,6 +46,7 @@ class VAE(GenerativeModel):
     default_lr = 1e-3
     has_latent = True
     description = "Conditional VAE: fast, smooth latent space, blurrier images."
+    display_name = "VAE"
     how_it_works = (
         "A variational autoencoder learns two networks at once. The encoder squeezes each image (and its class) "
         "into a small cloud of possible codes in a latent space; the decoder turns a code back into an image. "

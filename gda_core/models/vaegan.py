@@ -121,6 +121,7 @@ class VAEGAN(GenerativeModel):
     default_lr = 2e-4
     has_latent = True
     description = "VAE-GAN: a VAE whose reconstructions are judged by a GAN critic; the VAE's latent space with sharper images."
+    display_name = "VAE-GAN"
     how_it_works = (
         "A VAE-GAN is a variational autoencoder whose decoder is also a GAN generator. The encoder maps each image to a "
         "small cloud of codes and the decoder turns codes back into images, as in a VAE. But instead of comparing a "

@@ -12,7 +12,7 @@ import streamlit as st
 
 from gda_core.errors import GDAError
 from gda_core.metrics import ARCHITECTURES, AXES
-from gda_core.models import get_model_class
+from gda_core.models import display_name, get_model_class
 from gda_core.server.budgets import check_sweep
 from gda_core.sweep import TRAIN_KEYS
 from pages.ui import common
@@ -32,7 +32,7 @@ def sweep_tab(ws, queue, ds) -> None:
     st.caption("Every combination of the grid's values is trained once per seed and evaluated; each setting's scores come with a 95% "
                "interval over its seeds, and the best setting on an axis is named only where it beats every other beyond that noise.")  # fmt: skip
     families = common.model_families(trainable=True)
-    family = st.selectbox("Model family", families, key="sweep_family", format_func=lambda f: f"{f.upper()}: {get_model_class(f).description}",
+    family = st.selectbox("Model family", families, key="sweep_family", format_func=lambda f: f"{display_name(f)}: {get_model_class(f).description}",
                           help="The family whose settings are swept (the distilled student is made from a teacher, not trained).")  # fmt: skip
     cls = get_model_class(family)
     defaults = cls.Config().to_dict()
