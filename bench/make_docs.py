@@ -341,6 +341,49 @@ checkpoint | evaluated | sampling seeds | synthetic images per seed | device | i
 {% endfor %}""", s=r["shipped"], names=SHIPPED)
 
 
+def _latest_report(folder: Path) -> dict | None:
+    reports = [json.loads(p.read_text()) for p in sorted((folder / "eval").glob("*.json"))]
+    return max(reports, key=lambda d: str(d.get("provenance", {}).get("created", ""))) if reports else None
+
+
+# A part of `make checkpoints` is quiet where the load average was below QUIET_START when it started and below
+# QUIET_END when it ended: the job's own two threads bring the load to about 2, a second heavy job beside it to 3 or more.
+QUIET_START, QUIET_END = 1.5, 2.5
+
+
+def t_make_checkpoints(r: Results) -> str:
+    """Each `make checkpoints` entry (bench/results/train_shipped.json): training (each part, where it resumed)
+    and evaluation seconds with the load average at their start and end, and whether every part was quiet."""
+    entries = r["train_shipped"]["entries"]
+
+    def parts(e: dict, part: str) -> list[tuple[float, float]]:
+        if part == "train" and e.get("train_parts"):
+            return [(x["load_start"], x["load_end"]) for x in e["train_parts"]]
+        a, b = e.get(f"{part}_load_start"), e.get(f"{part}_load_end")
+        return [(a, b)] if a is not None and b is not None else []
+
+    def loads(ps: list[tuple[float, float]]) -> str:
+        return ", then ".join(f"{a:.2f} -> {b:.2f}" for a, b in ps) or "not recorded"
+
+    rows, total = [], {}
+    for name in sorted(entries, key=lambda n: (entries[n].get("dataset") or n.split("-", 1)[1], n)):
+        e = entries[name]
+        rep = _latest_report(r.root / "checkpoints" / name)
+        st = (rep or {}).get("provenance", {}).get("stages") or {}
+        tp, ep = parts(e, "train"), parts(e, "eval")
+        quiet = bool(tp and ep) and all(a < QUIET_START and b < QUIET_END for a, b in tp + ep)
+        n_parts = len(e.get("train_parts") or [])
+        train = f"{e['train_s']:,.0f}" + (f" in {n_parts} parts" if n_parts > 1 else "") if "train_s" in e else "not recorded (an earlier round)"
+        rows.append([name, train, loads(tp), f"{e['eval_s']:,.0f}" if "eval_s" in e else "not evaluated",
+                     f"{st.get('computed', '?')} / {st.get('reused', '?')}", loads(ep), "yes" if quiet else "no"])  # fmt: skip
+        ds = e.get("dataset") or name.split("-", 1)[1]
+        total[ds] = total.get(ds, 0.0) + float(e.get("train_s", 0.0)) + float(e.get("eval_s", 0.0))
+    out = [md_table(["entry", "train s", "train load (start -> end)", "eval s", "stages computed / reused", "eval load (start -> end)",
+                     "quiet"], rows)]  # fmt: skip
+    out.append(f"\nQuiet: every part started below load {QUIET_START} and ended below {QUIET_END}. Recorded seconds per dataset "
+               "(train + evaluate, where recorded): " + "; ".join(f"{ds} {s / 3600:.1f} h" for ds, s in sorted(total.items())) + ".")  # fmt: skip
+    return "\n".join(out)
+
 # -------------------------------------------------------------------------------------------------
 # Engine throughput, sample quality, x0 clipping, families
 # -------------------------------------------------------------------------------------------------
@@ -1343,6 +1386,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "shipped": t_shipped,
     "shipped_provenance": t_shipped_provenance,
     "shipped_families": t_shipped_families,
+    "make_checkpoints": t_make_checkpoints,
     "engine": t_engine,
     "quality_models": t_quality_models,
     "quality_samplers": t_quality_samplers,

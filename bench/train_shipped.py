@@ -73,6 +73,20 @@ def recipe(name: str, max_steps: int | None = None) -> list[str]:
     return list(extra)
 
 
+def _train_parts(entry: dict, steps: int | None, train_s: float, load0: float, load1: float) -> list[dict]:
+    """The parts of a training that resumed a run the entry already recorded: each with its steps, seconds and
+    the load at its start and end (the entry's own loads are the last part's, so without these a first part
+    measured under load would read as quiet). Empty for a training in one go."""
+    parts = list(entry.get("train_parts") or [])
+    before_steps, before_s = entry.get("steps"), entry.get("train_s")
+    if not (before_steps and before_s and steps and steps > before_steps and train_s > before_s):
+        return parts  # not a resume of the recorded run (a first training, or a retrain from scratch)
+    if not parts:
+        parts = [{"to_step": before_steps, "seconds": before_s, "load_start": entry.get("train_load_start"), "load_end": entry.get("train_load_end")}]
+    done = sum(float(x["seconds"]) for x in parts)
+    return parts + [{"to_step": steps, "seconds": round(train_s - done, 1), "load_start": load0, "load_end": load1}]
+
+
 def _budget_left(saved: dict, extra: list[str]) -> bool:
     """A finished run whose recipe now asks for more (steps and minutes both left) resumes instead of
     being shipped as is: a run cut short by its minutes cap on a loaded machine continues where it stopped."""
@@ -227,9 +241,11 @@ def main() -> int:
                 if (run / f).exists():
                     _copy_atomic(run / f, dest / f)
             cfg = json.loads((dest / "config.json").read_text())
+            train_s, load1 = round(float(cfg.get("train_time_s") or 0), 1), _load()
+            parts = _train_parts(entry, cfg.get("step"), train_s, load0, load1)
             entry.update(recipe=recipe(name, args.max_steps), family=SHIPPED[name][0], dataset=SHIPPED[name][1], steps=cfg.get("step"),
-                         train_s=round(float(cfg.get("train_time_s") or 0), 1), train_load_start=load0, train_load_end=_load(),
-                         size_bytes=(dest / "model.safetensors").stat().st_size)  # fmt: skip
+                         train_s=train_s, train_load_start=load0, train_load_end=load1, size_bytes=(dest / "model.safetensors").stat().st_size,
+                         **({"train_parts": parts} if parts else {}))  # fmt: skip
             res["entries"][name] = entry
             _save_results(results, res)
         elif done_before:

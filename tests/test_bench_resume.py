@@ -61,7 +61,15 @@ def test_a_finished_run_whose_recipe_grew_resumes_where_it_stopped(tmp_path):
     assert cfg["step"] == 5 and cfg["finished"]
     steps = [h["step"] for h in json.loads((tmp_path / "runs" / "vae-digits" / "history.json").read_text())]
     assert steps == sorted(set(steps)) and steps[-1] == 5  # one history, continued, not restarted
-    from bench.train_shipped import _budget_left
+    # Both parts keep their own seconds and loads: the entry's own loads are the last part's only.
+    entry = json.loads((tmp_path / "r.json").read_text())["entries"]["vae-digits"]
+    parts = entry["train_parts"]
+    assert [p["to_step"] for p in parts] == [3, 5] and parts[-1]["load_start"] == entry["train_load_start"]
+    assert sum(p["seconds"] for p in parts) == pytest.approx(entry["train_s"], abs=0.2) and all(p["seconds"] > 0 for p in parts)
+    from bench.train_shipped import _budget_left, _train_parts
+
+    assert _train_parts({}, 5, 1.0, 0.1, 0.2) == []  # a first training is one part: nothing to split
+    assert _train_parts({"steps": 5, "train_s": 9.0}, 5, 3.0, 0.1, 0.2) == []  # retrained from scratch, not resumed
 
     assert _budget_left({"step": 2165, "train_time_s": 3764.4}, ["--steps", "6000", "--minutes", "110"])
     assert not _budget_left({"step": 2165, "train_time_s": 3764.4}, ["--steps", "6000", "--minutes", "60"])  # its time is spent
