@@ -272,14 +272,19 @@ def run_line(r: Results, source: str) -> str:
 SHIPPED = ("vae-digits", "gan-digits", "ddpm-digits")
 
 
+def _latest_report(folder: Path) -> dict | None:
+    """The newest report in a checkpoint's eval folder (None when it holds none)."""
+    reports = [json.loads(p.read_text()) for p in sorted((folder / "eval").glob("*.json"))]
+    return max(reports, key=lambda d: str(d.get("provenance", {}).get("created", ""))) if reports else None
+
+
 def _shipped(r: Results) -> dict:
     out = {}
     for name in SHIPPED:
         folder = r.root / "checkpoints" / name
-        reports = [json.loads(p.read_text()) for p in sorted((folder / "eval").glob("*.json"))]
-        if not reports:
+        rep = _latest_report(folder)
+        if rep is None:
             raise DocsError(f"checkpoints/{name}/eval holds no report")
-        rep = max(reports, key=lambda d: str(d.get("provenance", {}).get("created", "")))
         cfg = json.loads((folder / "config.json").read_text())
         out[name] = {**rep, "steps": cfg.get("step")}
     rates = [d["raw"]["memorization_rate"] for d in out.values()]
@@ -339,11 +344,6 @@ checkpoint | evaluated | sampling seeds | synthetic images per seed | device | i
 {{ name }} | {{ (p.get("created", "")|string)[:10] }} | {{ (p.get("seeds") or [p.get("seed")])|join(", ") }} | {{ p.get("n_samples")|f(",") }} | \
 {{ p.get("device") }} | {{ methods|join("; ") if methods else "none (report written before intervals)" }}
 {% endfor %}""", s=r["shipped"], names=SHIPPED)
-
-
-def _latest_report(folder: Path) -> dict | None:
-    reports = [json.loads(p.read_text()) for p in sorted((folder / "eval").glob("*.json"))]
-    return max(reports, key=lambda d: str(d.get("provenance", {}).get("created", ""))) if reports else None
 
 
 # A part of `make checkpoints` is quiet where the load average was below QUIET_START when it started and below
