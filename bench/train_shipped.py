@@ -9,6 +9,10 @@ history.json, preview.png, MODEL_CARD.md and the evaluation report the Compare p
 resumable train_state.pt is not shipped: it holds optimiser moments and would triple the size). The
 distilled student is made from the shipped digits DDPM by `python -m gda_core distill`; the
 pneumoniamnist entries read ../shared/data/pneumoniamnist (or $GDA_DATA_DIR) and never download.
+
+A DDPM on a real set takes about an hour to train and two to evaluate here, more than is left in many
+sessions: `--no-eval --dest bench/pending` ships the training alone into a tracked waiting folder, and the
+next run of this entry (with its evaluation) moves it into checkpoints/ and evaluates it, training nothing.
 """
 
 from __future__ import annotations
@@ -60,6 +64,10 @@ SHIPPED: dict[str, tuple[str, str, list[str]]] = {
     "ddpm-plantvillage_corn": ("ddpm", "plantvillage_corn", ["--steps", "6000", "--minutes", "60"]),
 }
 RESULTS = ROOT / "bench" / "results" / "train_shipped.json"
+# A trained checkpoint waiting for its evaluation (`--no-eval --dest bench/pending`): tracked, so that a training
+# done in one session is evaluated and shipped by the next one instead of trained again. It does not sit in
+# checkpoints/ meanwhile, because every checkpoint there must come with its report (the app opens Compare with it).
+PENDING = ROOT / "bench" / "pending"
 DEFAULT = "vae-digits,gan-digits,ddpm-digits"  # shipped before bench/results/train_shipped.json recorded recipes
 SHIP_FILES = ("model.safetensors", "config.json", "history.json", "preview.png")
 
@@ -128,6 +136,7 @@ def train(name: str, runs: Path, max_steps: int | None = None) -> Path:
 def model_card(run_dir: Path, report: dict | None, entry: dict | None = None) -> str:
     from gda_core.data import dataset_title
     from gda_core.data.plantvillage import CORN_LICENCE
+    from gda_core.models import display_name
 
     cfg = json.loads((run_dir / "config.json").read_text())
     dataset = cfg.get("dataset_name", "digits")
@@ -139,7 +148,7 @@ def model_card(run_dir: Path, report: dict | None, entry: dict | None = None) ->
                 f"Source and licence: {CORN_LICENCE}. This checkpoint is a derived work and is shared under CC BY-SA 3.0 too.")  # fmt: skip
     else:
         data = f"{dataset_title(dataset)}, {cfg.get('train_images')} training images ({', '.join(cfg.get('class_names', []))}). Source and licence: {MEDMNIST_CREDIT}"
-    lines = [f"# {cfg['family'].upper()} on {dataset_title(dataset)} (shipped checkpoint)", ""]
+    lines = [f"# {display_name(cfg['family'])} on {dataset_title(dataset)} (shipped checkpoint)", ""]
     if cfg["family"] == "distilled":  # the lines of the student's own card (gda_core.distill) that name its teacher
         card = run_dir / "MODEL_CARD.md"
         own = [ln for ln in (card.read_text().splitlines() if card.exists() else []) if ln.startswith(("- Teacher:", "- Student:", "- Re-make:"))]
@@ -165,6 +174,25 @@ def model_card(run_dir: Path, report: dict | None, entry: dict | None = None) ->
                                                   if isinstance(rep.raw.get(k), (int, float)))]  # fmt: skip
         lines += [f"Device: {rep.provenance.get('device', '?')}. Re-evaluate: `python -m gda_core evaluate --checkpoint {Path(run_dir).resolve().relative_to(ROOT)} --preset full --out r.json`."]
     return "\n".join(lines) + "\n"
+
+
+def portable_report(report: dict, dest: Path) -> dict:
+    """The report as shipped: no path of the machine that made it (the evaluation's stage cache, its run folder),
+    which would tell a reader nothing and a clone the maker's home directory. The run folder becomes the
+    checkpoint's place in the repository, and the training steps that claims read from the run folder's config
+    (gda_core.metrics.claims.training_steps) are written into the report, which then needs no folder to find."""
+    prov = report.get("provenance") or {}
+    cfg = Path(dest) / "config.json"
+    if "train_steps" not in prov and cfg.exists():
+        step = json.loads(cfg.read_text()).get("step")
+        if isinstance(step, int):
+            prov["train_steps"] = step
+    if isinstance(prov.get("stages"), dict):
+        prov["stages"].pop("root", None)
+    if prov.get("run_dir"):
+        d = Path(dest).resolve()
+        prov["run_dir"] = str(d.relative_to(ROOT)) if d.is_relative_to(ROOT) else d.name
+    return report
 
 
 def _card_loads(entry: dict) -> str:
@@ -205,6 +233,19 @@ def _shipped_current(name: str, dest: Path, res: dict, max_steps: int | None) ->
     return bool(c.get("finished")) and c.get("family") == SHIPPED[name][0] and recipe_ok
 
 
+def _promote_pending(name: str, dest: Path, pending: Path, res: dict, max_steps: int | None) -> bool:
+    """Move a finished checkpoint of this recipe from the pending folder into ``dest`` when ``dest`` has none.
+    Returns whether it moved (the training it holds is then not redone)."""
+    src = pending / name
+    if dest.resolve() == src.resolve() or _shipped_current(name, dest, res, max_steps) or not _shipped_current(name, src, res, max_steps):
+        return False
+    if dest.exists():  # an unfinished or other-recipe folder: the pending one is what the results file records
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(src), str(dest))
+    return True
+
+
 def _copy_atomic(src: Path, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.copy2(src, tmp)
@@ -224,6 +265,7 @@ def main() -> int:
     ap.add_argument("--max-steps", type=int, default=None, help="cap every recipe's steps (a quick check of the recipes)")
     ap.add_argument("--eval-only", action="store_true", help="re-evaluate the shipped checkpoints (full preset) and rewrite their cards")
     ap.add_argument("--retrain", action="store_true", help="train again even where checkpoints/ holds this recipe's finished checkpoint")
+    ap.add_argument("--pending", default=str(PENDING), help="where a training committed without its evaluation waits (moved into --dest here)")
     ap.add_argument("--results", default=str(RESULTS), help="the tracked file of recipes and timings (what a later session resumes from)")
     args = ap.parse_args()
     names = list(SHIPPED) if args.only == "all" else args.only.split(",")
@@ -239,6 +281,8 @@ def main() -> int:
         t0 = time.time()
         dest = Path(args.dest) / name
         entry = dict(res.setdefault("entries", {}).get(name, {}))
+        if not args.retrain and _promote_pending(name, dest, Path(args.pending), res, args.max_steps):
+            print(f"{name}: moved the finished training from {args.pending}/{name} to {dest}", flush=True)
         done_before = _shipped_current(name, dest, res, args.max_steps) and not args.retrain
         if not args.eval_only and not done_before:
             if SHIPPED[name][0] == "distilled" and not (ROOT / "checkpoints" / "ddpm-digits" / "model.safetensors").exists():
@@ -271,7 +315,7 @@ def main() -> int:
                 os.environ["GDA_DATA_DIR"] = os.environ.get("GDA_SHIPPED_DATA_DIR") or str(SHARED / SHIPPED[name][1])
             load0, te = _load(), time.time()
             rep = evaluate(dest, **evaluation_options("full"))
-            report = rep.to_dict()
+            report = portable_report(rep.to_dict(), dest)
             keep = f"{rep.provenance.get('settings_sha256')}.json"
             # evaluate() never writes into a shipped checkpoint (its report went to the user cache): this is the one place that does.
             from gda_core.runtime import atomic_write_json

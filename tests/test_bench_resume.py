@@ -117,3 +117,28 @@ def test_protocol_bench_continues_from_its_parts_file(tmp_path):
     # Other settings answer another question: their units are not mixed with these.
     out = _bench(*[a if a != "0,1" else "0,2" for a in args])
     assert "already in" not in out
+
+
+def test_a_training_committed_as_pending_is_moved_not_retrained(tmp_path):
+    """A session that had time to train but not to evaluate commits the training to bench/pending; the next
+    session's run moves it into checkpoints/ (to be evaluated there) instead of training it again."""
+    common = ["--max-steps", "3", "--no-eval", "--only", "vae-digits", "--results", str(tmp_path / "r.json"),
+              "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+    _bench("bench.train_shipped", "--dest", str(tmp_path / "pending"), *common)
+    weights = tmp_path / "pending" / "vae-digits" / "model.safetensors"
+    before = weights.read_bytes()
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")  # a fresh clone: only the committed pending folder and results file remain
+    out = _bench("bench.train_shipped", "--dest", str(tmp_path / "ck"), "--pending", str(tmp_path / "pending"), *common)
+    assert "vae-digits: moved the finished training from" in out
+    assert "already holds this recipe's finished checkpoint" in out
+    assert (tmp_path / "ck" / "vae-digits" / "model.safetensors").read_bytes() == before
+    assert not (tmp_path / "pending" / "vae-digits").exists() and not (tmp_path / "runs" / "vae-digits").exists()
+    # A pending training of another recipe is not taken for this one: the capped run never passes for the real recipe.
+    _bench("bench.train_shipped", "--dest", str(tmp_path / "pending"), *common)
+    from bench.train_shipped import _promote_pending
+
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert not _promote_pending("vae-digits", tmp_path / "ck2" / "vae-digits", tmp_path / "pending", res, None)
+    assert (tmp_path / "pending" / "vae-digits").is_dir()

@@ -51,6 +51,14 @@ def test_shipped_checkpoint_loads_samples_its_classes_and_has_a_current_report(i
     assert len(rep.provenance.get("seeds") or []) >= 3, "the full preset: three seeds"
     assert all(a in rep.intervals for a in AXES), "every axis with its interval"
     assert Path(reports[0][0]).stem == rep.provenance.get("settings_sha256")
+    # Shipped on every clone: no path of the machine that evaluated it, and the training steps the claims read
+    # without the run folder (cached_reports points run_dir at where the checkpoint is now; the file's own was absolute).
+    text = json.dumps(json.loads(Path(reports[0][0]).read_text())["provenance"])
+    assert "/work/" not in text and "/root/" not in text and "/home/" not in text, "a machine path in the shipped report"
+    assert rep.provenance.get("train_steps") == cfg["step"]
+    from gda_core.metrics.claims import training_steps
+
+    assert training_steps(rep) == cfg["step"]
 
 
 def test_the_shipped_families_summary_is_what_the_shipped_reports_give():
