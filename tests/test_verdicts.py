@@ -11,7 +11,7 @@ import pytest
 
 from gda_core.augment.study_report import StudyResult, fmt_ratio, reading_verdicts
 from gda_core.metrics import AXES, Estimate, Report, check_claims, claim_sentence, claims_from_reports
-from gda_core.metrics.claims import NO_DIFFERENCE, NOT_CLAIMED, ONE_MODEL, budget_text
+from gda_core.metrics.claims import NO_DIFFERENCE, NOT_CLAIMED, ONE_MODEL, SPEED_BUDGET, budget_text
 from gda_core.metrics.intervals import CONTRADICTED, INCONCLUSIVE, SUPPORTED, difference, over_replicates
 from gda_core.metrics.verdicts import (
     A_BETTER,
@@ -183,6 +183,12 @@ def test_contradicted_is_printed_with_its_training_budget(tmp_path):
     c = next(c for c in claims_from_reports(reports, ["d", "g", "v"]) if c["axis"] == "fidelity")
     assert c["checkpoint_verdict"] == CONTRADICTED and "contradicted at 2,500 steps of training" in claim_sentence(c)
     assert budget_text({"a": 600, "b": 150}) == "at 600 (a), 150 (b) steps of training"
+    # Speed does not depend on training: its claim never reads as tied to a budget (nor "an unrecorded" one).
+    speed = [_rep(f, 0.5, seeds=[0, 1, 2], steps=None) for f in ("ddpm", "gan", "vae")]
+    for r, v in zip(speed, (0.1, 0.9, 0.5), strict=True):
+        r.scores["speed"], r.uncertainty["score:speed"] = v, _est(v, 0.005, 2)
+    c = next(c for c in claims_from_reports(speed, ["d", "g", "v"]) if c["axis"] == "speed")
+    assert c["budget"] == SPEED_BUDGET and "unrecorded" not in claim_sentence(c)
 
 
 def test_contradicted_needs_the_holm_corrected_reversal_not_any_one_pair():
