@@ -1230,10 +1230,11 @@ def protocol_block(r: Results, name: str) -> str:
     )
     # The verdict is the Holm-corrected one over the ratios of its reading line (older results: the per-cell one).
     summary = table("""\
-model | level | ratio | accuracy [95% CI] | gain [95% CI] | verdict
-{% for s in rows %}{% set mixed = s.get("ratio", 0) > 0 %}
+model | level | ratio | accuracy [95% CI] | gain [95% CI] | gain, Holm-corrected interval | verdict (from the corrected interval)
+{% for s in rows %}{% set mixed = s.get("ratio", 0) > 0 %}{% set hc = s.get("verdict_corrected_ci") %}
 {{ s.get("model_label") or s.model }}{{ " · geometric aug" if s.get("geometric_aug") else "" }}{{ " · selected" if s.get("selected") else "" }} | \
 {{ s.per_class|level }} | {{ s.ratio|ratio_txt }} | {{ s.mean|ci(s.get("ci95")) }} | {{ s.get("gain")|signed_ci(s.get("gain_ci95")) if mixed else "-" }} | \
+{{ (s.get("gain")|signed_ci(hc)) ~ " (" ~ (100 * s.verdict_corrected_level)|round(1) ~ " %)" if mixed and hc else "-" }} | \
 {{ s.get("verdict_corrected", s.get("verdict", "-")) if mixed else "real only" }}
 {% endfor %}""", rows=d.get("summary", []))
     out.append(summary if d.get("summary") else "(no summary rows)")

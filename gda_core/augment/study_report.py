@@ -210,7 +210,10 @@ class StudyResult:
         # Each row also carries its Holm-corrected verdict (over the ratios of its reading line): the words a reader of the
         # exported file (docs/protocol-results.md) sees, not the uncorrected per-cell one.
         verdicts = reading_verdicts(self.summary)
-        summary = [{**s, "verdict_corrected": GAIN_WORDS[v.verdict], "verdict_corrected_text": v.text} if (v := verdicts.get(_vkey(s))) else s
+        # The interval the corrected verdict was read from goes with it (it is wider than the row's 95 % one): a row
+        # showing a 95 % interval clear of zero beside "cannot tell" explains itself.
+        summary = [{**s, "verdict_corrected": GAIN_WORDS[v.verdict], "verdict_corrected_text": v.text,
+                    "verdict_corrected_ci": [v.lo, v.hi], "verdict_corrected_level": v.level} if (v := verdicts.get(_vkey(s))) else s
                    for s in self.summary]  # fmt: skip
         return {"format": FORMAT, "config": self.config, "notes": self.notes, "summary": summary, "claims": self.claims,
                 "reading": self.reading(), "generators": self.generators, "cells": cells}  # fmt: skip
