@@ -161,8 +161,15 @@ def test_protocol_block_renders_a_study_and_says_not_run_yet_without_one(tmp_pat
     (tmp_path / "assets" / "protocol_breastmnist.png").write_bytes(b"")
     out = make_docs.protocol_block(make_docs.Results(tmp_path), "breastmnist")
     assert "![breastmnist" in out and "(../assets/protocol_breastmnist.png)" in out
-    assert "| vae | 10/class | 1x | 0.700 [0.660, 0.740] | +0.090 [+0.020, +0.160] | helps |" in out
-    assert "| vae | 10/class | 0x | 0.610 [0.550, 0.670] | - | real only |" in out
+    # A result of before the corrected intervals were recorded: that column says "-".
+    assert "| vae | 10/class | 1x | 0.700 [0.660, 0.740] | +0.090 [+0.020, +0.160] | - | helps |" in out
+    assert "| vae | 10/class | 0x | 0.610 [0.550, 0.670] | - | - | real only |" in out
+    study = _study()
+    row = next(x for x in study["summary"] if x.get("ratio"))
+    row.update(verdict_corrected="cannot tell at this budget", verdict_corrected_ci=[-0.01, 0.19], verdict_corrected_level=0.975)
+    (tmp_path / "bench" / "results" / "protocol_breastmnist.json").write_text(json.dumps(study))
+    shown = make_docs.protocol_block(make_docs.Results(tmp_path), "breastmnist")
+    assert "| +0.090 [+0.020, +0.160] | +0.090 [-0.010, +0.190] (97.5 %) | cannot tell at this budget |" in shown
     assert "| diffusion > GAN > VAE on fidelity (at 10/class) | inconclusive | no diffusion model |" in out
     assert "- vae at 10/class: real only 0.610; +1x 0.700." in out
     assert "Cannot tell:" not in out  # the claims' own reading lines are not repeated under the table
