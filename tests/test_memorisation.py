@@ -55,7 +55,9 @@ def test_nearest_is_within_class_and_matches_the_exact_search(digits):
     got = class_nearest_ssim(x, y, digits.train_images, digits.train_labels)
     for i in (0, 7, 19):
         ref = digits.train_images[digits.train_labels == y[i]].transpose(0, 3, 1, 2)
-        assert got[i] == pytest.approx(float(nearest_ssim(x[i : i + 1].transpose(0, 3, 1, 2), ref)[0]), abs=1e-9)
+        # float32 SSIM over differently sized batches rounds differently (1.2e-7 seen once under make test-fast): the same
+        # neighbour gives the same value to float32 precision, a wrong one differs by far more.
+        assert got[i] == pytest.approx(float(nearest_ssim(x[i : i + 1].transpose(0, 3, 1, 2), ref)[0]), abs=1e-6)
 
 
 def test_thresholds_pool_small_classes():
