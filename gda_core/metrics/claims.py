@@ -87,8 +87,8 @@ def representatives(families: dict[str, str]) -> dict[str, str]:
     return out
 
 
-# Sampling speed is set by the architecture and the sampler, not by how long a model trained: a speed claim holds
-# or fails at any training budget, and "at an unrecorded training budget" (models of several budgets pooled) misleads.
+# A claim on a training-free axis holds or fails at any training budget: "at an unrecorded training budget" (models of
+# several budgets pooled, as the study does) would mislead.
 SPEED_BUDGET = "at any training budget (sampling speed depends on the architecture and sampler, not on training)"
 
 
@@ -161,7 +161,7 @@ def check_claims(estimates: dict[str, dict[str, Estimate | None]], families: dic
         on_models = _claim_verdict(claim, verdicts)
         scope, why = _scope(claim, names, runs)
         verdict = on_models if scope == "family" or on_models == NOT_CLAIMED else INCONCLUSIVE
-        budget = SPEED_BUDGET if claim.axis == "speed" else budget_text({names[g]: steps.get(names[g]) for g in claim.groups})
+        budget = SPEED_BUDGET if claim.axis in TRAINING_FREE_AXES else budget_text({names[g]: steps.get(names[g]) for g in claim.groups})
         rec = {**base, "verdict": verdict, "scope": scope, "checkpoint_verdict": on_models, "runs": {g: int(runs.get(names[g], 1)) for g in names},
                "pairs": [_pair_dict(v) for v in verdicts], "budget": budget, "margin": margin_for(claim.axis)}  # fmt: skip
         rec["reason"] = _reason(rec, verdicts, why)
