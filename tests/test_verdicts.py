@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from gda_core.augment.study_report import StudyResult, fmt_ratio, reading_verdicts
+from gda_core.augment.study_report import ONE_SEED, StudyResult, fmt_ratio, reading_verdicts
 from gda_core.metrics import AXES, Estimate, Report, check_claims, claim_sentence, claims_from_reports
 from gda_core.metrics.claims import NO_DIFFERENCE, NOT_CLAIMED, ONE_MODEL, SPEED_BUDGET, budget_text
 from gda_core.metrics.intervals import CONTRADICTED, INCONCLUSIVE, SUPPORTED, difference, over_replicates
@@ -125,6 +125,32 @@ def test_reading_says_no_meaningful_difference_and_one_seed():
     assert "No meaningful difference: every change is within ±0.02 accuracy." in line
     one = [{**base, "ratio": 0.0, "seeds": 1}, {**base, "ratio": 1.0, "seeds": 1, "gain": 0.03, "gain_ci95": None, "verdict": "one seed"}]
     assert "One seed" in StudyResult([], [], {}, summary=one).reading()[0]
+
+
+def test_a_one_seed_verdict_is_never_bare():
+    """One seed with a test-image bootstrap still decides, but the words say the interval lacks seed noise, in
+    the reading line, the table, the study-wide count and the exported (docs) verdict; three seeds read bare."""
+    base = {"model": "m", "model_label": "m", "per_class": 10, "geometric_aug": False, "selected": False, "n_real": 100, "n_synthetic": 0,
+            "mean": 0.8, "ci95": [0.78, 0.82]}  # fmt: skip
+
+    def rows(seeds, label="m"):
+        return [{**base, "model_label": label, "ratio": 0.0, "seeds": seeds}] + [
+            {**base, "model_label": label, "ratio": r, "seeds": seeds, "gain": -0.06, "gain_ci95": [-0.08, -0.04], "gain_se": 0.01,
+             "verdict": "hurts"} for r in (1.0, 2.0)]  # fmt: skip
+
+    one = StudyResult([], [], {}, summary=rows(1) + rows(1, "n"))
+    line = next(s for s in one.reading() if s.startswith("m at 10/class"))
+    assert "did not help" in line and "One seed: these intervals hold the test images' noise" in line
+    assert f"hurts ({ONE_SEED})" in line
+    assert any(row["gain over real only"].endswith(f"hurts ({ONE_SEED})") for row in one.table())
+    wide = next(s for s in one.reading() if s.startswith("Corrected over all"))
+    assert f"4 of these gains rest on one seed ({ONE_SEED})" in wide
+    exported = [s for s in one.to_dict()["summary"] if s["ratio"] > 0]
+    assert exported and all(s["verdict_corrected"] == f"hurts ({ONE_SEED})" for s in exported)
+    three = StudyResult([], [], {}, summary=rows(3) + rows(3, "n"))
+    text = " ".join(three.reading())
+    assert "did not help" in text and "one seed" not in text.lower()
+    assert all(s["verdict_corrected"] == "hurts" for s in three.to_dict()["summary"] if s["ratio"] > 0)
 
 
 # -- the paper's claims: checkpoint or family, and the budget ------------------------------------------
@@ -274,3 +300,25 @@ def test_a_shipped_report_read_from_another_clone_finds_its_run_and_its_training
     rep = cached_reports(moved)[0][1]
     assert rep.provenance["run_dir"] == str(moved)
     assert training_steps(rep) == json.loads((moved / "config.json").read_text())["step"]
+
+
+def test_a_one_seed_study_claim_says_one_seed_not_unmeasured():
+    """A study with one seed per level has every score measured once: its claims cannot compare families yet, and
+    the reason says so (it once read "fidelity not measured"); with three seeds the same claims are judged."""
+    from gda_core.augment.study_report import study_claims
+
+    fams = {"vae": "vae", "gan": "gan", "ddpm": "ddpm"}
+    base = {"vae": 0.3, "gan": 0.5, "ddpm": 0.7}
+    rng = np.random.default_rng(0)
+    jitter = {(m, s): float(rng.normal(0, 0.01)) for m in fams for s in range(3)}
+
+    def gens(seeds):
+        return [{"model": m, "family": f, "per_class": 10, "seed": s, "steps": 150,
+                 "scores": {k: base[m] + jitter[(m, s)] for k in ("precision", "recall", "privacy", "utility")}}
+                for m, f in fams.items() for s in seeds]  # fmt: skip
+
+    one = [c for c in study_claims(gens([0]), fams, [10]) if c["axis"] == "fidelity"]
+    assert one and all(c["verdict"] == INCONCLUSIVE and c["reason"].startswith("one seed so far") for c in one)
+    assert not any("not measured" in c["reason"] for c in one)
+    three = [c for c in study_claims(gens([0, 1, 2]), fams, [10]) if c["axis"] == "fidelity"]
+    assert three and all(c["verdict"] == SUPPORTED for c in three), [c["reason"] for c in three]

@@ -157,6 +157,11 @@ def study_claims(generators: list[dict], models: dict[str, str], levels: list) -
         # One generator per seed at this level: each seed is a training run of the family.
         runs = {m: len({g["seed"] for g in gs}) for m, gs in at.items()}
         claims = check_claims(est, {m: models[m] for m in at}, paired=True, where=f"at {level_label(level)}", runs=runs, steps=_steps(at))
+        for c in claims:
+            # A score with one seed was measured: what is missing is a second training run to tell the family from the run.
+            if c["axis"] in CLAIM_AXES and c.get("reason", "").endswith(" not measured") and min(runs.values()) < 2:
+                c["reason"] = (f"one seed so far (one training run per family at {level_label(level)}): comparing families on "
+                               f"{c['axis']} needs two or more")  # fmt: skip
         out += [c for c in claims if c["axis"] in CLAIM_AXES]
     est = {m: {"speed": s} for m, s in speed.items()}
     steps = _steps(_group(generators, lambda g: g["model"]))
@@ -212,7 +217,7 @@ class StudyResult:
         verdicts = reading_verdicts(self.summary)
         # The interval the corrected verdict was read from goes with it (it is wider than the row's 95 % one): a row
         # showing a 95 % interval clear of zero beside "cannot tell" explains itself.
-        summary = [{**s, "verdict_corrected": GAIN_WORDS[v.verdict], "verdict_corrected_text": v.text,
+        summary = [{**s, "verdict_corrected": verdict_words(s, v), "verdict_corrected_text": v.text,
                     "verdict_corrected_ci": [v.lo, v.hi], "verdict_corrected_level": v.level} if (v := verdicts.get(_vkey(s))) else s
                    for s in self.summary]  # fmt: skip
         return {"format": FORMAT, "config": self.config, "notes": self.notes, "summary": summary, "claims": self.claims,
@@ -397,6 +402,18 @@ VERDICT_NOTE = (
 GAIN_WORDS = {A_BETTER: "helps", B_BETTER: "hurts", EQUIVALENT: "no meaningful difference", CANNOT_TELL: "cannot tell at this budget"}
 
 
+#: Said beside a verdict that rests on one seed: its interval is a bootstrap over the test images of one (subset,
+#: generator, classifier) draw, so it holds the test set's noise but not the spread between seeds, which our own
+#: races found larger than many differences. The verdict is kept (it is right about this draw) but never bare.
+ONE_SEED = "one seed: seed noise not in the interval"
+
+
+def verdict_words(s: dict, v: Verdict) -> str:
+    """A gain's corrected verdict in words, marked where the row rests on one seed."""
+    word = GAIN_WORDS[v.verdict]
+    return f"{word} ({ONE_SEED})" if int(s.get("seeds") or 0) < 2 else word
+
+
 def _vkey(s: dict) -> tuple:
     return (s["model_label"], s["per_class"], s["geometric_aug"], s["selected"], s["ratio"])
 
@@ -438,7 +455,7 @@ def _gain_words(s: dict, v: Verdict | None = None) -> str:
         return "no baseline"
     if ci is None:
         return f"{g:+.3f}, one seed: no interval"
-    word = GAIN_WORDS[v.verdict] if v is not None else s.get("verdict", "")
+    word = verdict_words(s, v) if v is not None else s.get("verdict", "")
     return f"{g:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}], {word}"
 
 
@@ -450,6 +467,16 @@ def _conclusion(found: list[tuple[dict, Verdict | None]]) -> str:
     told = [(s, v) for s, v in found if v is not None]
     if not told:
         return "One seed: run more seeds to tell a gain from noise."
+    return _told(told) + _one_seed_caveat(told)
+
+
+def _one_seed_caveat(told: list[tuple[dict, Verdict]]) -> str:
+    if all(int(s.get("seeds") or 0) < 2 for s, _ in told):
+        return " One seed: these intervals hold the test images' noise, not the spread between seeds; run more seeds before trusting this."
+    return ""
+
+
+def _told(told: list[tuple[dict, Verdict]]) -> str:
     helps = [(s, v) for s, v in told if v.verdict == A_BETTER]
     hurts = [(s, v) for s, v in told if v.verdict == B_BETTER]
     if helps:
@@ -479,8 +506,10 @@ def _study_wide(summary: list[dict]) -> list[str]:
 
     told = f"helped in {len(helps)}" + (f" ({', '.join(map(name, helps))})" if helps else "")
     told += f", hurt in {len(hurts)}" + (f" ({', '.join(map(name, hurts))})" if hurts else "")
-    return [f"Corrected over all {len(verdicts)} gains of this study at once (Holm), synthetic data {told}."]
+    one = sum(1 for s in rows if _vkey(s) in verdicts and int(s.get("seeds") or 0) < 2)
+    caveat = f" {one} of these gains rest on one seed ({ONE_SEED})." if one else ""
+    return [f"Corrected over all {len(verdicts)} gains of this study at once (Holm), synthetic data {told}.{caveat}"]
 
 
-__all__ = ["FORMAT", "GAIN_WORDS", "VERDICT_NOTE", "PAPER_GROUPS", "SCOPE_NOTE", "SUPPORTED", "StudyResult", "fmt_ratio", "gain_estimate", "level_label",
-           "reading_verdicts", "summarise", "INCONCLUSIVE", "difference"]  # fmt: skip
+__all__ = ["FORMAT", "GAIN_WORDS", "ONE_SEED", "VERDICT_NOTE", "PAPER_GROUPS", "SCOPE_NOTE", "SUPPORTED", "StudyResult", "fmt_ratio", "gain_estimate", "level_label",
+           "reading_verdicts", "summarise", "verdict_words", "INCONCLUSIVE", "difference"]  # fmt: skip
