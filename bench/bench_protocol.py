@@ -1,6 +1,7 @@
 """The paper's protocol end to end on real data, with wall time and peak memory.
 
     .venv/bin/python -m bench.bench_protocol [--data breastmnist,plantvillage_corn] [--seeds 3]
+        [--units 10:1,10:2]  (only these (level, seed) units now, same study)
         [--budget-steps 150,300,600] [--models vae,gan,ddpm,ddgan,vaegan]
 
 For each dataset (../shared/data/<name>/<name>.npz): vae, gan, ddpm and the hybrids ddgan and vaegan
@@ -54,6 +55,16 @@ def _unit_key(level, seed: int) -> str:
     return f"level={level},seed={seed}"
 
 
+def _find_unit(plan: list[tuple], text: str) -> tuple:
+    """``LEVEL:SEED`` (``10:1``, ``all:0``) as one (seed, level, steps) unit of this study's plan."""
+    level, _, seed = text.strip().partition(":")
+    for unit in plan:
+        if str(unit[1]) == level and str(unit[0]) == seed.strip():
+            return unit
+    have = ", ".join(f"{lv}:{sd}" for sd, lv, _ in plan)
+    raise SystemExit(f"error: --units {text.strip()!r} is not a unit of this study (LEVEL:SEED, one of {have})")
+
+
 def run_dataset(name: str, args, levels: list, steps: list[int], ratios: list[float], seeds: list[int]) -> dict | None:
     """Every (level, seed) unit of one dataset's study, each written to a TRACKED parts file as it
     finishes (bench/results/protocol_<tag>.parts.json), so a later session, on a fresh clone,
@@ -73,25 +84,29 @@ def run_dataset(name: str, args, levels: list, steps: list[int], ratios: list[fl
     if parts.get("command") != command:  # other settings: those units answer another question
         parts = {"command": command, "units": {}}
     sampling = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler)) if v is not None}
-    for seed in [] if args.combine_only else seeds:  # seed-major: two finished seeds already give every gain an interval
-        for level, st in zip(levels, steps, strict=True):
-            key = _unit_key(level, seed)
-            if key in parts["units"]:
-                print(f"{name} {key}: already in {parts_path.name}", flush=True)
-                continue
-            t0, load0 = time.time(), os.getloadavg()[0]
-            res = run_study(ds, models=args.models.split(","), per_class_levels=[level], ratios=ratios, seeds=[seed], budget_steps=[st],
-                            scope=args.scope, device="cpu", cache_dir=args.cache, sampling=sampling,
-                            progress=lambda f, m, k=key: print(f"[{k} {f:5.1%}] {m}", flush=True) if not m.startswith("training ") else None)  # fmt: skip
-            gen_s = sum(float(json.loads((Path(g["checkpoint"]) / "config.json").read_text()).get("train_time_s", 0)) for g in res.generators)
-            parts["units"][key] = _jsonable({
-                "cells": res.cells, "generators": res.generators, "config": res.config, "notes": res.notes,
-                "bench": {"wall_s": round(time.time() - t0, 1), "load_start": round(load0, 2), "load_end": round(os.getloadavg()[0], 2),
-                          "generator_train_s": round(gen_s, 1), "date": datetime.now(UTC).isoformat(timespec="seconds")},
-            })  # fmt: skip
-            atomic_write_json(parts_path, parts)
-            _combine(name, tag, parts, command, args, levels, steps, seeds)  # a session may stop at any time: the figures so far
-            print(f"{name} {key}: done in {time.time() - t0:.0f} s (load {load0:.2f} -> {os.getloadavg()[0]:.2f})", flush=True)
+    # Seed-major by default: two finished seeds already give every gain an interval. --units picks some units, in its
+    # order, for a session that has time for only a few (e.g. the other seeds of one level before a new level).
+    plan = [(seed, level, st) for seed in seeds for level, st in zip(levels, steps, strict=True)]
+    if args.units:
+        plan = [_find_unit(plan, u) for u in args.units.split(",")]
+    for seed, level, st in [] if args.combine_only else plan:
+        key = _unit_key(level, seed)
+        if key in parts["units"]:
+            print(f"{name} {key}: already in {parts_path.name}", flush=True)
+            continue
+        t0, load0 = time.time(), os.getloadavg()[0]
+        res = run_study(ds, models=args.models.split(","), per_class_levels=[level], ratios=ratios, seeds=[seed], budget_steps=[st],
+                        scope=args.scope, device="cpu", cache_dir=args.cache, sampling=sampling,
+                        progress=lambda f, m, k=key: print(f"[{k} {f:5.1%}] {m}", flush=True) if not m.startswith("training ") else None)  # fmt: skip
+        gen_s = sum(float(json.loads((Path(g["checkpoint"]) / "config.json").read_text()).get("train_time_s", 0)) for g in res.generators)
+        parts["units"][key] = _jsonable({
+            "cells": res.cells, "generators": res.generators, "config": res.config, "notes": res.notes,
+            "bench": {"wall_s": round(time.time() - t0, 1), "load_start": round(load0, 2), "load_end": round(os.getloadavg()[0], 2),
+                      "generator_train_s": round(gen_s, 1), "date": datetime.now(UTC).isoformat(timespec="seconds")},
+        })  # fmt: skip
+        atomic_write_json(parts_path, parts)
+        _combine(name, tag, parts, command, args, levels, steps, seeds)  # a session may stop at any time: the figures so far
+        print(f"{name} {key}: done in {time.time() - t0:.0f} s (load {load0:.2f} -> {os.getloadavg()[0]:.2f})", flush=True)
     return _combine(name, tag, parts, command, args, levels, steps, seeds)
 
 
@@ -158,6 +173,8 @@ def main() -> int:
     ap.add_argument("--data-dir", default=str(SHARED), help="folder holding <name>/<name>.npz (MedMNIST layout)")
     ap.add_argument("--results-dir", default=str(ROOT / "bench" / "results"), help="where the tracked parts and results files go")
     ap.add_argument("--assets-dir", default=str(ROOT / "assets"), help="where the chart goes")
+    ap.add_argument("--units", default=None,
+                    help="run only these (level, seed) units, in this order, e.g. 10:1,10:2 (the same study: results go to the same parts file)")
     ap.add_argument("--combine-only", action="store_true", help="run no unit: rebuild the combined results and chart from the parts files")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

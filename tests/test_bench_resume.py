@@ -119,6 +119,27 @@ def test_protocol_bench_continues_from_its_parts_file(tmp_path):
     assert "already in" not in out
 
 
+def test_protocol_bench_runs_the_units_asked_for_into_the_same_study(tmp_path):
+    """--units runs the chosen (level, seed) units in the given order into the same parts file as the full command
+    (it picks what runs now, not what the study is), so the full command then runs only what is left."""
+    _tiny_npz(tmp_path / "data" / "tiny")
+    args = ["bench.bench_protocol", "--data", "tiny", "--data-dir", str(tmp_path / "data"), "--models", "vae", "--per-class", "4",
+            "--ratios", "0,1", "--seeds", "2", "--budget-steps", "3", "--cache", str(tmp_path / "cache"),
+            "--results-dir", str(tmp_path / "res"), "--assets-dir", str(tmp_path / "assets")]  # fmt: skip
+    _bench(*args, "--units", "4:1")
+    parts_path = tmp_path / "res" / "protocol_tiny.parts.json"
+    parts = json.loads(parts_path.read_text())
+    assert set(parts["units"]) == {"level=4,seed=1"} and "--units" not in parts["command"]
+    assert json.loads((tmp_path / "res" / "protocol_tiny.json").read_text())["bench"]["units_done"] == 1
+    out = _bench(*args)
+    assert "level=4,seed=1: already in" in out
+    assert set(json.loads(parts_path.read_text())["units"]) == {"level=4,seed=0", "level=4,seed=1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    bad = subprocess.run([sys.executable, "-m", *args, "--units", "50:0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "'50:0' is not a unit of this study" in bad.stderr and "4:0, 4:1" in bad.stderr
+
+
 def test_a_training_committed_as_pending_is_moved_not_retrained(tmp_path):
     """A session that had time to train but not to evaluate commits the training to bench/pending; the next
     session's run moves it into checkpoints/ (to be evaluated there) instead of training it again."""
