@@ -11,6 +11,13 @@ images/s (from the speed axis: batch 64, median of 3), the six scores and, for l
 families, held-out bits/dim. ``--jobs 2`` runs two families at a time (one thread each) on a
 2-core machine. Results: bench/results/families_<dataset>_<device>.json and a markdown table;
 ``--previews PATH`` also writes the runs' preview grids side by side into one PNG.
+
+``--seeds 3`` evaluates over three sampling seeds, so every score has its interval; then the results
+also hold each family's report, the app's reading, the trilemma reading (do the hybrids escape it at
+this budget?) and a radar with its bands (docs/images/radar_families_<dataset>.png). The results
+file is written after every family and a re-run of the same settings skips the families already in
+it, so a long run (all families on pneumoniamnist is hours on 2 cores) continues across sessions
+from the committed file.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,10 +43,12 @@ def one(family: str, args: argparse.Namespace) -> dict:
     from gda_core import checkpoints as ck
     from gda_core.data import load_dataset
     from gda_core.metrics import evaluate
+    from gda_core.metrics.evaluation import evaluation_options
     from gda_core.models import TrainConfig
     from gda_core.runtime import device_name, resolve_device
     from gda_core.training import train
 
+    load0 = os.getloadavg()[0]
     dev = resolve_device(args.device)
     ds = load_dataset(args.dataset, image_size=args.image_size)
     out = Path(args.runs_dir) / f"{family}-{args.dataset}"
@@ -49,7 +58,8 @@ def one(family: str, args: argparse.Namespace) -> dict:
     cfg = ck.read_config(out)
     t = time.perf_counter()
     steps = args.steps if family in ITERATIVE else None
-    rep = evaluate(out, ds, device=args.device, steps=steps, augment=(1,), seed=0)
+    opts = {**evaluation_options(args.preset), "augment": (1,), "seeds": args.seeds}
+    rep = evaluate(out, ds, device=args.device, steps=steps, seed=0, **opts)
     eval_s = time.perf_counter() - t
     run = ck.load_run(out, device="cpu")
     return {
@@ -65,11 +75,37 @@ def one(family: str, args: argparse.Namespace) -> dict:
         "scores": rep.scores,
         "bits_per_dim": rep.bits_per_dim,
         "fid": rep.raw.get("fid"),
-        "tstr_acc": rep.raw.get("tstr_acc"), "trtr_acc": rep.raw.get("trtr_acc"),
+        "tstr_acc": rep.raw.get("tstr_acc"),
+        "trtr_acc": rep.raw.get("trtr_acc"),
         "eval_time_s": round(eval_s, 1),
         "device": device_name(dev),
         "threads": torch.get_num_threads(),
+        "seeds": args.seeds,
+        "intervals": rep.intervals,
+        "load_start": round(load0, 2),
+        "load_end": round(os.getloadavg()[0], 2),
+        # The whole report, so the reading, trilemma and radar can be rebuilt on a fresh clone (run folders are not tracked).
+        "report": rep.to_dict(),
     }
+
+
+def _settings(args: argparse.Namespace, families: list[str]) -> dict:
+    """What the results answer: a re-run with the same settings continues them, other settings start over."""
+    return {"dataset": args.dataset, "image_size": args.image_size, "minutes": args.minutes, "steps": args.steps, "families": families,
+            "seeds": args.seeds, "preset": args.preset, "threads": args.threads, "jobs": args.jobs, "device": args.device}  # fmt: skip
+
+
+def summarise(rows: list[dict], dataset: str) -> tuple[dict, bytes | None]:
+    """The reading, the trilemma reading and the radar PNG of the rows that carry a report (two or more)."""
+    from gda_core.metrics import Report, radar_png, reading, trilemma_reading
+
+    have = [r for r in rows if isinstance(r.get("report"), dict)]
+    if len(have) < 2:
+        return {"reading": [], "trilemma": [], "image": None}, None
+    reps = [Report.from_dict(r["report"]) for r in have]
+    names = [r["family"] for r in have]
+    return ({"reading": reading(reps, names), "trilemma": trilemma_reading(reps, names), "image": f"images/radar_families_{dataset}.png"},
+            radar_png(reps, names, size=800))  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -79,42 +115,79 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=4.0, help="training wall-clock budget per family")
     ap.add_argument("--steps", type=int, default=10, help="sampler steps for diffusion / LDM / flow during evaluation")
     ap.add_argument("--families", nargs="*", default=None)
+    ap.add_argument("--seeds", type=int, default=1, help="sampling seeds of each evaluation (3: every score with its interval)")
+    ap.add_argument(
+        "--preset", choices=("full", "quick"), default="full", help="evaluation settings (quick: fewer samples, short classifiers)"
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--runs-dir", default=str(ROOT / "bench" / "runs"))
+    ap.add_argument("--results-dir", default=str(ROOT / "bench" / "results"), help="where the (tracked) results file goes")
+    ap.add_argument("--images-dir", default=str(ROOT / "docs" / "images"), help="where the radar goes (with --seeds > 1)")
     ap.add_argument("--previews", default=None, help="write the runs' preview grids side by side into this PNG")
     args = ap.parse_args(argv)
+    if args.seeds < 1:
+        ap.error("--seeds must be at least 1")
     from bench import bench_speed
     from gda_core.models import list_models
-    from gda_core.runtime import resolve_device
+    from gda_core.runtime import atomic_write_bytes, atomic_write_json, resolve_device
 
     families = args.families or list_models()
+    dev = resolve_device(args.device).type
+    path = Path(args.results_dir) / f"families_{args.dataset}_{dev}.json"
+    settings = _settings(args, families)
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    done = {r["family"]: r for r in old.get("rows", [])} if old.get("settings") == settings else {}
+    for f in done:
+        print(f"{f}: already in {path.name}", flush=True)
     t0 = time.perf_counter()
     load_before = os.getloadavg()
-    if args.jobs > 1:
+    command = " ".join(["python -m bench.bench_families", *(argv if argv is not None else sys.argv[1:])])
+
+    def write(rows: list[dict]) -> dict:
+        rows = sorted(rows, key=lambda r: families.index(r["family"]))
+        out = {
+            "dataset": args.dataset,
+            "minutes_per_family": args.minutes,
+            "sampler_steps": args.steps,
+            "jobs": args.jobs,
+            "seeds": args.seeds,
+            "cpu_count": os.cpu_count(),
+            # This run's wall time; each family's own training and evaluation times are in its row.
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "cpu": bench_speed._cpu_model(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "command": command,
+            "settings": settings,
+            "units_done": len(rows),
+            "units_total": len(families),
+            "rows": rows,
+        }
+        extra, png = summarise(rows, args.dataset) if args.seeds > 1 else ({}, None)
+        out.update(extra)
+        if png is not None:
+            atomic_write_bytes(Path(args.images_dir) / f"radar_families_{args.dataset}.png", png)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, out)  # after every family: a session may stop at any time
+        return out
+
+    rows = list(done.values())
+    todo = [f for f in families if f not in done]
+    if args.jobs > 1 and todo:
         with ProcessPoolExecutor(args.jobs) as pool:
-            rows = list(pool.map(one, families, [args] * len(families)))
+            futures = [pool.submit(one, f, args) for f in todo]
+            for fut in as_completed(futures):
+                rows.append(fut.result())
+                write(rows)
     else:
-        rows = [one(f, args) for f in families]
-    dev = resolve_device(args.device).type
-    out = {
-        "dataset": args.dataset,
-        "minutes_per_family": args.minutes,
-        "sampler_steps": args.steps,
-        "jobs": args.jobs,
-        "cpu_count": os.cpu_count(),
-        "wall_s": round(time.perf_counter() - t0, 1),
-        "cpu": bench_speed._cpu_model(),
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "command": " ".join(["python", "bench/bench_families.py", *(argv if argv is not None else sys.argv[1:])]),
-        "rows": rows,
-    }
-    res = ROOT / "bench" / "results"
-    res.mkdir(parents=True, exist_ok=True)
-    (res / f"families_{args.dataset}_{dev}.json").write_text(json.dumps(out, indent=2) + "\n")
+        for f in todo:
+            rows.append(one(f, args))
+            write(rows)
+    res = write(rows)
+    rows = res["rows"]
     axes = ["fidelity", "diversity", "speed", "utility", "robustness", "privacy"]
     print(f"{args.dataset}, {args.minutes:g} min training per family on {rows[0]['device']} ({rows[0]['threads']} thread(s))\n")
     print("| family | parameters | train img/s | sample img/s | " + " | ".join(axes) + " | bits/dim |")
@@ -124,6 +197,9 @@ def main(argv=None) -> int:
         bpd = "-" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.2f}"
         fam = r["family"] + (f" ({r['sampler_steps']} steps)" if r["sampler_steps"] else "")
         print(f"| {fam} | {r['parameters'] / 1e6:.2f} M | {r['train_images_per_s']:.0f} | {r['sample_images_per_s']:.1f} | {sc} | {bpd} |")
+    for line in res.get("trilemma", []):
+        print(f"- {line}")
+    print(f"wrote {path}")
     if args.previews:
         order = [f for f in PREVIEW_ORDER if f in families] + [f for f in families if f not in PREVIEW_ORDER]
         print(f"\nwrote {compose_previews([Path(args.runs_dir) / f'{f}-{args.dataset}' for f in order], Path(args.previews))}")
