@@ -31,6 +31,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
 
 ITERATIVE = {"ddpm", "ldm", "flow"}
 
@@ -134,6 +135,10 @@ def main(argv=None) -> int:
     from gda_core.runtime import atomic_write_bytes, atomic_write_json, resolve_device
 
     families = args.families or list_models()
+    # A MedMNIST set is read from ../shared/data/<name> (or $GDA_DATA_DIR), never downloaded.
+    if (SHARED / args.dataset).is_dir():
+        os.environ.setdefault("GDA_DATA_DIR", str(SHARED / args.dataset))
+    os.environ.setdefault("GDA_ALLOW_DOWNLOAD", "0")
     dev = resolve_device(args.device).type
     path = Path(args.results_dir) / f"families_{args.dataset}_{dev}.json"
     settings = _settings(args, families)

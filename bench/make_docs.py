@@ -505,6 +505,41 @@ family | parameters | train precision | train img/s | sample img/s | fidelity | 
 {% endfor %}""", rows=r["families_digits_cpu"]["rows"], axes=AXES)
 
 
+#: How the all-families-at-one-budget run with intervals is made, per dataset (``{{table:families_budget:NAME}}``).
+FAMILIES_BUDGET = {
+    "pneumoniamnist": "python -m bench.bench_families --dataset pneumoniamnist --minutes 5 --seeds 3 --threads 2",
+}
+
+
+def t_families_budget(r: Results, ds: str) -> str:
+    """Every family trained for the same minutes on one dataset, each evaluated over three sampling seeds
+    (bench/results/families_<ds>_cpu.json): scores with intervals, the radar, the trilemma reading and the
+    app's reading, each family's train/eval time and load; "not run yet" or "partial" where it is."""
+    if ds not in FAMILIES_BUDGET:
+        raise DocsError(f"unknown dataset {ds!r} (FAMILIES_BUDGET in bench/make_docs.py)")
+    stem, command = f"families_{ds}_cpu", FAMILIES_BUDGET[ds]
+    if not r.has(stem):
+        return f"Not run yet. To make it: `{command}` (hours on 2 cores; it resumes from `bench/results/{stem}.json`, then `make docs`)."
+    d = r[stem]
+    out = []
+    if d.get("units_done", 0) < d.get("units_total", 0):
+        out.append(f"**Partial: {d['units_done']} of {d['units_total']} families finished.** The same command continues with the rest.\n")
+    rows = [[x["family"] + (f" ({x['sampler_steps']} steps)" if x.get("sampler_steps") else ""), f"{x['train_steps']:,}",
+             *(ci(x["scores"][a], (x.get("intervals") or {}).get(a), 2) for a in AXES),
+             f"{x['train_time_s']:,.0f} / {x['eval_time_s']:,.0f}",
+             f"{x['load_start']:.2f} -> {x['load_end']:.2f}" if x.get("load_start") is not None else "not recorded"]
+            for x in d["rows"]]  # fmt: skip
+    out.append(md_table(["family", "steps", *AXES, "train / eval s", "load average"], rows))
+    if d.get("image"):
+        out.append(f"\n![Every family on {ds} after the same minutes of training, with 95 % bands]({d['image']})")
+    if d.get("trilemma"):
+        out.append("\n**Do the hybrids escape the trilemma at this budget?**\n\n" + "\n".join(f"- {x}" for x in d["trilemma"]))
+    if d.get("reading"):
+        out.append("\n**The reading, as Compare gives it:**\n\n" + "\n".join(f"- {x}" for x in d["reading"]))
+    out.append("\n" + run_line(r, stem))
+    return "\n".join(out)
+
+
 # -------------------------------------------------------------------------------------------------
 # Speed against diffusers (bench/results/speed_cpu.json: one run per CPU and thread count)
 # -------------------------------------------------------------------------------------------------
@@ -1394,6 +1429,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "quality_bf16": t_quality_bf16,
     "x0_clip": t_x0_clip,
     "families": t_families,
+    "families_budget": t_families_budget,
     "speed_sampling": t_speed_sampling,
     "speed_example": t_speed_example,
     "speed_training": t_speed_training,

@@ -175,3 +175,22 @@ def test_protocol_block_renders_a_study_and_says_not_run_yet_without_one(tmp_pat
     assert "Cannot tell:" not in out  # the claims' own reading lines are not repeated under the table
     assert "150 steps at 10/class, 600 steps at all" in out
     assert "wall time 10.0 min" in out and "peak memory 1,500 MB" in out and "Test CPU" in out
+
+
+def test_families_budget_block_says_not_run_yet_then_partial_then_renders_intervals(tmp_path):
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    assert make_docs.t_families_budget(make_docs.Results(tmp_path), "pneumoniamnist").startswith("Not run yet. To make it: `python -m bench.bench_families")
+    row = {"family": "vae", "sampler_steps": None, "train_steps": 1234, "train_time_s": 300.0, "eval_time_s": 410.0, "load_start": 0.5,
+           "load_end": 1.9, "scores": {a: 0.5 for a in make_docs.AXES}, "intervals": {a: [0.4, 0.6] for a in make_docs.AXES}}  # fmt: skip
+    doc = {"command": "python -m bench.bench_families --dataset pneumoniamnist --seeds 3", "date": "2026-12-07 15:00", "cpu": "Test CPU",
+           "loadavg_before": [0.5, 0.5, 0.5], "loadavg_after": [1.9, 1.9, 1.9], "wall_s": 710.0, "units_done": 1, "units_total": 10,
+           "rows": [row], "reading": [], "trilemma": [], "image": None}  # fmt: skip
+    (tmp_path / "bench" / "results" / "families_pneumoniamnist_cpu.json").write_text(json.dumps(doc))
+    out = make_docs.t_families_budget(make_docs.Results(tmp_path), "pneumoniamnist")
+    assert out.startswith("**Partial: 1 of 10 families finished.**")
+    assert "| vae | 1,234 | 0.50 [0.40, 0.60] |" in out and "| 300 / 410 | 0.50 -> 1.90 |" in out
+    doc.update(units_done=10, trilemma=["vaegan (a hybrid) escapes the trilemma here: ..."], image="images/radar_families_pneumoniamnist.png")
+    (tmp_path / "bench" / "results" / "families_pneumoniamnist_cpu.json").write_text(json.dumps(doc))
+    out = make_docs.t_families_budget(make_docs.Results(tmp_path), "pneumoniamnist")
+    assert "Partial" not in out and "**Do the hybrids escape the trilemma at this budget?**" in out
+    assert "(images/radar_families_pneumoniamnist.png)" in out and "Run: `python -m bench.bench_families" in out
