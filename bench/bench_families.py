@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 ITERATIVE = {"ddpm", "ldm", "flow"}
+#: The distilled student's sampling steps, as the shipped digits student (bench/train_shipped.py).
+STUDENT_STEPS = 2
 
 
 def one(family: str, args: argparse.Namespace) -> dict:
@@ -45,17 +47,27 @@ def one(family: str, args: argparse.Namespace) -> dict:
     from gda_core.data import load_dataset
     from gda_core.metrics import evaluate
     from gda_core.metrics.evaluation import evaluation_options
-    from gda_core.models import TrainConfig
     from gda_core.runtime import device_name, resolve_device
-    from gda_core.training import train
 
     load0 = os.getloadavg()[0]
     dev = resolve_device(args.device)
     ds = load_dataset(args.dataset, image_size=args.image_size)
     out = Path(args.runs_dir) / f"{family}-{args.dataset}"
-    if not (out / "config.json").exists() or not ck.read_config(out).get("finished"):
+    extra = {}
+    if not _finished(out):
         resume = (out / ck.STATE).exists()
-        train(family, ds, out=out, minutes=args.minutes, seed=0, device=args.device, train_config=TrainConfig(batch_size=64), resume=resume)
+        if family == "distilled":  # a student is made from this run's DDPM (trained before it), for the same minutes
+            from gda_core.distill import distill
+
+            teacher = Path(args.runs_dir) / f"ddpm-{args.dataset}"
+            if not _finished(teacher):
+                # A fresh clone keeps the DDPM's row but not its run folder: the student's teacher is then a new
+                # training of the same settings, not the DDPM evaluated above, and its row says so.
+                _train("ddpm", ds, teacher, args, resume=(teacher / ck.STATE).exists())
+                extra["teacher_retrained"] = True
+            distill(teacher, steps=STUDENT_STEPS, out=out, minutes=args.minutes, seed=0, device=args.device, resume=resume)
+        else:
+            _train(family, ds, out, args, resume=resume)
     cfg = ck.read_config(out)
     t = time.perf_counter()
     steps = args.steps if family in ITERATIVE else None
@@ -87,7 +99,21 @@ def one(family: str, args: argparse.Namespace) -> dict:
         "load_end": round(os.getloadavg()[0], 2),
         # The whole report, so the reading, trilemma and radar can be rebuilt on a fresh clone (run folders are not tracked).
         "report": rep.to_dict(),
+        **extra,
     }
+
+
+def _finished(run: Path) -> bool:
+    from gda_core import checkpoints as ck
+
+    return (run / "config.json").exists() and bool(ck.read_config(run).get("finished"))
+
+
+def _train(family: str, ds, out: Path, args: argparse.Namespace, *, resume: bool) -> None:
+    from gda_core.models import TrainConfig
+    from gda_core.training import train
+
+    train(family, ds, out=out, minutes=args.minutes, seed=0, device=args.device, train_config=TrainConfig(batch_size=64), resume=resume)
 
 
 def _settings(args: argparse.Namespace, families: list[str]) -> dict:
@@ -181,16 +207,19 @@ def main(argv=None) -> int:
 
     rows = list(done.values())
     todo = [f for f in families if f not in done]
+    # The student needs its teacher finished: it runs after the others, never beside the DDPM.
+    later = [f for f in todo if f == "distilled"]
+    todo = [f for f in todo if f != "distilled"]
     if args.jobs > 1 and todo:
         with ProcessPoolExecutor(args.jobs) as pool:
             futures = [pool.submit(one, f, args) for f in todo]
             for fut in as_completed(futures):
                 rows.append(fut.result())
                 write(rows)
-    else:
-        for f in todo:
-            rows.append(one(f, args))
-            write(rows)
+        todo = []
+    for f in todo + later:
+        rows.append(one(f, args))
+        write(rows)
     res = write(rows)
     rows = res["rows"]
     axes = ["fidelity", "diversity", "speed", "utility", "robustness", "privacy"]
