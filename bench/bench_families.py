@@ -47,27 +47,28 @@ def one(family: str, args: argparse.Namespace) -> dict:
     from gda_core.data import load_dataset
     from gda_core.metrics import evaluate
     from gda_core.metrics.evaluation import evaluation_options
+    from gda_core.models import TrainConfig
     from gda_core.runtime import device_name, resolve_device
+    from gda_core.training import ensure_trained, is_finished
 
     load0 = os.getloadavg()[0]
     dev = resolve_device(args.device)
     ds = load_dataset(args.dataset, image_size=args.image_size)
     out = Path(args.runs_dir) / f"{family}-{args.dataset}"
     extra = {}
-    if not _finished(out):
-        resume = (out / ck.STATE).exists()
-        if family == "distilled":  # a student is made from this run's DDPM (trained before it), for the same minutes
-            from gda_core.distill import distill
+    train = {"minutes": args.minutes, "train_config": TrainConfig(batch_size=64), "seed": 0, "device": args.device}
+    if family != "distilled":
+        ensure_trained(out, family, ds, **train)  # reused when finished, resumed when killed part-way
+    elif not is_finished(out):  # a student is made from this run's DDPM (trained before it), for the same minutes
+        from gda_core.distill import distill
 
-            teacher = Path(args.runs_dir) / f"ddpm-{args.dataset}"
-            if not _finished(teacher):
-                # A fresh clone keeps the DDPM's row but not its run folder: the student's teacher is then a new
-                # training of the same settings, not the DDPM evaluated above, and its row says so.
-                _train("ddpm", ds, teacher, args, resume=(teacher / ck.STATE).exists())
-                extra["teacher_retrained"] = True
-            distill(teacher, steps=STUDENT_STEPS, out=out, minutes=args.minutes, seed=0, device=args.device, resume=resume)
-        else:
-            _train(family, ds, out, args, resume=resume)
+        teacher = Path(args.runs_dir) / f"ddpm-{args.dataset}"
+        if not is_finished(teacher):
+            # A fresh clone keeps the DDPM's row but not its run folder: the student's teacher is then a new
+            # training of the same settings, not the DDPM evaluated above, and its row says so.
+            ensure_trained(teacher, "ddpm", ds, **train)
+            extra["teacher_retrained"] = True
+        distill(teacher, steps=STUDENT_STEPS, out=out, minutes=args.minutes, seed=0, device=args.device, resume=(out / ck.STATE).exists())
     cfg = ck.read_config(out)
     t = time.perf_counter()
     steps = args.steps if family in ITERATIVE else None
@@ -101,19 +102,6 @@ def one(family: str, args: argparse.Namespace) -> dict:
         "report": rep.to_dict(),
         **extra,
     }
-
-
-def _finished(run: Path) -> bool:
-    from gda_core import checkpoints as ck
-
-    return (run / "config.json").exists() and bool(ck.read_config(run).get("finished"))
-
-
-def _train(family: str, ds, out: Path, args: argparse.Namespace, *, resume: bool) -> None:
-    from gda_core.models import TrainConfig
-    from gda_core.training import train
-
-    train(family, ds, out=out, minutes=args.minutes, seed=0, device=args.device, train_config=TrainConfig(batch_size=64), resume=resume)
 
 
 def _settings(args: argparse.Namespace, families: list[str]) -> dict:

@@ -326,13 +326,20 @@ def t_shipped_families(r: Results, ds: str) -> str:
     if d["missing"]:
         out.append(f"\nNot in the table (no report of the current metrics version yet): {', '.join(d['missing'])}; "
                    "`python -m bench.train_shipped --eval-only --only NAME` makes it.")  # fmt: skip
-    if d["image"]:
-        out.append(f"\n![The radar of every shipped checkpoint on {d['title']}]({d['image']})")
-    if d["trilemma"]:
-        out.append("\n**Do the hybrids escape the trilemma here?**\n\n" + "\n".join(f"- {x}" for x in d["trilemma"]))
-    if d["reading"]:
-        out.append("\n**The reading, as Compare gives it:**\n\n" + "\n".join(f"- {x}" for x in d["reading"]))
+    out += _radar_and_readings(d, f"The radar of every shipped checkpoint on {d['title']}", "here")
     return "\n".join(out)
+
+
+def _radar_and_readings(d: dict, alt: str, where: str) -> list[str]:
+    """The radar, the trilemma reading and the app's reading of a results entry (``image``, ``trilemma``, ``reading``)."""
+    out = []
+    if d.get("image"):
+        out.append(f"\n![{alt}]({d['image']})")
+    if d.get("trilemma"):
+        out.append(f"\n**Do the hybrids escape the trilemma {where}?**\n\n" + "\n".join(f"- {x}" for x in d["trilemma"]))
+    if d.get("reading"):
+        out.append("\n**The reading, as Compare gives it:**\n\n" + "\n".join(f"- {x}" for x in d["reading"]))
+    return out
 
 
 def t_shipped_provenance(r: Results) -> str:
@@ -530,12 +537,7 @@ def t_families_budget(r: Results, ds: str) -> str:
              f"{x['load_start']:.2f} -> {x['load_end']:.2f}" if x.get("load_start") is not None else "not recorded"]
             for x in d["rows"]]  # fmt: skip
     out.append(md_table(["family", "steps", *AXES, "train / eval s", "load average"], rows))
-    if d.get("image"):
-        out.append(f"\n![Every family on {ds} after the same minutes of training, with 95 % bands]({d['image']})")
-    if d.get("trilemma"):
-        out.append("\n**Do the hybrids escape the trilemma at this budget?**\n\n" + "\n".join(f"- {x}" for x in d["trilemma"]))
-    if d.get("reading"):
-        out.append("\n**The reading, as Compare gives it:**\n\n" + "\n".join(f"- {x}" for x in d["reading"]))
+    out += _radar_and_readings(d, f"Every family on {ds} after the same minutes of training, with 95 % bands", "at this budget")
     out.append("\n" + run_line(r, stem))
     return "\n".join(out)
 

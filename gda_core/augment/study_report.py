@@ -408,10 +408,14 @@ GAIN_WORDS = {A_BETTER: "helps", B_BETTER: "hurts", EQUIVALENT: "no meaningful d
 ONE_SEED = "one seed: seed noise not in the interval"
 
 
+def _one_seed(s: dict) -> bool:
+    return int(s.get("seeds") or 0) < 2
+
+
 def verdict_words(s: dict, v: Verdict) -> str:
     """A gain's corrected verdict in words, marked where the row rests on one seed."""
     word = GAIN_WORDS[v.verdict]
-    return f"{word} ({ONE_SEED})" if int(s.get("seeds") or 0) < 2 else word
+    return f"{word} ({ONE_SEED})" if _one_seed(s) else word
 
 
 def _vkey(s: dict) -> tuple:
@@ -471,7 +475,7 @@ def _conclusion(found: list[tuple[dict, Verdict | None]]) -> str:
 
 
 def _one_seed_caveat(told: list[tuple[dict, Verdict]]) -> str:
-    if all(int(s.get("seeds") or 0) < 2 for s, _ in told):
+    if all(_one_seed(s) for s, _ in told):
         return " One seed: these intervals hold the test images' noise, not the spread between seeds; run more seeds before trusting this."
     return ""
 
@@ -506,7 +510,7 @@ def _study_wide(summary: list[dict]) -> list[str]:
 
     told = f"helped in {len(helps)}" + (f" ({', '.join(map(name, helps))})" if helps else "")
     told += f", hurt in {len(hurts)}" + (f" ({', '.join(map(name, hurts))})" if hurts else "")
-    one = sum(1 for s in rows if _vkey(s) in verdicts and int(s.get("seeds") or 0) < 2)
+    one = sum(1 for s in rows if _vkey(s) in verdicts and _one_seed(s))
     caveat = f" {one} of these gains rest on one seed ({ONE_SEED})." if one else ""
     return [f"Corrected over all {len(verdicts)} gains of this study at once (Holm), synthetic data {told}.{caveat}"]
 
