@@ -141,6 +141,8 @@ def main(argv=None) -> int:
     ap.add_argument("--results-dir", default=str(ROOT / "bench" / "results"), help="where the (tracked) results file goes")
     ap.add_argument("--images-dir", default=str(ROOT / "docs" / "images"), help="where the radar goes (with --seeds > 1)")
     ap.add_argument("--previews", default=None, help="write the runs' preview grids side by side into this PNG")
+    ap.add_argument("--summarise-only", action="store_true",
+                    help="re-read the stored reports (reading, trilemma, radar) of the results file with this code, running nothing")  # fmt: skip
     args = ap.parse_args(argv)
     if args.seeds < 1:
         ap.error("--seeds must be at least 1")
@@ -193,6 +195,16 @@ def main(argv=None) -> int:
         atomic_write_json(path, out)  # after every family: a session may stop at any time
         return out
 
+    if args.summarise_only:
+        if not done:
+            ap.error(f"{path} holds no results of these settings to summarise")
+        extra, png = summarise(list(done.values()), args.dataset)
+        old.update(extra)
+        if png is not None:
+            atomic_write_bytes(Path(args.images_dir) / f"radar_families_{args.dataset}.png", png)
+        atomic_write_json(path, old)
+        print(f"re-summarised {len(done)} families in {path}")
+        return 0
     rows = list(done.values())
     todo = [f for f in families if f not in done]
     # The student needs its teacher finished: it runs after the others, never beside the DDPM.

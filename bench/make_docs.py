@@ -513,8 +513,8 @@ family | parameters | train precision | train img/s | sample img/s | fidelity | 
 
 
 #: How the all-families-at-one-budget run with intervals is made, per dataset (``{{table:families_budget:NAME}}``).
-FAMILIES_BUDGET = {
-    "pneumoniamnist": "python -m bench.bench_families --dataset pneumoniamnist --minutes 5 --seeds 3 --threads 2",
+FAMILIES_BUDGET = {  # dataset -> (results file stem, command)
+    "pneumoniamnist": ("families_pneumoniamnist_cpu", "python -m bench.bench_families --dataset pneumoniamnist --minutes 5 --seeds 3 --threads 2"),
 }
 
 
@@ -524,7 +524,7 @@ def t_families_budget(r: Results, ds: str) -> str:
     app's reading, each family's train/eval time and load; "not run yet" or "partial" where it is."""
     if ds not in FAMILIES_BUDGET:
         raise DocsError(f"unknown dataset {ds!r} (FAMILIES_BUDGET in bench/make_docs.py)")
-    stem, command = f"families_{ds}_cpu", FAMILIES_BUDGET[ds]
+    stem, command = FAMILIES_BUDGET[ds]
     if not r.has(stem):
         return f"Not run yet. To make it: `{command}` (hours on 2 cores; it resumes from `bench/results/{stem}.json`, then `make docs`)."
     d = r[stem]

@@ -5,31 +5,22 @@ continues from the results file instead of redoing a finished family (issue 26: 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from .hostile import module_ok
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def _run(*args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "GDA_ALLOW_DOWNLOAD": "0"}
-    out = subprocess.run([sys.executable, "-m", "bench.bench_families", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=900)  # fmt: skip
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    return out.stdout
 
 
 def test_families_bench_reads_the_trilemma_with_intervals_and_resumes(tmp_path):
     args = ["--dataset", "digits", "--families", "vae", "ddpm", "distilled", "--minutes", "0.03", "--steps", "2", "--seeds", "2", "--preset", "quick",
             "--device", "cpu", "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "res"),
             "--images-dir", str(tmp_path / "img")]  # fmt: skip
-    _run(*args)
+    module_ok("bench.bench_families", *args, timeout=900)
     path = tmp_path / "res" / "families_digits_cpu.json"
     res = json.loads(path.read_text())
     assert res["units_done"] == 3 == res["units_total"]
@@ -48,10 +39,18 @@ def test_families_bench_reads_the_trilemma_with_intervals_and_resumes(tmp_path):
     kept = res["rows"][:2]
     path.write_text(json.dumps({**res, "rows": kept, "units_done": 2}))
     shutil.rmtree(tmp_path / "runs")
-    out = _run(*args)
+    out = module_ok("bench.bench_families", *args, timeout=900)
     assert "vae: already in families_digits_cpu.json" in out and "ddpm: already in families_digits_cpu.json" in out
     again = json.loads(path.read_text())
     assert again["rows"][:2] == kept and [r["family"] for r in again["rows"]] == ["vae", "ddpm", "distilled"]
     assert not (tmp_path / "runs" / "vae-digits").exists()  # not retrained
     # The student's teacher had to be trained again, and its row says it is not the DDPM evaluated above.
     assert again["rows"][2]["teacher_retrained"] is True
+    # A reading changed in code is re-read from the stored reports without running anything.
+    path.write_text(json.dumps({**again, "reading": [], "trilemma": []}))
+    (tmp_path / "img" / "radar_families_digits.png").unlink()
+    out = module_ok("bench.bench_families", *args, "--summarise-only")
+    assert "re-summarised 3 families" in out and not (tmp_path / "runs" / "vae-digits").exists()
+    resummed = json.loads(path.read_text())
+    assert resummed["reading"] == again["reading"] and resummed["trilemma"] == again["trilemma"] and resummed["rows"] == again["rows"]
+    assert (tmp_path / "img" / "radar_families_digits.png").is_file()

@@ -322,3 +322,20 @@ def test_a_one_seed_study_claim_says_one_seed_not_unmeasured():
     assert not any("not measured" in c["reason"] for c in one)
     three = [c for c in study_claims(gens([0, 1, 2]), fams, [10]) if c["axis"] == "fidelity"]
     assert three and all(c["verdict"] == SUPPORTED for c in three), [c["reason"] for c in three]
+
+
+def test_a_privacy_lead_that_comes_with_the_lowest_fidelity_is_read_as_not_learned():
+    """At a short budget a collapsed model (fidelity 0.05) had the highest privacy on chest X-rays: the reading
+    says why beside the lead instead of offering it as the private choice."""
+    from gda_core.metrics import reading
+
+    def rep(fid: float, priv: float, se: float = 0.005) -> Report:
+        scores = {a: 0.5 for a in AXES} | {"fidelity": fid, "privacy": priv}
+        return Report(scores=scores, raw={}, provenance={}, uncertainty={f"score:{a}": _est(v, se) for a, v in scores.items()})
+
+    text = " ".join(reading([rep(0.95, 0.17), rep(0.05, 0.67), rep(0.80, 0.30)], ["vaegan", "ddgan", "ldm"]))
+    assert "ddgan has the highest privacy" in text and "ddgan's privacy lead comes with the lowest fidelity (0.05" in text
+    assert "has not learned the data" in text
+    # A private model whose fidelity is within noise of the best, or not the lowest, reads bare.
+    for reps in ([rep(0.95, 0.17, se=0.5), rep(0.05, 0.67, se=0.5)], [rep(0.95, 0.17), rep(0.60, 0.67), rep(0.50, 0.30)]):
+        assert "privacy lead comes with" not in " ".join(reading(reps, ["a", "b", "c"][: len(reps)]))

@@ -91,9 +91,29 @@ def axis_reading(axis: str, reports: list[Report], names: list[str]) -> str | No
     return head + ("; " + "; ".join(parts) if parts else "") + "."
 
 
+def _privacy_without_fidelity(reports: list[Report], names: list[str]) -> list[str]:
+    """The privacy leader that also has the lowest fidelity, clearly below the fidelity leader, is far from
+    every real image (an undertrained or collapsed model), not only from the training ones: say so beside
+    its lead, or a reader picks the model that learned nothing as the private one."""
+    both = [(n, r) for n, r in zip(names, reports, strict=True)
+            if r.scores.get("privacy") is not None and r.scores.get("fidelity") is not None]  # fmt: skip
+    if len(both) < 2:
+        return []
+    pn, pr = max(both, key=lambda t: t[1].scores["privacy"])
+    fn, fr = max(both, key=lambda t: t[1].scores["fidelity"])
+    low_n = min(both, key=lambda t: t[1].scores["fidelity"])[0]
+    ea, eb = fr.estimate("fidelity"), pr.estimate("fidelity")
+    if pn == fn or low_n != pn or ea is None or eb is None or difference(ea, eb).verdict != SUPPORTED:
+        return []
+    return [f"{pn}'s privacy lead comes with the lowest fidelity ({fmt_with_interval(pr.scores['fidelity'], pr.intervals.get('fidelity'))}): "
+            "its images are far from every real image, not only from the training ones, so the lead says it has not learned the "
+            "data, not that it protects it."]  # fmt: skip
+
+
 def reading(reports: list[Report], names: list[str]) -> list[str]:
     """Plain-language sentences generated from the numbers and their intervals."""
     out = [s for a in AXES if (s := axis_reading(a, reports, names))]
+    out += _privacy_without_fidelity(reports, names)
     out += _utility_sentences(reports, names)
     for n, r in zip(names, reports, strict=True):
         mem = r.raw.get("memorization_rate")
