@@ -1,5 +1,6 @@
-"""Helpers shared by the reliability and security tests: run the CLI (subprocess or in-process),
-check the one-line error contract, snapshot folders, and a driver that kills training mid-write."""
+"""Helpers shared by the reliability, security and bench tests: run the CLI or a bench module
+(subprocess or in-process), check the one-line error contract, snapshot folders, and a driver that
+kills training mid-write."""
 
 from __future__ import annotations
 
@@ -33,6 +34,18 @@ def cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """``python -m gda_core ARGS`` in a subprocess (from ROOT: ``-m`` puts the working folder first on
     sys.path, so it runs this checkout's gda_core whatever .venv has installed)."""
     return subprocess.run([sys.executable, "-m", "gda_core", *args], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=timeout, **kw)
+
+
+def module(name: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m NAME ARGS`` in a subprocess from ROOT (a bench, e.g. ``bench.bench_protocol``)."""
+    return subprocess.run([sys.executable, "-m", name, *args], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=timeout)
+
+
+def module_ok(name: str, *args: str, timeout: float = 600) -> str:
+    """:func:`module` that must succeed; its stdout (the tail of both streams in the failure message)."""
+    out = module(name, *args, timeout=timeout)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return out.stdout
 
 
 def popen(*args: str, **kw) -> subprocess.Popen:

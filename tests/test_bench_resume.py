@@ -5,29 +5,21 @@ a session that stops at any time leaves the next one to continue (issue 26)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from .hostile import module, module_ok
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def _bench(*args: str, cwd: Path = ROOT) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "GDA_ALLOW_DOWNLOAD": "0"}
-    out = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    return out.stdout
 
 
 def test_make_checkpoints_skips_a_finished_entry_and_trains_the_rest(tmp_path):
     common = ["--max-steps", "3", "--no-eval", "--dest", str(tmp_path / "ck"), "--results", str(tmp_path / "r.json"),
               "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
-    _bench("bench.train_shipped", "--only", "vae-digits", *common)
+    module_ok("bench.train_shipped", "--only", "vae-digits", *common)
     weights = tmp_path / "ck" / "vae-digits" / "model.safetensors"
     before = weights.stat().st_mtime_ns
     recorded = json.loads((tmp_path / "r.json").read_text())["entries"]["vae-digits"]
@@ -37,7 +29,7 @@ def test_make_checkpoints_skips_a_finished_entry_and_trains_the_rest(tmp_path):
     import shutil
 
     shutil.rmtree(tmp_path / "runs")
-    out = _bench("bench.train_shipped", "--only", "vae-digits,gan-digits", *common)
+    out = module_ok("bench.train_shipped", "--only", "vae-digits,gan-digits", *common)
     assert "vae-digits: checkpoints/vae-digits already holds this recipe's finished checkpoint" in out
     assert weights.stat().st_mtime_ns == before
     assert not (tmp_path / "runs" / "vae-digits").exists()
@@ -55,8 +47,8 @@ def test_a_finished_run_whose_recipe_grew_resumes_where_it_stopped(tmp_path):
     continues from its saved state when the recipe asks for more, instead of shipping as is or restarting."""
     common = ["--no-eval", "--only", "vae-digits", "--dest", str(tmp_path / "ck"), "--results", str(tmp_path / "r.json"),
               "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
-    _bench("bench.train_shipped", "--max-steps", "3", *common)
-    _bench("bench.train_shipped", "--max-steps", "5", *common)
+    module_ok("bench.train_shipped", "--max-steps", "3", *common)
+    module_ok("bench.train_shipped", "--max-steps", "5", *common)
     cfg = json.loads((tmp_path / "ck" / "vae-digits" / "config.json").read_text())
     assert cfg["step"] == 5 and cfg["finished"]
     steps = [h["step"] for h in json.loads((tmp_path / "runs" / "vae-digits" / "history.json").read_text())]
@@ -95,7 +87,7 @@ def test_protocol_bench_continues_from_its_parts_file(tmp_path):
     args = ["bench.bench_protocol", "--data", "tiny", "--data-dir", str(tmp_path / "data"), "--models", "vae", "--per-class", "4",
             "--ratios", "0,1", "--seeds", "2", "--budget-steps", "3", "--cache", str(tmp_path / "cache"),
             "--results-dir", str(tmp_path / "res"), "--assets-dir", str(tmp_path / "assets")]  # fmt: skip
-    _bench(*args)
+    module_ok(*args)
     parts_path = tmp_path / "res" / "protocol_tiny.parts.json"
     parts = json.loads(parts_path.read_text())
     assert set(parts["units"]) == {"level=4,seed=0", "level=4,seed=1"}
@@ -106,7 +98,7 @@ def test_protocol_bench_continues_from_its_parts_file(tmp_path):
     import shutil
 
     shutil.rmtree(tmp_path / "cache")
-    out = _bench(*args)
+    out = module_ok(*args)
     assert "level=4,seed=0: already in protocol_tiny.parts.json" in out
     again = json.loads(parts_path.read_text())
     assert again["units"]["level=4,seed=0"] == first  # not redone: its bench record (date, wall time) is the old one
@@ -115,7 +107,7 @@ def test_protocol_bench_continues_from_its_parts_file(tmp_path):
     assert combined["bench"]["units_done"] == 2 == combined["bench"]["units_total"]
     assert (tmp_path / "assets" / "protocol_tiny.png").stat().st_size > 1000
     # Other settings answer another question: their units are not mixed with these.
-    out = _bench(*[a if a != "0,1" else "0,2" for a in args])
+    out = module_ok(*[a if a != "0,1" else "0,2" for a in args])
     assert "already in" not in out
 
 
@@ -126,16 +118,15 @@ def test_protocol_bench_runs_the_units_asked_for_into_the_same_study(tmp_path):
     args = ["bench.bench_protocol", "--data", "tiny", "--data-dir", str(tmp_path / "data"), "--models", "vae", "--per-class", "4",
             "--ratios", "0,1", "--seeds", "2", "--budget-steps", "3", "--cache", str(tmp_path / "cache"),
             "--results-dir", str(tmp_path / "res"), "--assets-dir", str(tmp_path / "assets")]  # fmt: skip
-    _bench(*args, "--units", "4:1")
+    module_ok(*args, "--units", "4:1")
     parts_path = tmp_path / "res" / "protocol_tiny.parts.json"
     parts = json.loads(parts_path.read_text())
     assert set(parts["units"]) == {"level=4,seed=1"} and "--units" not in parts["command"]
     assert json.loads((tmp_path / "res" / "protocol_tiny.json").read_text())["bench"]["units_done"] == 1
-    out = _bench(*args)
+    out = module_ok(*args)
     assert "level=4,seed=1: already in" in out
     assert set(json.loads(parts_path.read_text())["units"]) == {"level=4,seed=0", "level=4,seed=1"}
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    bad = subprocess.run([sys.executable, "-m", *args, "--units", "50:0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    bad = module(*args, "--units", "50:0")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "'50:0' is not a unit of this study" in bad.stderr and "4:0, 4:1" in bad.stderr
 
@@ -145,19 +136,19 @@ def test_a_training_committed_as_pending_is_moved_not_retrained(tmp_path):
     session's run moves it into checkpoints/ (to be evaluated there) instead of training it again."""
     common = ["--max-steps", "3", "--no-eval", "--only", "vae-digits", "--results", str(tmp_path / "r.json"),
               "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
-    _bench("bench.train_shipped", "--dest", str(tmp_path / "pending"), *common)
+    module_ok("bench.train_shipped", "--dest", str(tmp_path / "pending"), *common)
     weights = tmp_path / "pending" / "vae-digits" / "model.safetensors"
     before = weights.read_bytes()
     import shutil
 
     shutil.rmtree(tmp_path / "runs")  # a fresh clone: only the committed pending folder and results file remain
-    out = _bench("bench.train_shipped", "--dest", str(tmp_path / "ck"), "--pending", str(tmp_path / "pending"), *common)
+    out = module_ok("bench.train_shipped", "--dest", str(tmp_path / "ck"), "--pending", str(tmp_path / "pending"), *common)
     assert "vae-digits: moved the finished training from" in out
     assert "already holds this recipe's finished checkpoint" in out
     assert (tmp_path / "ck" / "vae-digits" / "model.safetensors").read_bytes() == before
     assert not (tmp_path / "pending" / "vae-digits").exists() and not (tmp_path / "runs" / "vae-digits").exists()
     # A pending training of another recipe is not taken for this one: the capped run never passes for the real recipe.
-    _bench("bench.train_shipped", "--dest", str(tmp_path / "pending"), *common)
+    module_ok("bench.train_shipped", "--dest", str(tmp_path / "pending"), *common)
     from bench.train_shipped import _promote_pending
 
     res = json.loads((tmp_path / "r.json").read_text())
