@@ -166,6 +166,13 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     command = " ".join(["python -m bench.bench_families", *(argv if argv is not None else sys.argv[1:])])
 
+    def summary(rows: list[dict]) -> dict:
+        """The reading, trilemma reading and radar of these rows (with several seeds), the radar written."""
+        extra, png = summarise(rows, args.dataset) if args.seeds > 1 else ({}, None)
+        if png is not None:
+            atomic_write_bytes(Path(args.images_dir) / f"radar_families_{args.dataset}.png", png)
+        return extra
+
     def write(rows: list[dict]) -> dict:
         rows = sorted(rows, key=lambda r: families.index(r["family"]))
         out = {
@@ -187,10 +194,7 @@ def main(argv=None) -> int:
             "units_total": len(families),
             "rows": rows,
         }
-        extra, png = summarise(rows, args.dataset) if args.seeds > 1 else ({}, None)
-        out.update(extra)
-        if png is not None:
-            atomic_write_bytes(Path(args.images_dir) / f"radar_families_{args.dataset}.png", png)
+        out.update(summary(rows))
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, out)  # after every family: a session may stop at any time
         return out
@@ -198,10 +202,8 @@ def main(argv=None) -> int:
     if args.summarise_only:
         if not done:
             ap.error(f"{path} holds no results of these settings to summarise")
-        extra, png = summarise(list(done.values()), args.dataset)
-        old.update(extra)
-        if png is not None:
-            atomic_write_bytes(Path(args.images_dir) / f"radar_families_{args.dataset}.png", png)
+        # Not write(): that would stamp this call's wall time, load and date over the run's own.
+        old.update(summary(list(done.values())))
         atomic_write_json(path, old)
         print(f"re-summarised {len(done)} families in {path}")
         return 0

@@ -30,15 +30,15 @@ def train_args(out: Path, steps: int, *extra: str, checkpoint_every: int = 25) -
     return ["train", *TINY_TRAIN, "--steps", str(steps), "--checkpoint-every", str(checkpoint_every), "--json", "--out", str(out), *extra]
 
 
+def module(name: str, *args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    """``python -m NAME ARGS`` in a subprocess (from ROOT: ``-m`` puts the working folder first on
+    sys.path, so it runs this checkout's code whatever .venv has installed), e.g. ``bench.bench_protocol``."""
+    return subprocess.run([sys.executable, "-m", name, *args], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=timeout, **kw)
+
+
 def cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    """``python -m gda_core ARGS`` in a subprocess (from ROOT: ``-m`` puts the working folder first on
-    sys.path, so it runs this checkout's gda_core whatever .venv has installed)."""
-    return subprocess.run([sys.executable, "-m", "gda_core", *args], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=timeout, **kw)
-
-
-def module(name: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python -m NAME ARGS`` in a subprocess from ROOT (a bench, e.g. ``bench.bench_protocol``)."""
-    return subprocess.run([sys.executable, "-m", name, *args], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=timeout)
+    """``python -m gda_core ARGS`` in a subprocess."""
+    return module("gda_core", *args, timeout=timeout, **kw)
 
 
 def module_ok(name: str, *args: str, timeout: float = 600) -> str:
