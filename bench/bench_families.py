@@ -246,28 +246,36 @@ def main(argv=None) -> int:
 PREVIEW_ORDER = ("vae", "gan", "stylegan2", "ddpm", "ldm", "flow", "realnvp")
 
 
-def compose_previews(run_dirs: list[Path], out: Path, gap: int = 16, scale: int = 3) -> Path:
-    """The runs' preview.png grids side by side on a grey background (gap pixels between them),
-    enlarged ``scale`` times (nearest neighbour: 16-px digits stay sharp in the README)."""
+def compose_previews(run_dirs: list[Path], out: Path, columns: int = 2, gap: int = 16, scale: int = 3) -> Path:
+    """The runs' preview.png grids, each under its family's name, ``columns`` to a row on a grey
+    background, enlarged ``scale`` times (nearest neighbour: 16-px digits stay sharp). Rows, not one
+    strip: ten grids side by side made a 7000-px-wide image nobody could read at page width."""
     import io
 
     import numpy as np
-    from PIL import Image
+    from PIL import Image, ImageDraw, ImageFont
 
     from gda_core.runtime import atomic_write_bytes
 
-    grids = [np.asarray(Image.open(d / "preview.png").convert("RGB")) for d in run_dirs if (d / "preview.png").is_file()]
-    grids = [g.repeat(scale, axis=0).repeat(scale, axis=1) for g in grids]
-    if not grids:
+    found = [(d.name.split("-")[0], d / "preview.png") for d in run_dirs if (d / "preview.png").is_file()]
+    if not found:
         raise SystemExit("error: no preview.png in the runs")
-    h = max(g.shape[0] for g in grids)
-    canvas = np.full((h, sum(g.shape[1] for g in grids) + gap * (len(grids) - 1), 3), 128, np.uint8)
-    x = 0
-    for g in grids:
-        canvas[: g.shape[0], x : x + g.shape[1]] = g
-        x += g.shape[1] + gap
+    grids = [(name, np.asarray(Image.open(p).convert("RGB")).repeat(scale, axis=0).repeat(scale, axis=1)) for name, p in found]
+    font = ImageFont.load_default(size=18)
+    label_h = 26
+    cell_w = max(g.shape[1] for _, g in grids)
+    cell_h = max(g.shape[0] for _, g in grids) + label_h
+    columns = max(1, min(columns, len(grids)))
+    rows = -(-len(grids) // columns)
+    canvas = Image.new("RGB", (columns * cell_w + gap * (columns + 1), rows * cell_h + gap * (rows + 1)), (128, 128, 128))
+    draw = ImageDraw.Draw(canvas)
+    for i, (name, g) in enumerate(grids):
+        x = gap + (i % columns) * (cell_w + gap)
+        y = gap + (i // columns) * (cell_h + gap)
+        draw.text((x, y + 2), name, fill=(255, 255, 255), font=font)
+        canvas.paste(Image.fromarray(g), (x, y + label_h))
     buf = io.BytesIO()
-    Image.fromarray(canvas).save(buf, format="PNG")
+    canvas.save(buf, format="PNG")
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, buf.getvalue())
     return out

@@ -54,3 +54,26 @@ def test_families_bench_reads_the_trilemma_with_intervals_and_resumes(tmp_path):
     resummed = json.loads(path.read_text())
     assert resummed["reading"] == again["reading"] and resummed["trilemma"] == again["trilemma"] and resummed["rows"] == again["rows"]
     assert (tmp_path / "img" / "radar_families_digits.png").is_file()
+
+
+def test_previews_are_laid_out_in_labelled_rows_not_one_strip(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from bench.bench_families import compose_previews
+
+    dirs = []
+    for i, fam in enumerate(["vae", "gan", "ddpm"]):
+        d = tmp_path / f"{fam}-pneumoniamnist"
+        d.mkdir()
+        Image.fromarray(np.full((20, 50, 3), 40 * i, np.uint8)).save(d / "preview.png")
+        dirs.append(d)
+    dirs.append(tmp_path / "flow-pneumoniamnist")  # a family resumed from the results file has no run folder
+    out = compose_previews(dirs, tmp_path / "out.png", columns=2, gap=10, scale=2)
+    img = np.asarray(Image.open(out).convert("RGB"))
+    # Two to a row: 2 x 100 px grids + 3 gaps wide, two rows of (40 px grid + label) tall.
+    assert img.shape[1] == 2 * 100 + 3 * 10 and img.shape[0] > 2 * 40 + 3 * 10
+    assert img.shape[0] < img.shape[1] * 2  # not a strip either way
+    # Each grid sits under a white label line: the family's name is written above its images.
+    label = img[10 : 10 + 26, 10 : 10 + 100]
+    assert (label == 255).all(axis=2).any()
