@@ -1,7 +1,7 @@
 """Every registered family on one dataset at one budget: size, speed and the six scores.
 
     .venv/bin/python -m bench.bench_families [--dataset digits] [--minutes 4] [--threads 1]
-        [--families vae gan ...] [--jobs 1] [--steps 10] [--previews assets/families_digits_3min.png]
+        [--families vae gan ...] [--jobs 1] [--steps 10] [--previews docs/images/families_digits.png]
 
 For each family: train with the family defaults for ``--minutes`` of wall-clock time (the normal
 trainer, batch 64, seed 0), then run the full ``evaluate`` (the six axes, utility with the 1x

@@ -502,18 +502,9 @@ def _x0(r: Results) -> dict:
     return out
 
 
-def t_families(r: Results) -> str:
-    return table("""\
-family | parameters | train precision | train img/s | sample img/s | fidelity | diversity | speed | utility | robustness | privacy | FID | bits/dim
-{% for x in rows %}
-{{ x.family }}{{ " (%s steps)"|format(x.sampler_steps) if x.get("sampler_steps") else "" }} | {{ (x.parameters / 1e6)|f(".2f") }} M | \
-{{ x.train_precision }} | {{ x.train_images_per_s|f(".0f") }} | {{ x.sample_images_per_s|f(".1f") }} | \
-{% for a in axes %}{{ x.scores[a]|f2 }} | {% endfor %}{{ x.get("fid")|f2 }} | {{ x.bits_per_dim|f2 if x.get("bits_per_dim") else "-" }}
-{% endfor %}""", rows=r["families_digits_cpu"]["rows"], axes=AXES)
-
-
 #: How the all-families-at-one-budget run with intervals is made, per dataset (``{{table:families_budget:NAME}}``).
 FAMILIES_BUDGET = {  # dataset -> (results file stem, command)
+    "digits": ("families_digits_cpu", "python -m bench.bench_families --dataset digits --minutes 3 --seeds 3 --threads 2"),
     "pneumoniamnist": ("families_pneumoniamnist_cpu", "python -m bench.bench_families --dataset pneumoniamnist --minutes 5 --seeds 3 --threads 2"),
 }
 
@@ -1430,7 +1421,6 @@ TABLES: dict[str, Callable[..., str]] = {
     "quality_samplers": t_quality_samplers,
     "quality_bf16": t_quality_bf16,
     "x0_clip": t_x0_clip,
-    "families": t_families,
     "families_budget": t_families_budget,
     "speed_sampling": t_speed_sampling,
     "speed_example": t_speed_example,
