@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -246,10 +247,11 @@ def main(argv=None) -> int:
 PREVIEW_ORDER = ("vae", "gan", "stylegan2", "ddpm", "ldm", "flow", "realnvp")
 
 
-def compose_previews(run_dirs: list[Path], out: Path, columns: int = 2, gap: int = 16, scale: int = 3) -> Path:
+def compose_previews(run_dirs: list[Path], out: Path, columns: int | None = None, gap: int = 16, scale: int = 3) -> Path:
     """The runs' preview.png grids, each under its family's name, ``columns`` to a row on a grey
     background, enlarged ``scale`` times (nearest neighbour: 16-px digits stay sharp). Rows, not one
-    strip: ten grids side by side made a 7000-px-wide image nobody could read at page width."""
+    strip: ten grids side by side made a 7000-px-wide image nobody could read at page width. By default
+    as many columns as make the whole about 3:2 landscape (two for wide 2-class grids, five for 10-class ones)."""
     import io
 
     import numpy as np
@@ -265,6 +267,8 @@ def compose_previews(run_dirs: list[Path], out: Path, columns: int = 2, gap: int
     label_h = 26
     cell_w = max(g.shape[1] for _, g in grids)
     cell_h = max(g.shape[0] for _, g in grids) + label_h
+    if columns is None:
+        columns = round(math.sqrt(len(grids) * cell_h / cell_w * 1.5))
     columns = max(1, min(columns, len(grids)))
     rows = -(-len(grids) // columns)
     canvas = Image.new("RGB", (columns * cell_w + gap * (columns + 1), rows * cell_h + gap * (rows + 1)), (128, 128, 128))

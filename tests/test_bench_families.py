@@ -77,3 +77,6 @@ def test_previews_are_laid_out_in_labelled_rows_not_one_strip(tmp_path):
     # Each grid sits under a white label line: the family's name is written above its images.
     label = img[10 : 10 + 26, 10 : 10 + 100]
     assert (label == 255).all(axis=2).any()
+    # Left to itself it picks the columns that make the whole landscape, whatever the grids' shape.
+    auto = np.asarray(Image.open(compose_previews(dirs, tmp_path / "auto.png", gap=10, scale=2)))
+    assert auto.shape[1] > auto.shape[0]
