@@ -26,6 +26,7 @@ class, and that noise belongs in the interval); several sampling seeds -> a t-in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -216,6 +217,8 @@ def combine(blocks: Sequence[dict], *, what: str = "sampling seeds") -> dict | N
     for key in ("rate", "copy_gap"):
         est = over_replicates([float(b[key]["mean"]) for b in blocks], what=what)
         if est is not None:
+            if key == "rate":  # a share: a t-interval over few replicates can cross 0 % or 100 %, the rate cannot
+                est = dataclasses.replace(est, lo=max(0.0, est.lo), hi=min(1.0, est.hi))
             out[key] = est.to_dict()
     for key in ("nearest_train_mean", "nearest_held_out_mean"):
         out[key] = float(np.mean([b[key] for b in blocks]))
