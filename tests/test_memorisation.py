@@ -77,6 +77,8 @@ def test_block_round_trip_seeds_and_reading(digits, parts):
     assert both["replicates"] == 2 and "t-interval over 2 sampling seeds" in both["rate"]["method"]
     # A copier and a new-image set: a t-interval on one degree of freedom spans far more than the rate can; a share stays in [0, 1].
     assert 0.0 <= both["rate"]["lo"] < both["rate"]["mean"] < both["rate"]["hi"] <= 1.0
+    old_style = {**block, "rate": {**block["rate"], "lo": -0.06, "hi": 1.01}}  # a report stored before the clip
+    assert read_block(old_style)[0].interval == [0.0, 1.0]
     assert "reproduces training images" in reading(block, "copier") and copies(block) and not copies(b.to_dict())
     assert "no sign" in reading(b.to_dict(), "real")
     assert read_block({"rate": {"mean": "x"}}) is None and reading(None) is None

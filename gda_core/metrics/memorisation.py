@@ -240,7 +240,8 @@ def read_block(block) -> tuple[Estimate, Estimate] | None:
         return None
     if not all(math.isfinite(v) for e in (rate, gap) for v in (e.mean, e.lo, e.hi)):
         return None
-    return rate, gap
+    # Reports written before combine() clipped the rate (and hand-edited ones) still read as a share.
+    return dataclasses.replace(rate, lo=max(0.0, rate.lo), hi=min(1.0, rate.hi)), gap
 
 
 #: How much closer to its training images than new real images come (in SSIM, on the copy gap) a model
