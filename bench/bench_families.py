@@ -243,7 +243,7 @@ def main(argv=None) -> int:
     return 0
 
 
-# The previews' order in the README image: the one-shot generators, then the iterative families.
+# The previews' order in the docs' image: the one-shot generators, then the iterative families (the rest after).
 PREVIEW_ORDER = ("vae", "gan", "stylegan2", "ddpm", "ldm", "flow", "realnvp")
 
 
@@ -263,7 +263,10 @@ def compose_previews(run_dirs: list[Path], out: Path, columns: int | None = None
     if not found:
         raise SystemExit("error: no preview.png in the runs")
     grids = [(name, np.asarray(Image.open(p).convert("RGB")).repeat(scale, axis=0).repeat(scale, axis=1)) for name, p in found]
-    font = ImageFont.load_default(size=18)
+    try:
+        font = ImageFont.load_default(size=18)
+    except (ImportError, OSError):  # a Pillow built without FreeType: its small bitmap font still names the grid
+        font = ImageFont.load_default()
     label_h = 26
     cell_w = max(g.shape[1] for _, g in grids)
     cell_h = max(g.shape[0] for _, g in grids) + label_h
