@@ -76,11 +76,11 @@ def _estimate(cells: list[dict], metric: str) -> Estimate | None:
     m = _correct_matrix(cells) if metric == "accuracy" else None
     if m is not None and len(m[0]):
         est = hierarchical([m], seed=0)
-        return Estimate(est.mean, max(0.0, est.lo), min(1.0, est.hi), est.se, est.df, est.n, est.method, est.values)
+        return est.within()
     vals = [c[metric] for c in sorted(cells, key=lambda c: c["seed"])]
     est = over_replicates(vals, what="seeds")
     if est is not None and est.se > 0:
-        return Estimate(est.mean, max(0.0, est.lo), min(1.0, est.hi), est.se, est.df, est.n, est.method, est.values)
+        return est.within()
     boots = [c[f"{metric}_ci95"] for c in cells if c.get(f"{metric}_ci95")]
     if not boots:
         return est

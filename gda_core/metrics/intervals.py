@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -78,6 +78,11 @@ class Estimate:
             )  # fmt: skip
         except (KeyError, TypeError, ValueError):
             raise ConfigError("not an interval record (mean, lo, hi, se, df, n, method)") from None
+
+    def within(self, lo: float = 0.0, hi: float = 1.0) -> Estimate:
+        """The interval cut to the figure's range (a share, a [0, 1] score): a t-interval over a few
+        replicates can run past a bound the figure itself cannot cross."""
+        return replace(self, lo=max(lo, self.lo), hi=min(hi, self.hi))
 
     def map(self, fn: Callable[[float], float], derivative: Callable[[float], float] | None = None) -> Estimate:
         """The same figure through a monotone function (e.g. images/s -> a [0, 1] score): the mean,

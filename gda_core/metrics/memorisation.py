@@ -26,7 +26,6 @@ class, and that noise belongs in the interval); several sampling seeds -> a t-in
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -218,7 +217,7 @@ def combine(blocks: Sequence[dict], *, what: str = "sampling seeds") -> dict | N
         est = over_replicates([float(b[key]["mean"]) for b in blocks], what=what)
         if est is not None:
             if key == "rate":  # a share: a t-interval over few replicates can cross 0 % or 100 %, the rate cannot
-                est = dataclasses.replace(est, lo=max(0.0, est.lo), hi=min(1.0, est.hi))
+                est = est.within()
             out[key] = est.to_dict()
     for key in ("nearest_train_mean", "nearest_held_out_mean"):
         out[key] = float(np.mean([b[key] for b in blocks]))
@@ -241,7 +240,7 @@ def read_block(block) -> tuple[Estimate, Estimate] | None:
     if not all(math.isfinite(v) for e in (rate, gap) for v in (e.mean, e.lo, e.hi)):
         return None
     # Reports written before combine() clipped the rate (and hand-edited ones) still read as a share.
-    return dataclasses.replace(rate, lo=max(0.0, rate.lo), hi=min(1.0, rate.hi)), gap
+    return rate.within(), gap
 
 
 #: How much closer to its training images than new real images come (in SSIM, on the copy gap) a model

@@ -67,7 +67,7 @@ def _over_runs(reports: list[Report], seeds: int) -> dict[str, Estimate]:
     for a in AXES:
         est = over_replicates([s[a] for s in scores if s[a] is not None], what=what)
         if est is not None:
-            out[f"score:{a}"] = Estimate(est.mean, max(0.0, est.lo), min(1.0, est.hi), est.se, est.df, est.n, est.method, est.values)
+            out[f"score:{a}"] = est.within()
     # Figures every run shares (the real-data classifier's, the speed): their own interval.
     for key, est in reports[0].uncertainty.items():
         out.setdefault(key, est)
@@ -84,7 +84,7 @@ def _per_class(reports: list[Report]) -> dict:
             vals = [x.get(fig) for x in rows if x.get(fig) is not None]
             merged[fig] = float(np.mean(vals)) if vals else None
             est = over_replicates(vals, what="training runs")
-            intervals[fig] = [max(0.0, est.lo), min(1.0, est.hi)] if est is not None and est.se > 0 else row.get("intervals", {}).get(fig)
+            intervals[fig] = est.within().interval if est is not None and est.se > 0 else row.get("intervals", {}).get(fig)
         out[name] = {**merged, "intervals": intervals, "method": f"t-interval over {len(reports)} training runs"}
     return out
 

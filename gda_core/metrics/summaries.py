@@ -9,7 +9,6 @@ Score intervals are keyed ``score:<axis>``; raw figures by their own key.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -137,9 +136,9 @@ def classifier_hierarchical(items_per_seed: list[dict], *, seed: int = 0, mask=N
         a, b = _stack(items_per_seed, f"tstr_{key}", mask), _stack(items_per_seed, f"trtr_{key}", mask)
         if a is not None and b is not None and a.shape[1]:
             e = hierarchical([a, b], stat=ratio01, seed=seed)
-            out[f"score:{axis}"] = dataclasses.replace(e, lo=max(0.0, e.lo), hi=min(1.0, e.hi))
+            out[f"score:{axis}"] = e.within()
     for key in [k for k in out if k.endswith("_acc")]:
-        out[key] = dataclasses.replace(out[key], lo=max(0.0, out[key].lo), hi=min(1.0, out[key].hi))
+        out[key] = out[key].within()
     return out
 
 
@@ -156,7 +155,7 @@ def aggregate_replicates(raws: list[dict], *, what: str = "sampling seeds") -> d
     for axis in AXES:
         est = over_replicates([s[axis] for s in scores if s[axis] is not None], what=what)
         if est is not None:
-            out[f"score:{axis}"] = Estimate(est.mean, max(0.0, est.lo), min(1.0, est.hi), est.se, est.df, est.n, est.method, est.values)
+            out[f"score:{axis}"] = est.within()
     return out
 
 
@@ -175,7 +174,7 @@ def _within_domain(key: str, est: Estimate) -> Estimate:
         lo, hi = 0.0, math.inf
     else:
         return est
-    return dataclasses.replace(est, lo=max(lo, est.lo), hi=min(hi, est.hi))
+    return est.within(lo, hi)
 
 
 # Figures with no interval over seeds: the real-data references and the speed are measured once and shared by every
@@ -250,7 +249,7 @@ def _per_class_interval(vals: list[float], first: dict, src: str) -> list[float]
     count the same images K times."""
     est = over_replicates(vals)
     if est is not None and est.se > 0:
-        return [max(0.0, est.lo), min(1.0, est.hi)]
+        return est.within().interval
     n = first.get("n_synthetic" if src == "precision" else "n_real" if src == "recall" else "n_test") or 0
     return list(wilson(float(np.mean(vals)), int(n)))
 
