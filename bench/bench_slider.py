@@ -21,7 +21,6 @@ Results: bench/results/slider_<device>.json, a markdown table on stdout.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import time
 from pathlib import Path
@@ -53,7 +52,7 @@ def _bounded(est, metric: str):
     if est is None:
         return None
     hi = 1.0 if metric in ("precision", "recall") else float("inf")
-    return dataclasses.replace(est, lo=max(0.0, est.lo), hi=min(hi, est.hi))
+    return est.within(0.0, hi)
 
 
 def main() -> int:
